@@ -1,0 +1,3 @@
+//! netpold: Kubernetes NetworkPolicy for hosts without Kubernetes.
+pub mod diag;
+pub mod manifest;

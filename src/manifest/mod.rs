@@ -1,0 +1,409 @@
+//! Reading the manifest directory: which files count, in which order, and each
+//! file's YAML documents as position-carrying trees. Knows nothing of kinds or fields.
+
+pub mod node;
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::diag::Diagnostic;
+use node::{Node, Pos, Value};
+
+/// A file holding manifests: `display` is how diagnostics name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceFile {
+    pub display: String,
+    pub path: PathBuf,
+}
+
+/// One YAML document (or one item of a `kind: List`) of a file.
+#[derive(Clone, Debug)]
+pub struct RawObject {
+    pub file: String,
+    pub node: Node,
+}
+
+/// Upper bounds on what one file may hold, so a hostile or broken file costs
+/// bounded memory and time; each is reported as an ordinary error.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Whether a directory entry's name marks editor or package-manager debris
+/// that must never be loaded (CONTRACT §2).
+pub fn is_ignored_name(name: &[u8]) -> bool {
+    let ends = |suffix: &[u8]| name.ends_with(suffix);
+    if name.is_empty() || name[0] == b'.' || ends(b"~") {
+        return true;
+    }
+    if name.len() >= 2 && name[0] == b'#' && ends(b"#") {
+        return true;
+    }
+    if [b".swp".as_slice(), b".swx", b".tmp", b".bak"].iter().any(|s| ends(s)) {
+        return true;
+    }
+    // `.dpkg-new`, `.dpkg-old`, `.rpmnew`, `.rpmsave` …, wherever they sit in the name.
+    name.split(|&b| b == b'.')
+        .skip(1)
+        .any(|part| part.starts_with(b"dpkg-") || part.starts_with(b"rpm"))
+}
+
+fn has_manifest_extension(name: &[u8]) -> bool {
+    [b".yaml".as_slice(), b".yml", b".json"]
+        .iter()
+        .any(|ext| name.len() > ext.len() && name.ends_with(ext))
+}
+
+/// Every manifest file below `dir`, recursively, in byte order of the relative
+/// paths. Symlinked files are followed; symlinked directories are not (a link
+/// loop or a link out of the tree must not change what is loaded).
+/// Unreadable subdirectories are reported, not skipped silently.
+pub fn scan_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), std::io::Error> {
+    let meta = fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
+    }
+    let mut found: Vec<(Vec<u8>, PathBuf)> = Vec::new();
+    let mut problems = Vec::new();
+    let mut pending: Vec<(PathBuf, Vec<u8>)> = vec![(dir.to_path_buf(), Vec::new())];
+    while let Some((abs, rel)) = pending.pop() {
+        let entries = match fs::read_dir(&abs) {
+            Ok(entries) => entries,
+            Err(e) => {
+                problems.push(io_diag(&rel, &e));
+                continue;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    problems.push(io_diag(&rel, &e));
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            let name = name.as_bytes();
+            if is_ignored_name(name) {
+                continue;
+            }
+            let mut child_rel = rel.clone();
+            if !child_rel.is_empty() {
+                child_rel.push(b'/');
+            }
+            child_rel.extend_from_slice(name);
+            let file_type = match entry.file_type() {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(io_diag(&child_rel, &e));
+                    continue;
+                }
+            };
+            if file_type.is_dir() {
+                pending.push((entry.path(), child_rel));
+            } else if has_manifest_extension(name) {
+                // Symlinks are followed only to files; a dangling link is an error
+                // because the operator evidently meant it to be loaded.
+                if file_type.is_symlink() {
+                    match fs::metadata(entry.path()) {
+                        Ok(m) if m.is_dir() => continue,
+                        Ok(_) => {}
+                        Err(e) => {
+                            problems.push(io_diag(&child_rel, &e));
+                            continue;
+                        }
+                    }
+                }
+                found.push((child_rel, entry.path()));
+            }
+        }
+    }
+    found.sort();
+    let files = found
+        .into_iter()
+        .map(|(rel, path)| SourceFile {
+            display: String::from_utf8_lossy(&rel).into_owned(),
+            path,
+        })
+        .collect();
+    Ok((files, problems))
+}
+
+fn io_diag(rel: &[u8], e: &std::io::Error) -> Diagnostic {
+    let display = if rel.is_empty() {
+        ".".to_owned()
+    } else {
+        String::from_utf8_lossy(rel).into_owned()
+    };
+    Diagnostic::new(display, Pos { line: 1, col: 1 }, format!("cannot read: {e}"))
+}
+
+/// Reads one file and splits it into objects (documents, and items of `kind: List`).
+/// Errors of the file go to `problems`; a file with any syntax error yields no objects.
+pub fn read_file(file: &SourceFile, problems: &mut Vec<Diagnostic>) -> Vec<RawObject> {
+    let at_start = Pos { line: 1, col: 1 };
+    let meta = match fs::metadata(&file.path) {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(Diagnostic::new(&file.display, at_start, format!("cannot read: {e}")));
+            return Vec::new();
+        }
+    };
+    if !meta.is_file() {
+        problems.push(Diagnostic::new(&file.display, at_start, "not a regular file"));
+        return Vec::new();
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        problems.push(Diagnostic::new(
+            &file.display,
+            at_start,
+            format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len()),
+        ));
+        return Vec::new();
+    }
+    match fs::read(&file.path) {
+        Ok(bytes) => parse_bytes(&file.display, &bytes, problems),
+        Err(e) => {
+            problems.push(Diagnostic::new(&file.display, at_start, format!("cannot read: {e}")));
+            Vec::new()
+        }
+    }
+}
+
+/// Parses the bytes of one file. Public so tests and fuzzers can drive it without files.
+pub fn parse_bytes(display: &str, bytes: &[u8], problems: &mut Vec<Diagnostic>) -> Vec<RawObject> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let pos = pos_of_offset(bytes, e.valid_up_to());
+            problems.push(Diagnostic::new(display, pos, "file is not valid UTF-8"));
+            return Vec::new();
+        }
+    };
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    let docs: Vec<Option<Node>> = match serde_saphyr::from_multiple_with_options(text, options) {
+        Ok(docs) => docs,
+        Err(e) => {
+            let pos = e
+                .location()
+                .map(|l| Pos {
+                    line: u32::try_from(l.line()).unwrap_or(u32::MAX),
+                    col: u32::try_from(l.column()).unwrap_or(u32::MAX),
+                })
+                .filter(|p| p.line > 0)
+                .unwrap_or(Pos { line: 1, col: 1 });
+            problems.push(Diagnostic::new(display, pos, yaml_message(&e)));
+            return Vec::new();
+        }
+    };
+    let mut objects = Vec::new();
+    for doc in docs.into_iter().flatten() {
+        if doc.is_null() {
+            continue;
+        }
+        expand_list(display, doc, &mut objects, problems);
+    }
+    objects
+}
+
+/// `kind: List` (as `kubectl get -o yaml` prints) contributes its items; any other
+/// document is one object. Lists do not nest.
+fn expand_list(display: &str, doc: Node, out: &mut Vec<RawObject>, problems: &mut Vec<Diagnostic>) {
+    let is_list = doc.get("kind").and_then(Node::as_str) == Some("List");
+    if !is_list {
+        out.push(RawObject {
+            file: display.to_owned(),
+            node: doc,
+        });
+        return;
+    }
+    let Value::Map(entries) = doc.value else {
+        return;
+    };
+    let mut items = None;
+    for (key, value) in entries {
+        match key.as_str() {
+            Some("apiVersion") if value.as_str() == Some("v1") => {}
+            Some("apiVersion") => problems.push(Diagnostic::new(
+                display,
+                value.pos,
+                "apiVersion: a List must have apiVersion v1",
+            )),
+            Some("kind") | Some("metadata") => {}
+            Some("items") => items = Some(value),
+            _ => problems.push(Diagnostic::new(
+                display,
+                key.pos,
+                format!("unknown field {}", key_text(&key)),
+            )),
+        }
+    }
+    let Some(items) = items else {
+        problems.push(Diagnostic::new(display, doc.pos, "items: a List needs items"));
+        return;
+    };
+    match items.value {
+        Value::Null => {}
+        Value::Seq(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                if item.get("kind").and_then(Node::as_str) == Some("List") {
+                    problems.push(Diagnostic::new(
+                        display,
+                        item.pos,
+                        format!("items[{i}]: a List cannot contain a List"),
+                    ));
+                } else {
+                    out.push(RawObject {
+                        file: display.to_owned(),
+                        node: item,
+                    });
+                }
+            }
+        }
+        _ => problems.push(Diagnostic::new(
+            display,
+            items.pos,
+            format!("items: expected a list, got {}", items.kind_name()),
+        )),
+    }
+}
+
+/// A mapping key as the user wrote it, for messages.
+pub fn key_text(key: &Node) -> String {
+    match &key.value {
+        Value::Str(s) => format!("{s:?}"),
+        Value::Int(i) => i.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Null => "null".to_owned(),
+        Value::Seq(_) | Value::Map(_) => "(a collection)".to_owned(),
+    }
+}
+
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    // The library's message carries its own "at line X column Y" suffix; the
+    // position is already in front of ours, so keep only the first line sans suffix.
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid YAML").trim();
+    let first = match first.find(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    format!("invalid YAML: {first}")
+}
+
+fn pos_of_offset(bytes: &[u8], offset: usize) -> Pos {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    Pos {
+        line: u32::try_from(line).unwrap_or(u32::MAX),
+        col: u32::try_from(col).unwrap_or(u32::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Vec<RawObject>, Vec<Diagnostic>) {
+        let mut problems = Vec::new();
+        let objects = parse_bytes("f.yaml", text.as_bytes(), &mut problems);
+        (objects, problems)
+    }
+
+    #[test]
+    fn ignored_names() {
+        for name in [
+            ".hidden.yaml",
+            "a.yaml~",
+            "a.yaml.swp",
+            "a.swx",
+            "a.tmp",
+            "a.yaml.bak",
+            "a.yaml.dpkg-new",
+            "a.yaml.dpkg-old",
+            "a.yaml.rpmnew",
+            "a.yaml.rpmsave",
+            "#a.yaml#",
+        ] {
+            assert!(is_ignored_name(name.as_bytes()), "{name}");
+        }
+        for name in ["a.yaml", "b.json", "c.yml", "dir", "#x.yaml"] {
+            assert!(!is_ignored_name(name.as_bytes()), "{name}");
+        }
+    }
+
+    #[test]
+    fn documents_lists_and_empty_documents() {
+        let (objects, problems) = parse(
+            "---\n---\nkind: A\n---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems:\n- kind: B\n- kind: C\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let kinds: Vec<_> = objects
+            .iter()
+            .map(|o| o.node.get("kind").unwrap().as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(kinds, ["A", "B", "C"]);
+        assert_eq!(objects[2].node.pos.line, 11);
+    }
+
+    #[test]
+    fn json_is_yaml() {
+        let (objects, problems) = parse("{\n\t\"kind\": \"A\",\n\t\"n\": [1, 2]\n}\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(objects.len(), 1);
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let (objects, problems) = parse("a: 1\nb: [1, 2\nc: 3\n");
+        assert!(objects.is_empty());
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].pos.line >= 2, "{}", problems[0]);
+        assert!(problems[0].message.starts_with("invalid YAML"), "{}", problems[0]);
+    }
+
+    #[test]
+    fn duplicate_key_is_an_error() {
+        let (_, problems) = parse("a: 1\na: 2\n");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].pos.line, 2, "{}", problems[0]);
+    }
+
+    #[test]
+    fn non_utf8_names_the_place() {
+        let mut problems = Vec::new();
+        parse_bytes("f.yaml", b"a: 1\nb: x\xff\n", &mut problems);
+        assert_eq!(problems[0].to_string(), "f.yaml:2:5: error: file is not valid UTF-8");
+    }
+
+    #[test]
+    fn nested_list_is_refused() {
+        let (objects, problems) = parse("kind: List\napiVersion: v1\nitems:\n- kind: List\n  items: []\n");
+        assert!(objects.is_empty());
+        assert_eq!(problems.len(), 1);
+    }
+
+    #[test]
+    fn scan_orders_by_bytes_and_skips_debris() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("b/sub")).unwrap();
+        fs::create_dir_all(root.join(".git")).unwrap();
+        for f in ["b/sub/z.yaml", "b/a.yml", "B.json", "a.yaml", "a.yaml~", ".git/x.yaml", "notes.txt"] {
+            fs::write(root.join(f), "").unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("b"), root.join("linked-dir")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.yaml"), root.join("c.yaml")).unwrap();
+        let (files, problems) = scan_dir(root).unwrap();
+        assert!(problems.is_empty());
+        let names: Vec<_> = files.iter().map(|f| f.display.as_str()).collect();
+        assert_eq!(names, ["B.json", "a.yaml", "b/a.yml", "b/sub/z.yaml", "c.yaml"]);
+    }
+}
