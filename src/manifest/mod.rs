@@ -38,7 +38,10 @@ pub fn is_ignored_name(name: &[u8]) -> bool {
     if name.len() >= 2 && name[0] == b'#' && ends(b"#") {
         return true;
     }
-    if [b".swp".as_slice(), b".swx", b".tmp", b".bak"].iter().any(|s| ends(s)) {
+    if [b".swp".as_slice(), b".swx", b".tmp", b".bak"]
+        .iter()
+        .any(|s| ends(s))
+    {
         return true;
     }
     // `.dpkg-new`, `.dpkg-old`, `.rpmnew`, `.rpmsave` …, wherever they sit in the name.
@@ -137,7 +140,11 @@ fn io_diag(rel: &[u8], e: &std::io::Error) -> Diagnostic {
     } else {
         String::from_utf8_lossy(rel).into_owned()
     };
-    Diagnostic::new(display, Pos { line: 1, col: 1 }, format!("cannot read: {e}"))
+    Diagnostic::new(
+        display,
+        Pos { line: 1, col: 1 },
+        format!("cannot read: {e}"),
+    )
 }
 
 /// Reads one file and splits it into objects (documents, and items of `kind: List`).
@@ -147,26 +154,41 @@ pub fn read_file(file: &SourceFile, problems: &mut Vec<Diagnostic>) -> Vec<RawOb
     let meta = match fs::metadata(&file.path) {
         Ok(m) => m,
         Err(e) => {
-            problems.push(Diagnostic::new(&file.display, at_start, format!("cannot read: {e}")));
+            problems.push(Diagnostic::new(
+                &file.display,
+                at_start,
+                format!("cannot read: {e}"),
+            ));
             return Vec::new();
         }
     };
     if !meta.is_file() {
-        problems.push(Diagnostic::new(&file.display, at_start, "not a regular file"));
+        problems.push(Diagnostic::new(
+            &file.display,
+            at_start,
+            "not a regular file",
+        ));
         return Vec::new();
     }
     if meta.len() > MAX_FILE_BYTES {
         problems.push(Diagnostic::new(
             &file.display,
             at_start,
-            format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len()),
+            format!(
+                "file is {} bytes; the limit is {MAX_FILE_BYTES}",
+                meta.len()
+            ),
         ));
         return Vec::new();
     }
     match fs::read(&file.path) {
         Ok(bytes) => parse_bytes(&file.display, &bytes, problems),
         Err(e) => {
-            problems.push(Diagnostic::new(&file.display, at_start, format!("cannot read: {e}")));
+            problems.push(Diagnostic::new(
+                &file.display,
+                at_start,
+                format!("cannot read: {e}"),
+            ));
             Vec::new()
         }
     }
@@ -243,7 +265,11 @@ fn expand_list(display: &str, doc: Node, out: &mut Vec<RawObject>, problems: &mu
         }
     }
     let Some(items) = items else {
-        problems.push(Diagnostic::new(display, doc.pos, "items: a List needs items"));
+        problems.push(Diagnostic::new(
+            display,
+            doc.pos,
+            "items: a List needs items",
+        ));
         return;
     };
     match items.value {
@@ -299,8 +325,14 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
 fn pos_of_offset(bytes: &[u8], offset: usize) -> Pos {
     let before = &bytes[..offset.min(bytes.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let col = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     Pos {
         line: u32::try_from(line).unwrap_or(u32::MAX),
         col: u32::try_from(col).unwrap_or(u32::MAX),
@@ -366,7 +398,11 @@ mod tests {
         assert!(objects.is_empty());
         assert_eq!(problems.len(), 1);
         assert!(problems[0].pos.line >= 2, "{}", problems[0]);
-        assert!(problems[0].message.starts_with("invalid YAML"), "{}", problems[0]);
+        assert!(
+            problems[0].message.starts_with("invalid YAML"),
+            "{}",
+            problems[0]
+        );
     }
 
     #[test]
@@ -380,12 +416,16 @@ mod tests {
     fn non_utf8_names_the_place() {
         let mut problems = Vec::new();
         parse_bytes("f.yaml", b"a: 1\nb: x\xff\n", &mut problems);
-        assert_eq!(problems[0].to_string(), "f.yaml:2:5: error: file is not valid UTF-8");
+        assert_eq!(
+            problems[0].to_string(),
+            "f.yaml:2:5: error: file is not valid UTF-8"
+        );
     }
 
     #[test]
     fn nested_list_is_refused() {
-        let (objects, problems) = parse("kind: List\napiVersion: v1\nitems:\n- kind: List\n  items: []\n");
+        let (objects, problems) =
+            parse("kind: List\napiVersion: v1\nitems:\n- kind: List\n  items: []\n");
         assert!(objects.is_empty());
         assert_eq!(problems.len(), 1);
     }
@@ -396,7 +436,15 @@ mod tests {
         let root = dir.path();
         fs::create_dir_all(root.join("b/sub")).unwrap();
         fs::create_dir_all(root.join(".git")).unwrap();
-        for f in ["b/sub/z.yaml", "b/a.yml", "B.json", "a.yaml", "a.yaml~", ".git/x.yaml", "notes.txt"] {
+        for f in [
+            "b/sub/z.yaml",
+            "b/a.yml",
+            "B.json",
+            "a.yaml",
+            "a.yaml~",
+            ".git/x.yaml",
+            "notes.txt",
+        ] {
             fs::write(root.join(f), "").unwrap();
         }
         std::os::unix::fs::symlink(root.join("b"), root.join("linked-dir")).unwrap();
@@ -404,6 +452,9 @@ mod tests {
         let (files, problems) = scan_dir(root).unwrap();
         assert!(problems.is_empty());
         let names: Vec<_> = files.iter().map(|f| f.display.as_str()).collect();
-        assert_eq!(names, ["B.json", "a.yaml", "b/a.yml", "b/sub/z.yaml", "c.yaml"]);
+        assert_eq!(
+            names,
+            ["B.json", "a.yaml", "b/a.yml", "b/sub/z.yaml", "c.yaml"]
+        );
     }
 }

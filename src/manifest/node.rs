@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 /// 1-based line and column of a node in its file.
@@ -161,7 +161,9 @@ mod tests {
         assert_eq!(docs.len(), 2);
         let b = docs[0].get("b").unwrap();
         assert_eq!(b.pos, Pos { line: 3, col: 3 });
-        let Value::Seq(items) = &b.value else { panic!() };
+        let Value::Seq(items) = &b.value else {
+            panic!()
+        };
         assert_eq!(items[1].get("d").unwrap().as_str(), Some("80"));
         assert_eq!(items[1].get("d").unwrap().pos, Pos { line: 4, col: 18 });
         assert_eq!(docs[1].get("kind").unwrap().pos.line, 6);

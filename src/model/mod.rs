@@ -1,0 +1,388 @@
+//! Validated domain objects. `convert` turns raw trees into these, collecting every
+//! error; `Model::build` adds the cross-object rules (duplicates, address clashes)
+//! and the namespaces that are named but not declared.
+
+mod convert;
+pub mod syntax;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::diag::{Diagnostic, Origin};
+use crate::manifest::RawObject;
+use crate::manifest::node::Pos;
+use crate::selector::{LabelSelector, Labels};
+
+pub use convert::convert_object;
+
+/// The label every namespace carries, as the API server sets it.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// The namespace of a namespaced object that names none, as kubectl would use.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+    pub fn parse(s: &str) -> Option<Protocol> {
+        match s {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    /// The nft keyword (`tcp dport`, `meta l4proto udp`).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Namespace,
+    NetworkPolicy,
+    WorkloadEndpoint,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Namespace => "Namespace",
+            Kind::NetworkPolicy => "NetworkPolicy",
+            Kind::WorkloadEndpoint => "WorkloadEndpoint",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace {
+    pub name: String,
+    /// Includes the synthesised `kubernetes.io/metadata.name`.
+    pub labels: Labels,
+    /// `None` for a namespace that objects name but no file declares.
+    pub origin: Option<Origin>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedPort {
+    pub name: String,
+    pub port: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub namespace: String,
+    pub name: String,
+    pub labels: Labels,
+    /// `None`: the node of whoever loads it.
+    pub node: Option<String>,
+    pub interface: String,
+    pub ips: Vec<IpAddr>,
+    pub ports: Vec<NamedPort>,
+    pub origin: Origin,
+    /// Where each of `ips` and `interface` was written, for cross-object errors.
+    pub ip_pos: Vec<Pos>,
+    pub interface_pos: Pos,
+}
+
+impl Endpoint {
+    pub fn is_local(&self, node: &str) -> bool {
+        self.node.as_deref().is_none_or(|n| n == node)
+    }
+
+    /// The port number a named port resolves to on this endpoint, for one protocol.
+    pub fn named_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|p| p.name == name && p.protocol == protocol)
+            .map(|p| p.port)
+    }
+
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Which namespaces a pod peer looks in.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NamespaceScope {
+    /// The policy's own namespace (a peer with only `podSelector`).
+    Own,
+    Matching(LabelSelector),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpBlock {
+    pub cidr: IpNet,
+    pub except: Vec<IpNet>,
+}
+
+impl IpBlock {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.cidr.contains(&ip) && !self.except.iter().any(|e| e.contains(&ip))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Peer {
+    Pods {
+        namespaces: NamespaceScope,
+        pods: LabelSelector,
+    },
+    IpBlock(IpBlock),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortMatch {
+    /// Every port of the protocol.
+    Any,
+    /// Inclusive range; a single port is `Range(p, p)`.
+    Range(u16, u16),
+    Named(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PortSpec {
+    pub protocol: Protocol,
+    pub port: PortMatch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Empty: every peer, inside the cluster and out.
+    pub peers: Vec<Peer>,
+    /// Empty: every port of every protocol.
+    pub ports: Vec<PortSpec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkPolicy {
+    pub namespace: String,
+    pub name: String,
+    pub pod_selector: LabelSelector,
+    /// `Some` exactly when the effective policyTypes contain Ingress (after defaulting);
+    /// rules of a direction the policy does not govern are dropped (upstream semantics).
+    pub ingress: Option<Vec<Rule>>,
+    pub egress: Option<Vec<Rule>>,
+    pub origin: Origin,
+}
+
+impl NetworkPolicy {
+    pub fn rules(&self, direction: Direction) -> Option<&[Rule]> {
+        match direction {
+            Direction::Ingress => self.ingress.as_deref(),
+            Direction::Egress => self.egress.as_deref(),
+        }
+    }
+
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// One validated manifest object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Object {
+    Namespace(Namespace),
+    Endpoint(Endpoint),
+    Policy(NetworkPolicy),
+}
+
+impl Object {
+    pub fn identity(&self) -> (Kind, String, String) {
+        match self {
+            Object::Namespace(n) => (Kind::Namespace, String::new(), n.name.clone()),
+            Object::Endpoint(e) => (Kind::WorkloadEndpoint, e.namespace.clone(), e.name.clone()),
+            Object::Policy(p) => (Kind::NetworkPolicy, p.namespace.clone(), p.name.clone()),
+        }
+    }
+
+    pub fn origin(&self) -> Option<&Origin> {
+        match self {
+            Object::Namespace(n) => n.origin.as_ref(),
+            Object::Endpoint(e) => Some(&e.origin),
+            Object::Policy(p) => Some(&p.origin),
+        }
+    }
+}
+
+/// Everything the manifests say, validated. Keyed maps give a deterministic order
+/// whatever the order of files and documents.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    pub namespaces: BTreeMap<String, Namespace>,
+    pub endpoints: BTreeMap<(String, String), Endpoint>,
+    pub policies: BTreeMap<(String, String), NetworkPolicy>,
+}
+
+impl Model {
+    /// Converts and validates raw objects; returns the model of everything that
+    /// validated and the list of every problem found (empty when all is valid).
+    pub fn build(raw: &[RawObject]) -> (Model, Vec<Diagnostic>) {
+        let mut problems = Vec::new();
+        let objects: Vec<Object> = raw
+            .iter()
+            .filter_map(|r| convert_object(r, &mut problems))
+            .collect();
+        let model = Model::from_objects(objects, &mut problems);
+        (model, problems)
+    }
+
+    /// Assembles converted objects, reporting duplicates and cross-object clashes.
+    pub fn from_objects(objects: Vec<Object>, problems: &mut Vec<Diagnostic>) -> Model {
+        let mut model = Model::default();
+        let mut seen: BTreeMap<(Kind, String, String), Origin> = BTreeMap::new();
+        for object in objects {
+            let identity = object.identity();
+            let origin = object.origin().cloned().unwrap_or_default();
+            if let Some(first) = seen.get(&identity) {
+                let (kind, ns, name) = &identity;
+                let id = if ns.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{ns}/{name}")
+                };
+                problems.push(Diagnostic::new(
+                    &origin.file,
+                    origin.pos,
+                    format!("duplicate {kind} {id}: also defined at {first}"),
+                ));
+                continue;
+            }
+            seen.insert(identity, origin);
+            match object {
+                Object::Namespace(n) => {
+                    model.namespaces.insert(n.name.clone(), n);
+                }
+                Object::Endpoint(e) => {
+                    model
+                        .endpoints
+                        .insert((e.namespace.clone(), e.name.clone()), e);
+                }
+                Object::Policy(p) => {
+                    model
+                        .policies
+                        .insert((p.namespace.clone(), p.name.clone()), p);
+                }
+            }
+        }
+        let named: BTreeSet<String> = model
+            .endpoints
+            .keys()
+            .chain(model.policies.keys())
+            .map(|(ns, _)| ns.clone())
+            .collect();
+        for ns in named {
+            model
+                .namespaces
+                .entry(ns.clone())
+                .or_insert_with(|| Namespace {
+                    labels: Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), ns.clone())]),
+                    name: ns,
+                    origin: None,
+                });
+        }
+        model.check_endpoint_clashes(problems);
+        model
+    }
+
+    /// An address belongs to one endpoint only, and an interface to one endpoint per node;
+    /// otherwise the kernel could not tell whose rules apply. Both places are named.
+    fn check_endpoint_clashes(&mut self, problems: &mut Vec<Diagnostic>) {
+        let mut owner_of_ip: BTreeMap<IpAddr, (String, Origin)> = BTreeMap::new();
+        let mut owner_of_if: BTreeMap<(Option<String>, String), (String, Origin)> = BTreeMap::new();
+        let mut clashing = BTreeSet::new();
+        for (key, ep) in &self.endpoints {
+            for (i, ip) in ep.ips.iter().enumerate() {
+                let here = Origin {
+                    file: ep.origin.file.clone(),
+                    pos: ep.ip_pos[i],
+                };
+                match owner_of_ip.get(ip) {
+                    Some((other, at)) => {
+                        problems.push(Diagnostic::new(
+                            &here.file,
+                            here.pos,
+                            format!(
+                                "spec.ips[{i}]: {ip} is already an address of WorkloadEndpoint {other} ({at})"
+                            ),
+                        ));
+                        clashing.insert(key.clone());
+                    }
+                    None => {
+                        owner_of_ip.insert(*ip, (ep.id(), here));
+                    }
+                }
+            }
+            let here = Origin {
+                file: ep.origin.file.clone(),
+                pos: ep.interface_pos,
+            };
+            let if_key = (ep.node.clone(), ep.interface.clone());
+            match owner_of_if.get(&if_key) {
+                Some((other, at)) => {
+                    problems.push(Diagnostic::new(
+                        &here.file,
+                        here.pos,
+                        format!(
+                            "spec.interfaceName: {} is already the interface of WorkloadEndpoint {other} ({at}) on the same node",
+                            ep.interface
+                        ),
+                    ));
+                    clashing.insert(key.clone());
+                }
+                None => {
+                    owner_of_if.insert(if_key, (ep.id(), here));
+                }
+            }
+        }
+        for key in clashing {
+            self.endpoints.remove(&key);
+        }
+    }
+}
