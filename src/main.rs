@@ -1,1 +1,36 @@
-fn main() {}
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "netpold", version, about = "Kubernetes NetworkPolicy for hosts without Kubernetes, enforced with nftables")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate manifests; print `path:line:col: error: ...` per problem
+    Check(cli::check::CheckArgs),
+    /// Print the ruleset `run` would program, as `nft -f` input
+    Plan(cli::plan::PlanArgs),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Check(args) => cli::check::run(args),
+        Command::Plan(args) => cli::plan::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("netpold: error: {e:#}");
+            ExitCode::from(cli::EXIT_INVALID)
+        }
+    }
+}

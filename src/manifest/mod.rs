@@ -257,10 +257,14 @@ fn expand_list(display: &str, doc: Node, out: &mut Vec<RawObject>, problems: &mu
             )),
             Some("kind") | Some("metadata") => {}
             Some("items") => items = Some(value),
+            // Worded as for every other object, which names the field as a path.
             _ => problems.push(Diagnostic::new(
                 display,
                 key.pos,
-                format!("unknown field {}", key_text(&key)),
+                match key.as_str() {
+                    Some(name) => format!("{name}: unknown field"),
+                    None => format!("field name {} is not a string", key_text(&key)),
+                },
             )),
         }
     }
@@ -316,6 +320,11 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or("invalid YAML").trim();
     let first = match first.find(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    // A duplicate key's message ends in advice to the programmer, not to the user.
+    let first = match first.find(", set DuplicateKeyPolicy") {
         Some(i) => &first[..i],
         None => first,
     };

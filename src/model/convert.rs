@@ -565,12 +565,17 @@ fn meta(cx: &mut Ctx, node: &Node, namespaced: bool) -> Option<Meta> {
         Some(l) => cx.labels(l, "metadata.labels"),
         None => Labels::new(),
     };
+    // Compared with the name as written, so an invalid name is not reported twice.
+    let written_name = f.get("name").and_then(Node::as_str);
     if !namespaced
         && labels
             .get(NAMESPACE_NAME_LABEL)
-            .is_some_and(|v| Some(v) != name.as_ref())
+            .is_some_and(|v| Some(v.as_str()) != written_name)
     {
-        let pos = f.get("labels").map_or(node.pos, |l| l.pos);
+        let pos = f
+            .get("labels")
+            .and_then(|l| l.get(NAMESPACE_NAME_LABEL))
+            .map_or(node.pos, |v| v.pos);
         cx.error(
             pos,
             &format!("metadata.labels.{NAMESPACE_NAME_LABEL}"),
@@ -830,14 +835,15 @@ fn endpoint_spec(cx: &mut Ctx, node: &Node) -> Option<Endpoint> {
     let mut ip_pos = Vec::new();
     match f.get("ips") {
         Some(list) => {
-            let items = cx.list(list, "spec.ips").unwrap_or_default();
-            if items.is_empty() {
+            let items = cx.list(list, "spec.ips");
+            if items.is_some_and(<[Node]>::is_empty) {
                 cx.error(
                     list.pos,
                     "spec.ips",
                     "an endpoint needs at least one address",
                 );
             }
+            let items = items.unwrap_or_default();
             let mut seen = BTreeMap::new();
             for (i, item) in items.iter().enumerate() {
                 let path = format!("spec.ips[{i}]");

@@ -4,6 +4,8 @@
 
 mod convert;
 pub mod syntax;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

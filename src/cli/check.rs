@@ -1,0 +1,44 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{Common, EXIT_INVALID, EXIT_OK};
+use netpold::load;
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Check these files (together) instead of a directory
+    #[arg(value_name = "FILE", conflicts_with = "manifests")]
+    pub files: Vec<PathBuf>,
+}
+
+/// Prints one line per problem on stdout and a summary on stderr.
+pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
+    let loaded = if args.files.is_empty() {
+        let settings = args.common.settings(None, None)?;
+        load::load_dir(&settings.manifests)
+            .with_context(|| format!("manifest directory {}", settings.manifests.display()))?
+    } else {
+        load::load_paths(&args.files)
+    };
+    for problem in &loaded.problems {
+        println!("{problem}");
+    }
+    let m = &loaded.model;
+    if loaded.problems.is_empty() {
+        eprintln!(
+            "ok: {} files, {} namespaces, {} endpoints, {} policies",
+            loaded.files,
+            m.namespaces.len(),
+            m.endpoints.len(),
+            m.policies.len()
+        );
+        Ok(EXIT_OK)
+    } else {
+        eprintln!("{} errors in {} files", loaded.problems.len(), loaded.files);
+        Ok(EXIT_INVALID)
+    }
+}

@@ -1,0 +1,45 @@
+//! Command-line verbs: argument handling and exit codes only; the work is in the library.
+
+pub mod check;
+pub mod plan;
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use netpold::config::{self, Config};
+
+/// Exit codes (CONTRACT §4): 0 success, 1 invalid input or a failed operation, 2 usage.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_INVALID: u8 = 1;
+
+/// Options shared by the verbs that load the manifest directory.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Configuration file (TOML) [default: /etc/netpold/netpold.toml, if present]
+    #[arg(long, value_name = "F")]
+    pub config: Option<PathBuf>,
+    /// Manifest directory [default: /etc/netpold/manifests.d]
+    #[arg(long, value_name = "DIR")]
+    pub manifests: Option<PathBuf>,
+}
+
+/// Settings after flags override the configuration file.
+pub struct Settings {
+    pub manifests: PathBuf,
+    pub node: String,
+    pub table: String,
+}
+
+impl Common {
+    pub fn settings(&self, node: Option<&str>, table: Option<&str>) -> anyhow::Result<Settings> {
+        let cfg = Config::load(self.config.as_deref()).map_err(|d| anyhow::anyhow!("{d}"))?;
+        let table = table.map(str::to_owned).or(cfg.table).unwrap_or_else(|| config::DEFAULT_TABLE.to_owned());
+        config::table_name(&table).map_err(|e| anyhow::anyhow!("--table: {e}"))?;
+        Ok(Settings {
+            manifests: self.manifests.clone().or(cfg.manifests).unwrap_or_else(|| config::DEFAULT_MANIFESTS.into()),
+            node: node.map(str::to_owned).or(cfg.node).unwrap_or_else(config::hostname),
+            table,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{Common, EXIT_INVALID, EXIT_OK};
+use netpold::{compile, load, render};
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Node whose endpoints get chains [default: the hostname]
+    #[arg(long, value_name = "N")]
+    pub node: Option<String>,
+    /// nftables table (family inet) [default: netpold]
+    #[arg(long, value_name = "T")]
+    pub table: Option<String>,
+}
+
+/// Prints the ruleset `run` would program, as `nft -f` input. Invalid manifests
+/// print their problems on stderr and no plan: a partial plan would mislead.
+pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
+    let settings = args.common.settings(args.node.as_deref(), args.table.as_deref())?;
+    let loaded = load::load_dir(&settings.manifests)
+        .with_context(|| format!("manifest directory {}", settings.manifests.display()))?;
+    if !loaded.problems.is_empty() {
+        for problem in &loaded.problems {
+            eprintln!("{problem}");
+        }
+        eprintln!("{} errors: no plan", loaded.problems.len());
+        return Ok(EXIT_INVALID);
+    }
+    let ruleset = compile::compile(&loaded.model, &settings.node, &settings.table);
+    let m = &loaded.model;
+    let local = m.endpoints.values().filter(|e| e.is_local(&settings.node)).count();
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "# netpold plan for node {}: {} namespaces, {} endpoints ({local} local), {} policies; {} sets, {} chains, {} rules",
+        settings.node,
+        m.namespaces.len(),
+        m.endpoints.len(),
+        m.policies.len(),
+        ruleset.sets.len(),
+        ruleset.chains.len(),
+        ruleset.rule_count()
+    )?;
+    out.write_all(render::render(&ruleset).as_bytes())?;
+    out.flush()?;
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,501 @@
+//! NetworkPolicy semantics → `ir::Ruleset`. Pure and deterministic: no I/O, and
+//! the output depends only on the model's content.
+//!
+//! Layout (see README "Rule layout"):
+//! - Two forward base chains: `forward_egress` (priority filter) dispatches on the
+//!   input interface to the sender's egress chain, `forward_ingress` (filter + 1) on
+//!   the output interface to the receiver's ingress chain. An `accept` ends only its
+//!   own base chain, so traffic between two local endpoints must pass both.
+//! - `input_egress` applies a workload's egress policy to traffic it sends to the
+//!   host itself. Traffic from the host to its workloads is never filtered (S9).
+//! - Per local endpoint, `ep_<h>_out` / `ep_<h>_in`: invalid-state drop,
+//!   anti-spoofing (egress), a jump to each selecting policy's chain, and a final
+//!   drop when the endpoint is isolated in that direction (accept otherwise).
+//! - Per policy and governed direction, `pol_<h>_out` / `pol_<h>_in`: one accepting
+//!   rule per (peer × port group); no match returns to the endpoint chain.
+//! - Selector membership lives in named sets, shared by every rule with the same
+//!   selector, so an endpoint that comes, goes or is relabelled changes set elements,
+//!   never rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::index::{Index, Namespaces};
+use crate::ir::*;
+use crate::model::{Direction, Endpoint, IpBlock, Model, NetworkPolicy, Peer, PortMatch, Protocol, Rule as PolicyRule};
+use crate::selector::LabelSelector;
+
+/// Names of the fixed objects of the table.
+pub const EGRESS_MAP: &str = "egress_dispatch";
+pub const INGRESS_MAP: &str = "ingress_dispatch";
+pub const FORWARD_EGRESS: &str = "forward_egress";
+pub const FORWARD_INGRESS: &str = "forward_ingress";
+pub const INPUT_EGRESS: &str = "input_egress";
+
+/// ICMPv6 router solicitation, neighbour solicitation and advertisement: a
+/// workload must be able to resolve the host's address whatever its policy says.
+const NEIGHBOUR_DISCOVERY: [u8; 3] = [133, 135, 136];
+
+/// Longest comment the kernel keeps for nft (`NFT_USERDATA_MAXLEN` allows more,
+/// but `nft` refuses comments over 128 bytes).
+const MAX_COMMENT: usize = 128;
+
+/// FNV-1a, 64 bits: stable across runs, platforms and releases, unlike `std`'s hasher.
+fn stable_hash(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+pub fn truncate_comment(text: &str) -> String {
+    if text.len() <= MAX_COMMENT {
+        return text.to_owned();
+    }
+    let mut end = MAX_COMMENT - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+fn family_digit(family: Family) -> char {
+    match family {
+        Family::V4 => '4',
+        Family::V6 => '6',
+    }
+}
+
+fn describe_namespaces(ns: &Namespaces) -> String {
+    match ns {
+        Namespaces::Exactly(name) => format!("namespace {name}"),
+        Namespaces::Matching(sel) => format!("namespaces {sel}"),
+    }
+}
+
+/// Which endpoints a named port is resolved on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum PortScope {
+    Pods(Namespaces, LabelSelector),
+    Block(IpBlock),
+}
+
+/// The destination-port condition of one generated rule.
+#[derive(Clone, Debug)]
+enum PortCond {
+    AnyTraffic,
+    Protocol(Protocol),
+    Ranges(Protocol, Vec<(u16, u16)>),
+    Named(String, Protocol),
+}
+
+/// Rule ports → conditions: numeric ports of one protocol merge into one
+/// anonymous set; "any port" of a protocol absorbs its ranges; named ports stand alone.
+fn port_conditions(rule: &PolicyRule) -> Vec<PortCond> {
+    if rule.ports.is_empty() {
+        return vec![PortCond::AnyTraffic];
+    }
+    let mut any: BTreeSet<Protocol> = BTreeSet::new();
+    let mut ranges: BTreeMap<Protocol, BTreeSet<(u16, u16)>> = BTreeMap::new();
+    let mut named: BTreeSet<(String, Protocol)> = BTreeSet::new();
+    for p in &rule.ports {
+        match &p.port {
+            PortMatch::Any => {
+                any.insert(p.protocol);
+            }
+            PortMatch::Range(a, b) => {
+                ranges.entry(p.protocol).or_default().insert((*a, *b));
+            }
+            PortMatch::Named(n) => {
+                named.insert((n.clone(), p.protocol));
+            }
+        }
+    }
+    let mut out: Vec<PortCond> = Vec::new();
+    for proto in Protocol::ALL {
+        if any.contains(&proto) {
+            out.push(PortCond::Protocol(proto));
+        } else if let Some(r) = ranges.get(&proto) {
+            out.push(PortCond::Ranges(proto, merge_ranges(r)));
+        }
+    }
+    for (name, proto) in named {
+        // A named port of a protocol already open on every port adds nothing.
+        if !any.contains(&proto) {
+            out.push(PortCond::Named(name, proto));
+        }
+    }
+    out
+}
+
+/// Sorted, non-overlapping, non-adjacent ranges (nft refuses overlapping set elements).
+fn merge_ranges(ranges: &BTreeSet<(u16, u16)>) -> Vec<(u16, u16)> {
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for &(a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if u32::from(a) <= u32::from(last.1) + 1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// `cidr` minus every `except`, as sorted disjoint inclusive ranges.
+pub fn block_ranges(block: &IpBlock) -> Vec<(IpAddr, IpAddr)> {
+    let to_u128 = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let from_u128 = |n: u128| match block.cidr {
+        IpNet::V4(_) => IpAddr::V4((n as u32).into()),
+        IpNet::V6(_) => IpAddr::V6(n.into()),
+    };
+    let span = |net: &IpNet| (to_u128(net.network()), to_u128(net.broadcast()));
+    let mut holes: Vec<(u128, u128)> = block.except.iter().map(span).collect();
+    holes.sort_unstable();
+    let (start, end) = span(&block.cidr);
+    let mut out = Vec::new();
+    let mut cursor = Some(start);
+    for (h_start, h_end) in holes {
+        let Some(c) = cursor else { break };
+        if h_start > c {
+            out.push((from_u128(c), from_u128(h_start - 1)));
+        }
+        if h_end >= c {
+            cursor = if h_end >= end { None } else { Some(h_end + 1) };
+        }
+    }
+    if let Some(c) = cursor {
+        out.push((from_u128(c), from_u128(end)));
+    }
+    out
+}
+
+struct Compiler<'m> {
+    model: &'m Model,
+    index: Index<'m>,
+    out: Ruleset,
+}
+
+/// Compiles the model for the node named `node` into table `table`.
+pub fn compile(model: &Model, node: &str, table: &str) -> Ruleset {
+    let mut c = Compiler {
+        model,
+        index: Index::new(model),
+        out: Ruleset {
+            table: table.to_owned(),
+            ..Ruleset::default()
+        },
+    };
+    c.compile(node);
+    c.out
+}
+
+impl<'m> Compiler<'m> {
+    fn compile(&mut self, node: &str) {
+        // Which policies select each endpoint, per direction, in policy order.
+        let mut selecting: BTreeMap<(usize, Direction), Vec<&'m NetworkPolicy>> = BTreeMap::new();
+        for policy in self.model.policies.values() {
+            let scope = Namespaces::Exactly(policy.namespace.clone());
+            let selected = self.index.select(&scope, &policy.pod_selector).to_vec();
+            for direction in Direction::BOTH {
+                if policy.rules(direction).is_none() {
+                    continue;
+                }
+                self.policy_chain(policy, direction);
+                for &i in &selected {
+                    selecting.entry((i, direction)).or_default().push(policy);
+                }
+            }
+        }
+        let mut egress_map = BTreeMap::new();
+        let mut ingress_map = BTreeMap::new();
+        for i in 0..self.index.endpoints.len() {
+            let ep = self.index.endpoints[i];
+            if !ep.is_local(node) {
+                continue;
+            }
+            for direction in Direction::BOTH {
+                let policies = selecting.get(&(i, direction)).map_or(&[][..], Vec::as_slice);
+                let name = self.endpoint_chain(ep, direction, policies);
+                let map = match direction {
+                    Direction::Egress => &mut egress_map,
+                    Direction::Ingress => &mut ingress_map,
+                };
+                map.insert(ep.interface.clone(), Verdict::Goto(name));
+            }
+        }
+        self.out.maps.insert(
+            EGRESS_MAP.to_owned(),
+            VerdictMap { entries: egress_map, comment: "sender interface -> endpoint egress chain".into() },
+        );
+        self.out.maps.insert(
+            INGRESS_MAP.to_owned(),
+            VerdictMap { entries: ingress_map, comment: "receiver interface -> endpoint ingress chain".into() },
+        );
+        self.base_chains();
+    }
+
+    fn base_chains(&mut self) {
+        let established = || Rule::new(vec![Match::Ct(CtState::EstablishedOrRelated)], Verdict::Accept);
+        let base = |hook, priority| Some(BaseChain { hook, priority, policy_accept: true });
+        self.out.chains.insert(
+            FORWARD_EGRESS.into(),
+            Chain {
+                base: base(Hook::Forward, 0),
+                rules: vec![established(), Rule::new(vec![], Verdict::Map { side: IfSide::In, map: EGRESS_MAP.into() })],
+                comment: "forwarded traffic: the sender's egress policy".into(),
+            },
+        );
+        self.out.chains.insert(
+            FORWARD_INGRESS.into(),
+            Chain {
+                base: base(Hook::Forward, 1),
+                rules: vec![established(), Rule::new(vec![], Verdict::Map { side: IfSide::Out, map: INGRESS_MAP.into() })],
+                comment: "forwarded traffic: the receiver's ingress policy".into(),
+            },
+        );
+        self.out.chains.insert(
+            INPUT_EGRESS.into(),
+            Chain {
+                base: base(Hook::Input, 0),
+                rules: vec![
+                    established(),
+                    Rule::new(vec![Match::Icmpv6Types(NEIGHBOUR_DISCOVERY.to_vec())], Verdict::Accept)
+                        .with_comment("neighbour discovery with the host"),
+                    Rule::new(vec![], Verdict::Map { side: IfSide::In, map: EGRESS_MAP.into() }),
+                ],
+                comment: "traffic to the host: the sender's egress policy".into(),
+            },
+        );
+    }
+
+    fn endpoint_chain(&mut self, ep: &Endpoint, direction: Direction, policies: &[&NetworkPolicy]) -> String {
+        let suffix = match direction {
+            Direction::Ingress => "in",
+            Direction::Egress => "out",
+        };
+        let name = format!("ep_{}_{suffix}", stable_hash(&format!("endpoint\0{}\0{}", ep.namespace, ep.name)));
+        let id = ep.id();
+        let mut rules = vec![Rule::new(vec![Match::Ct(CtState::Invalid)], Verdict::Drop)];
+        if direction == Direction::Egress {
+            for family in Family::BOTH {
+                let own: Vec<IpNet> = ep.ips.iter().filter(|ip| Family::of(ip) == family).map(|ip| IpNet::from(*ip)).collect();
+                let spoof = if own.is_empty() {
+                    Match::Family(family)
+                } else {
+                    Match::Addr { side: AddrSide::Src, family, negate: true, source: AddrSource::List(own) }
+                };
+                rules.push(Rule::new(vec![spoof], Verdict::Drop).counted().with_comment(format!("{id}: spoofed source")));
+            }
+        }
+        for policy in policies {
+            rules.push(
+                Rule::new(vec![], Verdict::Jump(policy_chain_name(policy, direction)))
+                    .with_comment(truncate_comment(&format!("policy {}", policy.id()))),
+            );
+        }
+        let last = if policies.is_empty() {
+            Rule::new(vec![], Verdict::Accept).with_comment(truncate_comment(&format!("{id}: no {direction} policy")))
+        } else {
+            Rule::new(vec![], Verdict::Drop)
+                .counted()
+                .with_comment(truncate_comment(&format!("{id}: isolated for {direction}, no rule allows")))
+        };
+        rules.push(last);
+        self.out.chains.insert(
+            name.clone(),
+            Chain {
+                base: None,
+                rules,
+                comment: truncate_comment(&format!("endpoint {id} {direction} ({})", ep.interface)),
+            },
+        );
+        name
+    }
+
+    fn policy_chain(&mut self, policy: &NetworkPolicy, direction: Direction) {
+        let mut rules = Vec::new();
+        let own = Namespaces::Exactly(policy.namespace.clone());
+        for (i, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
+            let comment = truncate_comment(&format!("{} {direction}[{i}]", policy.id()));
+            let peers: Vec<Option<&Peer>> = if rule.peers.is_empty() { vec![None] } else { rule.peers.iter().map(Some).collect() };
+            for peer in peers {
+                for cond in port_conditions(rule) {
+                    for matches in self.rule_matches(policy, &own, direction, peer, &cond) {
+                        rules.push(Rule::new(matches, Verdict::Accept).counted().with_comment(comment.clone()));
+                    }
+                }
+            }
+        }
+        self.out.chains.insert(
+            policy_chain_name(policy, direction),
+            Chain { base: None, rules, comment: truncate_comment(&format!("policy {} {direction}", policy.id())) },
+        );
+    }
+
+    /// The match lists (one per address family where it matters) for one peer and port condition.
+    fn rule_matches(
+        &mut self,
+        policy: &NetworkPolicy,
+        own: &Namespaces,
+        direction: Direction,
+        peer: Option<&Peer>,
+        cond: &PortCond,
+    ) -> Vec<Vec<Match>> {
+        let peer_side = match direction {
+            Direction::Ingress => AddrSide::Src,
+            Direction::Egress => AddrSide::Dst,
+        };
+        // The families this peer can match, and the address condition for each.
+        let peer_families: Vec<(Option<Family>, Option<Match>)> = match peer {
+            None => vec![(None, None)],
+            Some(Peer::Pods { namespaces, pods }) => {
+                let ns = Namespaces::resolve(namespaces, &policy.namespace);
+                Family::BOTH
+                    .into_iter()
+                    .map(|f| {
+                        let set = self.addr_set(&ns, pods, f);
+                        (Some(f), Some(Match::Addr { side: peer_side, family: f, negate: false, source: AddrSource::Set(set) }))
+                    })
+                    .collect()
+            }
+            Some(Peer::IpBlock(block)) => {
+                let f = Family::of_net(&block.cidr);
+                let set = self.block_set(block);
+                vec![(Some(f), Some(Match::Addr { side: peer_side, family: f, negate: false, source: AddrSource::Set(set) }))]
+            }
+        };
+        let mut out = Vec::new();
+        for (family, addr) in peer_families {
+            match cond {
+                PortCond::Named(name, protocol) => {
+                    // Named ports resolve on the destination: for ingress the policy's own
+                    // endpoints; for egress the peer's endpoints (only endpoints have names).
+                    let scope = match (direction, peer) {
+                        (Direction::Ingress, _) => PortScope::Pods(own.clone(), policy.pod_selector.clone()),
+                        (Direction::Egress, Some(Peer::Pods { namespaces, pods })) => {
+                            PortScope::Pods(Namespaces::resolve(namespaces, &policy.namespace), pods.clone())
+                        }
+                        (Direction::Egress, Some(Peer::IpBlock(block))) => PortScope::Block(block.clone()),
+                        (Direction::Egress, None) => {
+                            PortScope::Pods(Namespaces::Matching(LabelSelector::everything()), LabelSelector::everything())
+                        }
+                    };
+                    let families = family.map_or(Family::BOTH.to_vec(), |f| vec![f]);
+                    for f in families {
+                        let set = self.named_port_set(&scope, name, *protocol, f);
+                        let mut m = Vec::new();
+                        // For egress the set already pins the destination to the peer.
+                        if direction == Direction::Ingress {
+                            m.extend(addr.clone());
+                        }
+                        m.push(Match::DstAddrPort { family: f, protocol: *protocol, set });
+                        out.push(m);
+                    }
+                }
+                _ => {
+                    let mut m: Vec<Match> = addr.into_iter().collect();
+                    match cond {
+                        PortCond::AnyTraffic => {}
+                        PortCond::Protocol(p) => m.push(Match::Protocol(*p)),
+                        PortCond::Ranges(p, r) => m.push(Match::DstPorts { protocol: *p, ranges: r.clone() }),
+                        PortCond::Named(..) => unreachable!(),
+                    }
+                    out.push(m);
+                }
+            }
+        }
+        out
+    }
+
+    fn addr_set(&mut self, ns: &Namespaces, pods: &LabelSelector, family: Family) -> String {
+        let key = format!("pods\0{ns:?}\0{pods}");
+        let name = format!("s{}_{}", family_digit(family), stable_hash(&key));
+        if !self.out.sets.contains_key(&name) {
+            let selected = self.index.select(ns, pods).to_vec();
+            let elements = selected
+                .iter()
+                .flat_map(|&i| self.index.endpoints[i].ips.iter())
+                .filter(|ip| Family::of(ip) == family)
+                .map(|ip| Element::Addr(*ip))
+                .collect();
+            let comment = truncate_comment(&format!("pods {pods} in {}", describe_namespaces(ns)));
+            self.out.sets.insert(name.clone(), Set { kind: SetKind::Addr(family), elements, comment });
+        }
+        name
+    }
+
+    fn block_set(&mut self, block: &IpBlock) -> String {
+        let family = Family::of_net(&block.cidr);
+        let excepts: Vec<String> = block.except.iter().map(ToString::to_string).collect();
+        let key = format!("block\0{}\0{}", block.cidr, excepts.join(","));
+        let name = format!("b{}_{}", family_digit(family), stable_hash(&key));
+        if !self.out.sets.contains_key(&name) {
+            let elements = block_ranges(block)
+                .into_iter()
+                .map(|(a, b)| if a == b { Element::Addr(a) } else { Element::Range(a, b) })
+                .collect();
+            let comment = if excepts.is_empty() {
+                format!("ipBlock {}", block.cidr)
+            } else {
+                format!("ipBlock {} except {}", block.cidr, excepts.join(" "))
+            };
+            self.out.sets.insert(name.clone(), Set { kind: SetKind::Interval(family), elements, comment: truncate_comment(&comment) });
+        }
+        name
+    }
+
+    fn named_port_set(&mut self, scope: &PortScope, port: &str, protocol: Protocol, family: Family) -> String {
+        let key = format!("named\0{scope:?}\0{port}\0{protocol}");
+        let name = format!("n{}_{}", family_digit(family), stable_hash(&key));
+        if self.out.sets.contains_key(&name) {
+            return name;
+        }
+        let endpoints: Vec<&Endpoint> = match scope {
+            PortScope::Pods(ns, pods) => {
+                let selected = self.index.select(ns, pods).to_vec();
+                selected.iter().map(|&i| self.index.endpoints[i]).collect()
+            }
+            PortScope::Block(block) => self
+                .index
+                .endpoints
+                .iter()
+                .copied()
+                .filter(|ep| ep.ips.iter().any(|ip| block.contains(*ip)))
+                .collect(),
+        };
+        let mut elements = BTreeSet::new();
+        for ep in endpoints {
+            let Some(number) = ep.named_port(port, protocol) else { continue };
+            for ip in &ep.ips {
+                let inside = match scope {
+                    PortScope::Block(block) => block.contains(*ip),
+                    PortScope::Pods(..) => true,
+                };
+                if Family::of(ip) == family && inside {
+                    elements.insert(Element::AddrPort(*ip, number));
+                }
+            }
+        }
+        let what = match scope {
+            PortScope::Pods(ns, pods) => format!("pods {pods} in {}", describe_namespaces(ns)),
+            PortScope::Block(block) => format!("pods in ipBlock {}", block.cidr),
+        };
+        let comment = truncate_comment(&format!("port {port}/{protocol} of {what}"));
+        self.out.sets.insert(name.clone(), Set { kind: SetKind::AddrPort(family), elements, comment });
+        name
+    }
+}
+
+pub fn policy_chain_name(policy: &NetworkPolicy, direction: Direction) -> String {
+    let suffix = match direction {
+        Direction::Ingress => "in",
+        Direction::Egress => "out",
+    };
+    format!("pol_{}_{suffix}", stable_hash(&format!("policy\0{}\0{}", policy.namespace, policy.name)))
+}

@@ -1,0 +1,125 @@
+//! The TOML configuration (CONTRACT §3). Every key is optional; an unknown key is
+//! an error naming the key and its line.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::diag::Diagnostic;
+use crate::manifest::node::Pos;
+
+pub const DEFAULT_CONFIG: &str = "/etc/netpold/netpold.toml";
+pub const DEFAULT_MANIFESTS: &str = "/etc/netpold/manifests.d";
+pub const DEFAULT_TABLE: &str = "netpold";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/netpold";
+pub const DEFAULT_DEBOUNCE_MS: u64 = 100;
+pub const DEFAULT_RESYNC_INTERVAL_S: u64 = 60;
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub manifests: Option<PathBuf>,
+    pub node: Option<String>,
+    pub table: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub debounce_ms: Option<u64>,
+    pub resync_interval_s: Option<u64>,
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an error only when the user named it.
+    pub fn load(path: Option<&Path>) -> Result<Config, Diagnostic> {
+        let (path, explicit) = match path {
+            Some(p) => (p, true),
+            None => (Path::new(DEFAULT_CONFIG), false),
+        };
+        let display = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(Config::default()),
+            Err(e) => return Err(Diagnostic::new(display, Pos { line: 1, col: 1 }, format!("cannot read: {e}"))),
+        };
+        let config = Config::parse(&display, &text)?;
+        if let Some(table) = &config.table {
+            table_name(table).map_err(|e| Diagnostic::new(&display, key_pos(&text, "table"), format!("table: {e}")))?;
+        }
+        Ok(config)
+    }
+
+    pub fn parse(display: &str, text: &str) -> Result<Config, Diagnostic> {
+        toml::from_str(text).map_err(|e| {
+            let pos = e.span().map_or(Pos { line: 1, col: 1 }, |span| offset_pos(text, span.start));
+            Diagnostic::new(display, pos, e.message().trim().replace('\n', "; "))
+        })
+    }
+}
+
+fn offset_pos(text: &str, offset: usize) -> Pos {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Pos { line: u32::try_from(line).unwrap_or(u32::MAX), col: u32::try_from(col).unwrap_or(u32::MAX) }
+}
+
+fn key_pos(text: &str, key: &str) -> Pos {
+    text.lines()
+        .position(|l| l.trim_start().starts_with(key))
+        .map_or(Pos { line: 1, col: 1 }, |i| Pos { line: u32::try_from(i + 1).unwrap_or(u32::MAX), col: 1 })
+}
+
+/// An nftables table name netpold will own: a short identifier.
+pub fn table_name(name: &str) -> Result<(), String> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 31
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid table name: 1-31 letters, digits, '_' or '-', starting with a letter or '_'"))
+    }
+}
+
+/// This host's name, the default node name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_parses() {
+        let c = Config::parse(
+            "c.toml",
+            "manifests = \"/m\"\nnode = \"edge-1\"\ntable = \"np\"\nstate_dir = \"/s\"\ndebounce_ms = 50\nresync_interval_s = 30\nlog_level = \"debug\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.node.as_deref(), Some("edge-1"));
+        assert_eq!(c.debounce_ms, Some(50));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = Config::parse("c.toml", "node = \"a\"\nnodes = \"b\"\n").unwrap_err();
+        assert_eq!(e.pos.line, 2);
+        assert!(e.message.contains("unknown field `nodes`"), "{}", e.message);
+    }
+
+    #[test]
+    fn table_names() {
+        assert!(table_name("netpold").is_ok());
+        assert!(table_name("np_2").is_ok());
+        assert!(table_name("").is_err());
+        assert!(table_name("9x").is_err());
+        assert!(table_name("a b").is_err());
+        assert!(table_name(&"a".repeat(32)).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! A dataplane-neutral ruleset: one table of sets, verdict maps and chains of
+//! ordered rules. The compiler produces it, `render` prints it as `nft -f` text,
+//! the kernel backend programs it, and `ir::eval` runs packets through it.
+//! Everything is kept in sorted maps so equal inputs give equal output.
+
+pub mod eval;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::model::Protocol;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    pub fn of(ip: &IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    pub fn of_net(net: &IpNet) -> Family {
+        match net {
+            IpNet::V4(_) => Family::V4,
+            IpNet::V6(_) => Family::V6,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetKind {
+    /// Host addresses (selector membership).
+    Addr(Family),
+    /// Address intervals (ipBlock minus except).
+    Interval(Family),
+    /// `address . port` pairs (named ports resolved per endpoint).
+    AddrPort(Family),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Element {
+    Addr(IpAddr),
+    /// Inclusive range of addresses.
+    Range(IpAddr, IpAddr),
+    AddrPort(IpAddr, u16),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Set {
+    pub kind: SetKind,
+    pub elements: BTreeSet<Element>,
+    pub comment: String,
+}
+
+/// What a packet is looked up by in a verdict map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IfSide {
+    /// The interface the packet came in by.
+    In,
+    /// The interface it leaves by.
+    Out,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerdictMap {
+    /// Interface name → verdict.
+    pub entries: BTreeMap<String, Verdict>,
+    pub comment: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hook {
+    Input,
+    Forward,
+    Output,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BaseChain {
+    pub hook: Hook,
+    /// Relative to the `filter` priority (0); lower runs first.
+    pub priority: i32,
+    /// What happens to a packet no rule decides: netpold's base chains accept,
+    /// so traffic no endpoint claims is left to the host's other tables.
+    pub policy_accept: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub base: Option<BaseChain>,
+    pub rules: Vec<Rule>,
+    pub comment: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddrSide {
+    Src,
+    Dst,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CtState {
+    EstablishedOrRelated,
+    Invalid,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddrSource {
+    /// A named set of kind `Addr` or `Interval`.
+    Set(String),
+    /// Literal prefixes (e.g. an endpoint's own addresses for anti-spoofing).
+    List(Vec<IpNet>),
+}
+
+/// One condition of a rule; all conditions of a rule must hold.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Match {
+    Ct(CtState),
+    /// Only packets of this address family.
+    Family(Family),
+    Addr {
+        side: AddrSide,
+        family: Family,
+        negate: bool,
+        source: AddrSource,
+    },
+    /// Any port of the protocol (`meta l4proto tcp`).
+    Protocol(Protocol),
+    /// Destination port in any of the inclusive ranges.
+    DstPorts {
+        protocol: Protocol,
+        ranges: Vec<(u16, u16)>,
+    },
+    /// `daddr . dport` in a set of kind `AddrPort`, for one protocol.
+    DstAddrPort {
+        family: Family,
+        protocol: Protocol,
+        set: String,
+    },
+    /// ICMPv6 message types (neighbour discovery must reach the host).
+    Icmpv6Types(Vec<u8>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Return,
+    Jump(String),
+    Goto(String),
+    /// Look the packet's interface up in a verdict map; no entry: go on.
+    Map { side: IfSide, map: String },
+}
+
+/// A non-terminal log statement (a later issue adds `log_denied` and the Log action).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Log {
+    pub prefix: String,
+    pub group: Option<u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub counter: bool,
+    pub log: Option<Log>,
+    /// `None`: the rule only logs or counts, evaluation goes on.
+    pub verdict: Option<Verdict>,
+    pub comment: Option<String>,
+}
+
+impl Rule {
+    pub fn new(matches: Vec<Match>, verdict: Verdict) -> Rule {
+        Rule {
+            matches,
+            counter: false,
+            log: None,
+            verdict: Some(verdict),
+            comment: None,
+        }
+    }
+
+    pub fn with_comment(mut self, comment: impl Into<String>) -> Rule {
+        self.comment = Some(comment.into());
+        self
+    }
+
+    pub fn counted(mut self) -> Rule {
+        self.counter = true;
+        self
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub table: String,
+    pub sets: BTreeMap<String, Set>,
+    pub maps: BTreeMap<String, VerdictMap>,
+    pub chains: BTreeMap<String, Chain>,
+}
+
+impl Ruleset {
+    pub fn rule_count(&self) -> usize {
+        self.chains.values().map(|c| c.rules.len()).sum()
+    }
+
+    pub fn element_count(&self) -> usize {
+        self.sets.values().map(|s| s.elements.len()).sum::<usize>()
+            + self.maps.values().map(|m| m.entries.len()).sum::<usize>()
+    }
+}
