@@ -24,7 +24,10 @@ use ipnet::IpNet;
 
 use crate::index::{Index, Namespaces};
 use crate::ir::*;
-use crate::model::{Direction, Endpoint, IpBlock, Model, NetworkPolicy, Peer, PortMatch, Protocol, Rule as PolicyRule};
+use crate::model::{
+    Direction, Endpoint, IpBlock, Model, NetworkPolicy, Peer, PortMatch, Protocol,
+    Rule as PolicyRule,
+};
 use crate::selector::LabelSelector;
 
 /// Names of the fixed objects of the table.
@@ -220,7 +223,9 @@ impl<'m> Compiler<'m> {
                 continue;
             }
             for direction in Direction::BOTH {
-                let policies = selecting.get(&(i, direction)).map_or(&[][..], Vec::as_slice);
+                let policies = selecting
+                    .get(&(i, direction))
+                    .map_or(&[][..], Vec::as_slice);
                 let name = self.endpoint_chain(ep, direction, policies);
                 let map = match direction {
                     Direction::Egress => &mut egress_map,
@@ -231,23 +236,49 @@ impl<'m> Compiler<'m> {
         }
         self.out.maps.insert(
             EGRESS_MAP.to_owned(),
-            VerdictMap { entries: egress_map, comment: "sender interface -> endpoint egress chain".into() },
+            VerdictMap {
+                entries: egress_map,
+                comment: "sender interface -> endpoint egress chain".into(),
+            },
         );
         self.out.maps.insert(
             INGRESS_MAP.to_owned(),
-            VerdictMap { entries: ingress_map, comment: "receiver interface -> endpoint ingress chain".into() },
+            VerdictMap {
+                entries: ingress_map,
+                comment: "receiver interface -> endpoint ingress chain".into(),
+            },
         );
         self.base_chains();
     }
 
     fn base_chains(&mut self) {
-        let established = || Rule::new(vec![Match::Ct(CtState::EstablishedOrRelated)], Verdict::Accept);
-        let base = |hook, priority| Some(BaseChain { hook, priority, policy_accept: true });
+        let established = || {
+            Rule::new(
+                vec![Match::Ct(CtState::EstablishedOrRelated)],
+                Verdict::Accept,
+            )
+        };
+        let base = |hook, priority| {
+            Some(BaseChain {
+                hook,
+                priority,
+                policy_accept: true,
+            })
+        };
         self.out.chains.insert(
             FORWARD_EGRESS.into(),
             Chain {
                 base: base(Hook::Forward, 0),
-                rules: vec![established(), Rule::new(vec![], Verdict::Map { side: IfSide::In, map: EGRESS_MAP.into() })],
+                rules: vec![
+                    established(),
+                    Rule::new(
+                        vec![],
+                        Verdict::Map {
+                            side: IfSide::In,
+                            map: EGRESS_MAP.into(),
+                        },
+                    ),
+                ],
                 comment: "forwarded traffic: the sender's egress policy".into(),
             },
         );
@@ -255,7 +286,16 @@ impl<'m> Compiler<'m> {
             FORWARD_INGRESS.into(),
             Chain {
                 base: base(Hook::Forward, 1),
-                rules: vec![established(), Rule::new(vec![], Verdict::Map { side: IfSide::Out, map: INGRESS_MAP.into() })],
+                rules: vec![
+                    established(),
+                    Rule::new(
+                        vec![],
+                        Verdict::Map {
+                            side: IfSide::Out,
+                            map: INGRESS_MAP.into(),
+                        },
+                    ),
+                ],
                 comment: "forwarded traffic: the receiver's ingress policy".into(),
             },
         );
@@ -265,32 +305,63 @@ impl<'m> Compiler<'m> {
                 base: base(Hook::Input, 0),
                 rules: vec![
                     established(),
-                    Rule::new(vec![Match::Icmpv6Types(NEIGHBOUR_DISCOVERY.to_vec())], Verdict::Accept)
-                        .with_comment("neighbour discovery with the host"),
-                    Rule::new(vec![], Verdict::Map { side: IfSide::In, map: EGRESS_MAP.into() }),
+                    Rule::new(
+                        vec![Match::Icmpv6Types(NEIGHBOUR_DISCOVERY.to_vec())],
+                        Verdict::Accept,
+                    )
+                    .with_comment("neighbour discovery with the host"),
+                    Rule::new(
+                        vec![],
+                        Verdict::Map {
+                            side: IfSide::In,
+                            map: EGRESS_MAP.into(),
+                        },
+                    ),
                 ],
                 comment: "traffic to the host: the sender's egress policy".into(),
             },
         );
     }
 
-    fn endpoint_chain(&mut self, ep: &Endpoint, direction: Direction, policies: &[&NetworkPolicy]) -> String {
+    fn endpoint_chain(
+        &mut self,
+        ep: &Endpoint,
+        direction: Direction,
+        policies: &[&NetworkPolicy],
+    ) -> String {
         let suffix = match direction {
             Direction::Ingress => "in",
             Direction::Egress => "out",
         };
-        let name = format!("ep_{}_{suffix}", stable_hash(&format!("endpoint\0{}\0{}", ep.namespace, ep.name)));
+        let name = format!(
+            "ep_{}_{suffix}",
+            stable_hash(&format!("endpoint\0{}\0{}", ep.namespace, ep.name))
+        );
         let id = ep.id();
         let mut rules = vec![Rule::new(vec![Match::Ct(CtState::Invalid)], Verdict::Drop)];
         if direction == Direction::Egress {
             for family in Family::BOTH {
-                let own: Vec<IpNet> = ep.ips.iter().filter(|ip| Family::of(ip) == family).map(|ip| IpNet::from(*ip)).collect();
+                let own: Vec<IpNet> = ep
+                    .ips
+                    .iter()
+                    .filter(|ip| Family::of(ip) == family)
+                    .map(|ip| IpNet::from(*ip))
+                    .collect();
                 let spoof = if own.is_empty() {
                     Match::Family(family)
                 } else {
-                    Match::Addr { side: AddrSide::Src, family, negate: true, source: AddrSource::List(own) }
+                    Match::Addr {
+                        side: AddrSide::Src,
+                        family,
+                        negate: true,
+                        source: AddrSource::List(own),
+                    }
                 };
-                rules.push(Rule::new(vec![spoof], Verdict::Drop).counted().with_comment(format!("{id}: spoofed source")));
+                rules.push(
+                    Rule::new(vec![spoof], Verdict::Drop)
+                        .counted()
+                        .with_comment(format!("{id}: spoofed source")),
+                );
             }
         }
         for policy in policies {
@@ -300,11 +371,14 @@ impl<'m> Compiler<'m> {
             );
         }
         let last = if policies.is_empty() {
-            Rule::new(vec![], Verdict::Accept).with_comment(truncate_comment(&format!("{id}: no {direction} policy")))
+            Rule::new(vec![], Verdict::Accept)
+                .with_comment(truncate_comment(&format!("{id}: no {direction} policy")))
         } else {
             Rule::new(vec![], Verdict::Drop)
                 .counted()
-                .with_comment(truncate_comment(&format!("{id}: isolated for {direction}, no rule allows")))
+                .with_comment(truncate_comment(&format!(
+                    "{id}: isolated for {direction}, no rule allows"
+                )))
         };
         rules.push(last);
         self.out.chains.insert(
@@ -321,20 +395,37 @@ impl<'m> Compiler<'m> {
     fn policy_chain(&mut self, policy: &NetworkPolicy, direction: Direction) {
         let mut rules = Vec::new();
         let own = Namespaces::Exactly(policy.namespace.clone());
-        for (i, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
+        for (i, rule) in policy
+            .rules(direction)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let comment = truncate_comment(&format!("{} {direction}[{i}]", policy.id()));
-            let peers: Vec<Option<&Peer>> = if rule.peers.is_empty() { vec![None] } else { rule.peers.iter().map(Some).collect() };
+            let peers: Vec<Option<&Peer>> = if rule.peers.is_empty() {
+                vec![None]
+            } else {
+                rule.peers.iter().map(Some).collect()
+            };
             for peer in peers {
                 for cond in port_conditions(rule) {
                     for matches in self.rule_matches(policy, &own, direction, peer, &cond) {
-                        rules.push(Rule::new(matches, Verdict::Accept).counted().with_comment(comment.clone()));
+                        rules.push(
+                            Rule::new(matches, Verdict::Accept)
+                                .counted()
+                                .with_comment(comment.clone()),
+                        );
                     }
                 }
             }
         }
         self.out.chains.insert(
             policy_chain_name(policy, direction),
-            Chain { base: None, rules, comment: truncate_comment(&format!("policy {} {direction}", policy.id())) },
+            Chain {
+                base: None,
+                rules,
+                comment: truncate_comment(&format!("policy {} {direction}", policy.id())),
+            },
         );
     }
 
@@ -360,14 +451,30 @@ impl<'m> Compiler<'m> {
                     .into_iter()
                     .map(|f| {
                         let set = self.addr_set(&ns, pods, f);
-                        (Some(f), Some(Match::Addr { side: peer_side, family: f, negate: false, source: AddrSource::Set(set) }))
+                        (
+                            Some(f),
+                            Some(Match::Addr {
+                                side: peer_side,
+                                family: f,
+                                negate: false,
+                                source: AddrSource::Set(set),
+                            }),
+                        )
                     })
                     .collect()
             }
             Some(Peer::IpBlock(block)) => {
                 let f = Family::of_net(&block.cidr);
                 let set = self.block_set(block);
-                vec![(Some(f), Some(Match::Addr { side: peer_side, family: f, negate: false, source: AddrSource::Set(set) }))]
+                vec![(
+                    Some(f),
+                    Some(Match::Addr {
+                        side: peer_side,
+                        family: f,
+                        negate: false,
+                        source: AddrSource::Set(set),
+                    }),
+                )]
             }
         };
         let mut out = Vec::new();
@@ -377,14 +484,22 @@ impl<'m> Compiler<'m> {
                     // Named ports resolve on the destination: for ingress the policy's own
                     // endpoints; for egress the peer's endpoints (only endpoints have names).
                     let scope = match (direction, peer) {
-                        (Direction::Ingress, _) => PortScope::Pods(own.clone(), policy.pod_selector.clone()),
+                        (Direction::Ingress, _) => {
+                            PortScope::Pods(own.clone(), policy.pod_selector.clone())
+                        }
                         (Direction::Egress, Some(Peer::Pods { namespaces, pods })) => {
-                            PortScope::Pods(Namespaces::resolve(namespaces, &policy.namespace), pods.clone())
+                            PortScope::Pods(
+                                Namespaces::resolve(namespaces, &policy.namespace),
+                                pods.clone(),
+                            )
                         }
-                        (Direction::Egress, Some(Peer::IpBlock(block))) => PortScope::Block(block.clone()),
-                        (Direction::Egress, None) => {
-                            PortScope::Pods(Namespaces::Matching(LabelSelector::everything()), LabelSelector::everything())
+                        (Direction::Egress, Some(Peer::IpBlock(block))) => {
+                            PortScope::Block(block.clone())
                         }
+                        (Direction::Egress, None) => PortScope::Pods(
+                            Namespaces::Matching(LabelSelector::everything()),
+                            LabelSelector::everything(),
+                        ),
                     };
                     let families = family.map_or(Family::BOTH.to_vec(), |f| vec![f]);
                     for f in families {
@@ -394,7 +509,11 @@ impl<'m> Compiler<'m> {
                         if direction == Direction::Ingress {
                             m.extend(addr.clone());
                         }
-                        m.push(Match::DstAddrPort { family: f, protocol: *protocol, set });
+                        m.push(Match::DstAddrPort {
+                            family: f,
+                            protocol: *protocol,
+                            set,
+                        });
                         out.push(m);
                     }
                 }
@@ -403,7 +522,10 @@ impl<'m> Compiler<'m> {
                     match cond {
                         PortCond::AnyTraffic => {}
                         PortCond::Protocol(p) => m.push(Match::Protocol(*p)),
-                        PortCond::Ranges(p, r) => m.push(Match::DstPorts { protocol: *p, ranges: r.clone() }),
+                        PortCond::Ranges(p, r) => m.push(Match::DstPorts {
+                            protocol: *p,
+                            ranges: r.clone(),
+                        }),
                         PortCond::Named(..) => unreachable!(),
                     }
                     out.push(m);
@@ -425,7 +547,14 @@ impl<'m> Compiler<'m> {
                 .map(|ip| Element::Addr(*ip))
                 .collect();
             let comment = truncate_comment(&format!("pods {pods} in {}", describe_namespaces(ns)));
-            self.out.sets.insert(name.clone(), Set { kind: SetKind::Addr(family), elements, comment });
+            self.out.sets.insert(
+                name.clone(),
+                Set {
+                    kind: SetKind::Addr(family),
+                    elements,
+                    comment,
+                },
+            );
         }
         name
     }
@@ -438,19 +567,38 @@ impl<'m> Compiler<'m> {
         if !self.out.sets.contains_key(&name) {
             let elements = block_ranges(block)
                 .into_iter()
-                .map(|(a, b)| if a == b { Element::Addr(a) } else { Element::Range(a, b) })
+                .map(|(a, b)| {
+                    if a == b {
+                        Element::Addr(a)
+                    } else {
+                        Element::Range(a, b)
+                    }
+                })
                 .collect();
             let comment = if excepts.is_empty() {
                 format!("ipBlock {}", block.cidr)
             } else {
                 format!("ipBlock {} except {}", block.cidr, excepts.join(" "))
             };
-            self.out.sets.insert(name.clone(), Set { kind: SetKind::Interval(family), elements, comment: truncate_comment(&comment) });
+            self.out.sets.insert(
+                name.clone(),
+                Set {
+                    kind: SetKind::Interval(family),
+                    elements,
+                    comment: truncate_comment(&comment),
+                },
+            );
         }
         name
     }
 
-    fn named_port_set(&mut self, scope: &PortScope, port: &str, protocol: Protocol, family: Family) -> String {
+    fn named_port_set(
+        &mut self,
+        scope: &PortScope,
+        port: &str,
+        protocol: Protocol,
+        family: Family,
+    ) -> String {
         let key = format!("named\0{scope:?}\0{port}\0{protocol}");
         let name = format!("n{}_{}", family_digit(family), stable_hash(&key));
         if self.out.sets.contains_key(&name) {
@@ -471,7 +619,9 @@ impl<'m> Compiler<'m> {
         };
         let mut elements = BTreeSet::new();
         for ep in endpoints {
-            let Some(number) = ep.named_port(port, protocol) else { continue };
+            let Some(number) = ep.named_port(port, protocol) else {
+                continue;
+            };
             for ip in &ep.ips {
                 let inside = match scope {
                     PortScope::Block(block) => block.contains(*ip),
@@ -487,7 +637,14 @@ impl<'m> Compiler<'m> {
             PortScope::Block(block) => format!("pods in ipBlock {}", block.cidr),
         };
         let comment = truncate_comment(&format!("port {port}/{protocol} of {what}"));
-        self.out.sets.insert(name.clone(), Set { kind: SetKind::AddrPort(family), elements, comment });
+        self.out.sets.insert(
+            name.clone(),
+            Set {
+                kind: SetKind::AddrPort(family),
+                elements,
+                comment,
+            },
+        );
         name
     }
 }
@@ -497,5 +654,8 @@ pub fn policy_chain_name(policy: &NetworkPolicy, direction: Direction) -> String
         Direction::Ingress => "in",
         Direction::Egress => "out",
     };
-    format!("pol_{}_{suffix}", stable_hash(&format!("policy\0{}\0{}", policy.namespace, policy.name)))
+    format!(
+        "pol_{}_{suffix}",
+        stable_hash(&format!("policy\0{}\0{}", policy.namespace, policy.name))
+    )
 }

@@ -37,19 +37,31 @@ impl Config {
         let display = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(Config::default()),
-            Err(e) => return Err(Diagnostic::new(display, Pos { line: 1, col: 1 }, format!("cannot read: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Config::default());
+            }
+            Err(e) => {
+                return Err(Diagnostic::new(
+                    display,
+                    Pos { line: 1, col: 1 },
+                    format!("cannot read: {e}"),
+                ));
+            }
         };
         let config = Config::parse(&display, &text)?;
         if let Some(table) = &config.table {
-            table_name(table).map_err(|e| Diagnostic::new(&display, key_pos(&text, "table"), format!("table: {e}")))?;
+            table_name(table).map_err(|e| {
+                Diagnostic::new(&display, key_pos(&text, "table"), format!("table: {e}"))
+            })?;
         }
         Ok(config)
     }
 
     pub fn parse(display: &str, text: &str) -> Result<Config, Diagnostic> {
         toml::from_str(text).map_err(|e| {
-            let pos = e.span().map_or(Pos { line: 1, col: 1 }, |span| offset_pos(text, span.start));
+            let pos = e
+                .span()
+                .map_or(Pos { line: 1, col: 1 }, |span| offset_pos(text, span.start));
             Diagnostic::new(display, pos, e.message().trim().replace('\n', "; "))
         })
     }
@@ -59,13 +71,19 @@ fn offset_pos(text: &str, offset: usize) -> Pos {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    Pos { line: u32::try_from(line).unwrap_or(u32::MAX), col: u32::try_from(col).unwrap_or(u32::MAX) }
+    Pos {
+        line: u32::try_from(line).unwrap_or(u32::MAX),
+        col: u32::try_from(col).unwrap_or(u32::MAX),
+    }
 }
 
 fn key_pos(text: &str, key: &str) -> Pos {
     text.lines()
         .position(|l| l.trim_start().starts_with(key))
-        .map_or(Pos { line: 1, col: 1 }, |i| Pos { line: u32::try_from(i + 1).unwrap_or(u32::MAX), col: 1 })
+        .map_or(Pos { line: 1, col: 1 }, |i| Pos {
+            line: u32::try_from(i + 1).unwrap_or(u32::MAX),
+            col: 1,
+        })
 }
 
 /// An nftables table name netpold will own: a short identifier.
@@ -74,11 +92,14 @@ pub fn table_name(name: &str) -> Result<(), String> {
     let ok = !b.is_empty()
         && b.len() <= 31
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-');
     if ok {
         Ok(())
     } else {
-        Err(format!("{name:?} is not a valid table name: 1-31 letters, digits, '_' or '-', starting with a letter or '_'"))
+        Err(format!(
+            "{name:?} is not a valid table name: 1-31 letters, digits, '_' or '-', starting with a letter or '_'"
+        ))
     }
 }
 

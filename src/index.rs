@@ -37,9 +37,15 @@ impl<'m> Index<'m> {
         let mut by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         let mut by_label: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
         for (i, ep) in endpoints.iter().enumerate() {
-            by_namespace.entry(ep.namespace.as_str()).or_default().push(i);
+            by_namespace
+                .entry(ep.namespace.as_str())
+                .or_default()
+                .push(i);
             for (k, v) in &ep.labels {
-                by_label.entry((k.as_str(), v.as_str())).or_default().push(i);
+                by_label
+                    .entry((k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(i);
             }
         }
         Index {

@@ -18,7 +18,10 @@ pub struct Loaded {
 /// joined with the path below it.
 fn display_under(dir: &Path, rel: &str) -> String {
     let joined = dir.join(rel).display().to_string();
-    joined.strip_prefix("./").map(str::to_owned).unwrap_or(joined)
+    joined
+        .strip_prefix("./")
+        .map(str::to_owned)
+        .unwrap_or(joined)
 }
 
 /// Loads every manifest below `dir`. Only a missing or unreadable directory is an `Err`;
@@ -42,7 +45,10 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Loaded> {
 pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     let files: Vec<SourceFile> = paths
         .iter()
-        .map(|p| SourceFile { display: p.display().to_string(), path: p.clone() })
+        .map(|p| SourceFile {
+            display: p.display().to_string(),
+            path: p.clone(),
+        })
         .collect();
     load_files(&files, Vec::new())
 }
@@ -54,5 +60,10 @@ fn load_files(files: &[SourceFile], mut problems: Vec<Diagnostic>) -> Loaded {
     }
     let (model, model_problems) = Model::build(&raw);
     problems.extend(model_problems);
-    Loaded { model, problems, files: files.len(), objects: raw.len() }
+    Loaded {
+        model,
+        problems,
+        files: files.len(),
+        objects: raw.len(),
+    }
 }

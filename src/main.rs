@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "netpold", version, about = "Kubernetes NetworkPolicy for hosts without Kubernetes, enforced with nftables")]
+#[command(
+    name = "netpold",
+    version,
+    about = "Kubernetes NetworkPolicy for hosts without Kubernetes, enforced with nftables"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

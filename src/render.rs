@@ -38,7 +38,11 @@ fn range_text(a: IpAddr, b: IpAddr) -> String {
     let size = hi.wrapping_sub(lo).wrapping_add(1);
     let full = bits == 128 && lo == 0 && hi == u128::MAX;
     if full || (size.is_power_of_two() && lo % size == 0) {
-        let prefix = if full { 0 } else { bits - size.trailing_zeros() as u8 };
+        let prefix = if full {
+            0
+        } else {
+            bits - size.trailing_zeros() as u8
+        };
         if let Ok(net) = IpNet::new(a, prefix) {
             return net.to_string();
         }
@@ -63,10 +67,19 @@ fn net_text(net: &IpNet) -> String {
 }
 
 fn ports_text(ranges: &[(u16, u16)]) -> String {
-    let one = |&(a, b): &(u16, u16)| if a == b { a.to_string() } else { format!("{a}-{b}") };
+    let one = |&(a, b): &(u16, u16)| {
+        if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        }
+    };
     match ranges {
         [single] => one(single),
-        _ => format!("{{ {} }}", ranges.iter().map(one).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "{{ {} }}",
+            ranges.iter().map(one).collect::<Vec<_>>().join(", ")
+        ),
     }
 }
 
@@ -86,7 +99,12 @@ pub fn match_text(m: &Match) -> String {
         Match::Ct(CtState::Invalid) => "ct state invalid".into(),
         Match::Family(Family::V4) => "meta nfproto ipv4".into(),
         Match::Family(Family::V6) => "meta nfproto ipv6".into(),
-        Match::Addr { side, family, negate, source } => {
+        Match::Addr {
+            side,
+            family,
+            negate,
+            source,
+        } => {
             let field = match side {
                 AddrSide::Src => "saddr",
                 AddrSide::Dst => "daddr",
@@ -96,15 +114,28 @@ pub fn match_text(m: &Match) -> String {
                 AddrSource::Set(name) => format!("@{name}"),
                 AddrSource::List(nets) if nets.len() == 1 => net_text(&nets[0]),
                 AddrSource::List(nets) => {
-                    format!("{{ {} }}", nets.iter().map(net_text).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "{{ {} }}",
+                        nets.iter().map(net_text).collect::<Vec<_>>().join(", ")
+                    )
                 }
             };
             format!("{} {field} {op}{value}", family_word(*family))
         }
         Match::Protocol(p) => format!("meta l4proto {}", p.keyword()),
-        Match::DstPorts { protocol, ranges } => format!("{} dport {}", protocol.keyword(), ports_text(ranges)),
-        Match::DstAddrPort { family, protocol, set } => {
-            format!("{} daddr . {} dport @{set}", family_word(*family), protocol.keyword())
+        Match::DstPorts { protocol, ranges } => {
+            format!("{} dport {}", protocol.keyword(), ports_text(ranges))
+        }
+        Match::DstAddrPort {
+            family,
+            protocol,
+            set,
+        } => {
+            format!(
+                "{} daddr . {} dport @{set}",
+                family_word(*family),
+                protocol.keyword()
+            )
         }
         Match::Icmpv6Types(types) => {
             let names: Vec<String> = types.iter().map(|t| icmpv6_name(*t)).collect();
@@ -124,8 +155,14 @@ pub fn verdict_text(v: &Verdict) -> String {
         Verdict::Return => "return".into(),
         Verdict::Jump(c) => format!("jump {c}"),
         Verdict::Goto(c) => format!("goto {c}"),
-        Verdict::Map { side: IfSide::In, map } => format!("iifname vmap @{map}"),
-        Verdict::Map { side: IfSide::Out, map } => format!("oifname vmap @{map}"),
+        Verdict::Map {
+            side: IfSide::In,
+            map,
+        } => format!("iifname vmap @{map}"),
+        Verdict::Map {
+            side: IfSide::Out,
+            map,
+        } => format!("oifname vmap @{map}"),
     }
 }
 
@@ -176,7 +213,12 @@ fn chain_targets(chain: &Chain) -> impl Iterator<Item = &str> {
 /// Regular chains in an order where every chain comes after the chains it jumps
 /// to, so the file loads whatever nft's handling of forward references.
 fn chain_order(rs: &Ruleset) -> Vec<&str> {
-    fn visit<'a>(name: &'a str, rs: &'a Ruleset, done: &mut BTreeSet<&'a str>, out: &mut Vec<&'a str>) {
+    fn visit<'a>(
+        name: &'a str,
+        rs: &'a Ruleset,
+        done: &mut BTreeSet<&'a str>,
+        out: &mut Vec<&'a str>,
+    ) {
         if !done.insert(name) {
             return;
         }
@@ -234,7 +276,10 @@ fn write_elements(out: &mut String, elements: impl ExactSizeIterator<Item = Stri
 pub fn render(rs: &Ruleset) -> String {
     let t = &rs.table;
     let mut out = String::new();
-    let _ = writeln!(out, "table inet {t}\ndelete table inet {t}\ntable inet {t} {{");
+    let _ = writeln!(
+        out,
+        "table inet {t}\ndelete table inet {t}\ntable inet {t} {{"
+    );
     for (name, set) in &rs.sets {
         let _ = writeln!(out, "\tset {name} {{");
         let (ty, interval) = match set.kind {
@@ -249,7 +294,14 @@ pub fn render(rs: &Ruleset) -> String {
         if !set.comment.is_empty() {
             let _ = writeln!(out, "\t\tcomment {}", quote(&set.comment));
         }
-        write_elements(&mut out, set.elements.iter().map(element_text).collect::<Vec<_>>().into_iter());
+        write_elements(
+            &mut out,
+            set.elements
+                .iter()
+                .map(element_text)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        );
         out.push_str("\t}\n");
     }
     for name in chain_order(rs) {
@@ -260,8 +312,11 @@ pub fn render(rs: &Ruleset) -> String {
         if !map.comment.is_empty() {
             let _ = writeln!(out, "\t\tcomment {}", quote(&map.comment));
         }
-        let entries: Vec<String> =
-            map.entries.iter().map(|(k, v)| format!("{} : {}", quote(k), verdict_text(v))).collect();
+        let entries: Vec<String> = map
+            .entries
+            .iter()
+            .map(|(k, v)| format!("{} : {}", quote(k), verdict_text(v)))
+            .collect();
         write_elements(&mut out, entries.into_iter());
         out.push_str("\t}\n");
     }
@@ -281,10 +336,22 @@ mod tests {
     #[test]
     fn ranges_print_as_prefixes_when_aligned() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(range_text(ip("10.0.0.0"), ip("10.0.255.255")), "10.0.0.0/16");
-        assert_eq!(range_text(ip("0.0.0.0"), ip("255.255.255.255")), "0.0.0.0/0");
-        assert_eq!(range_text(ip("::"), ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")), "::/0");
-        assert_eq!(range_text(ip("10.0.0.1"), ip("10.0.0.6")), "10.0.0.1-10.0.0.6");
+        assert_eq!(
+            range_text(ip("10.0.0.0"), ip("10.0.255.255")),
+            "10.0.0.0/16"
+        );
+        assert_eq!(
+            range_text(ip("0.0.0.0"), ip("255.255.255.255")),
+            "0.0.0.0/0"
+        );
+        assert_eq!(
+            range_text(ip("::"), ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
+            "::/0"
+        );
+        assert_eq!(
+            range_text(ip("10.0.0.1"), ip("10.0.0.6")),
+            "10.0.0.1-10.0.0.6"
+        );
         assert_eq!(range_text(ip("10.0.0.2"), ip("10.0.0.3")), "10.0.0.2/31");
     }
 
@@ -298,7 +365,10 @@ mod tests {
                     negate: false,
                     source: AddrSource::Set("s4_x".into()),
                 },
-                Match::DstPorts { protocol: crate::model::Protocol::Tcp, ranges: vec![(80, 80), (8000, 8100)] },
+                Match::DstPorts {
+                    protocol: crate::model::Protocol::Tcp,
+                    ranges: vec![(80, 80), (8000, 8100)],
+                },
             ],
             Verdict::Accept,
         )

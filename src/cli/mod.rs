@@ -34,11 +34,21 @@ pub struct Settings {
 impl Common {
     pub fn settings(&self, node: Option<&str>, table: Option<&str>) -> anyhow::Result<Settings> {
         let cfg = Config::load(self.config.as_deref()).map_err(|d| anyhow::anyhow!("{d}"))?;
-        let table = table.map(str::to_owned).or(cfg.table).unwrap_or_else(|| config::DEFAULT_TABLE.to_owned());
+        let table = table
+            .map(str::to_owned)
+            .or(cfg.table)
+            .unwrap_or_else(|| config::DEFAULT_TABLE.to_owned());
         config::table_name(&table).map_err(|e| anyhow::anyhow!("--table: {e}"))?;
         Ok(Settings {
-            manifests: self.manifests.clone().or(cfg.manifests).unwrap_or_else(|| config::DEFAULT_MANIFESTS.into()),
-            node: node.map(str::to_owned).or(cfg.node).unwrap_or_else(config::hostname),
+            manifests: self
+                .manifests
+                .clone()
+                .or(cfg.manifests)
+                .unwrap_or_else(|| config::DEFAULT_MANIFESTS.into()),
+            node: node
+                .map(str::to_owned)
+                .or(cfg.node)
+                .unwrap_or_else(config::hostname),
             table,
         })
     }

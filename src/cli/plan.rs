@@ -21,7 +21,9 @@ pub struct PlanArgs {
 /// Prints the ruleset `run` would program, as `nft -f` input. Invalid manifests
 /// print their problems on stderr and no plan: a partial plan would mislead.
 pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
-    let settings = args.common.settings(args.node.as_deref(), args.table.as_deref())?;
+    let settings = args
+        .common
+        .settings(args.node.as_deref(), args.table.as_deref())?;
     let loaded = load::load_dir(&settings.manifests)
         .with_context(|| format!("manifest directory {}", settings.manifests.display()))?;
     if !loaded.problems.is_empty() {
@@ -33,7 +35,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
     }
     let ruleset = compile::compile(&loaded.model, &settings.node, &settings.table);
     let m = &loaded.model;
-    let local = m.endpoints.values().filter(|e| e.is_local(&settings.node)).count();
+    let local = m
+        .endpoints
+        .values()
+        .filter(|e| e.is_local(&settings.node))
+        .count();
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

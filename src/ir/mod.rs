@@ -158,7 +158,10 @@ pub enum Verdict {
     Jump(String),
     Goto(String),
     /// Look the packet's interface up in a verdict map; no entry: go on.
-    Map { side: IfSide, map: String },
+    Map {
+        side: IfSide,
+        map: String,
+    },
 }
 
 /// A non-terminal log statement (a later issue adds `log_denied` and the Log action).

@@ -205,8 +205,7 @@ pub fn parse_bytes(display: &str, bytes: &[u8], problems: &mut Vec<Diagnostic>) 
             return Vec::new();
         }
     };
-    let mut options = serde_saphyr::Options::default();
-    options.with_snippet = false;
+    let options = parser_options();
     let docs: Vec<Option<Node>> = match serde_saphyr::from_multiple_with_options(text, options) {
         Ok(docs) => docs,
         Err(e) => {
@@ -314,6 +313,26 @@ pub fn key_text(key: &Node) -> String {
     }
 }
 
+/// Parser limits sized for the largest scenario we support (50,000 endpoints in
+/// one file) and far below what would exhaust memory: documents, nodes and
+/// events scale with the 64 MiB file limit; nesting and aliases stay tight.
+pub const MAX_DOCUMENTS: usize = 250_000;
+pub const MAX_NESTING: usize = 64;
+
+fn parser_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.with_snippet = false;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = MAX_DOCUMENTS;
+    budget.max_nodes = 16_000_000;
+    budget.max_events = 40_000_000;
+    budget.max_depth = MAX_NESTING;
+    budget.max_aliases = 10_000;
+    budget.max_anchors = 10_000;
+    options.budget = Some(budget);
+    options
+}
+
 fn yaml_message(e: &serde_saphyr::Error) -> String {
     // The library's message carries its own "at line X column Y" suffix; the
     // position is already in front of ours, so keep only the first line sans suffix.
@@ -328,6 +347,9 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         Some(i) => &first[..i],
         None => first,
     };
+    if let Some(detail) = first.strip_prefix("budget breached: ") {
+        return format!("file exceeds a parser limit ({detail}); split it or simplify it");
+    }
     format!("invalid YAML: {first}")
 }
 

@@ -179,10 +179,11 @@ impl Ctx<'_> {
             };
             let item = join(path, k);
             let key_ok = self.check(key, &item, syntax::label_key(k));
-            if let Some(v) = self.string(value, &item) {
-                if self.check(value, &item, syntax::label_value(v)) && key_ok {
-                    labels.insert(k.to_owned(), v.to_owned());
-                }
+            if let Some(v) = self.string(value, &item)
+                && self.check(value, &item, syntax::label_value(v))
+                && key_ok
+            {
+                labels.insert(k.to_owned(), v.to_owned());
             }
         }
         labels
@@ -236,10 +237,10 @@ impl Ctx<'_> {
         if let Some(vn) = values_node {
             for (i, v) in self.list(vn, &vp).unwrap_or_default().iter().enumerate() {
                 let ip = format!("{vp}[{i}]");
-                if let Some(s) = self.string(v, &ip) {
-                    if self.check(v, &ip, syntax::label_value(s)) {
-                        values.insert(s.to_owned());
-                    }
+                if let Some(s) = self.string(v, &ip)
+                    && self.check(v, &ip, syntax::label_value(s))
+                {
+                    values.insert(s.to_owned());
                 }
             }
         }
