@@ -12,8 +12,8 @@
 //!   selecting policy allows (policies are additive). Egress and ingress must both allow.
 //! - The node itself ([`Party::Host`]) may always reach its local endpoints (ingress is not
 //!   consulted). Traffic from a local endpoint to the node is subject to the endpoint's
-//!   egress, where only a rule with no peers matches the node: its address is unknown, and
-//!   neither ipBlocks nor selectors match it.
+//!   egress, where the node's address matches ipBlocks like any address; selectors never
+//!   match it.
 //! - Traffic neither end of which is a local endpoint is not ours to filter: allowed.
 
 use std::fmt;
@@ -29,7 +29,9 @@ use crate::selector::Labels;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Party {
     /// The node netpold runs on, as the origin or target of its own traffic.
-    Host,
+    /// Carries the node's address on the connection's family: ipBlocks match it like any
+    /// other address, selectors never do.
+    Host(IpAddr),
     /// An address: an endpoint's (on any node) or anything else's.
     Ip(IpAddr),
 }
@@ -37,7 +39,7 @@ pub enum Party {
 impl fmt::Display for Party {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Party::Host => f.write_str("host"),
+            Party::Host(ip) => write!(f, "host ({ip})"),
             Party::Ip(ip) => write!(f, "{ip}"),
         }
     }
@@ -103,7 +105,7 @@ pub fn evaluate(model: &Model, node: &str, probe: &Probe) -> Verdict {
     let ingress = match dst.filter(|e| e.is_local(node)) {
         Some(ep) => {
             let mut verdict = decide(model, ep, Direction::Ingress, probe);
-            if probe.src == Party::Host {
+            if matches!(probe.src, Party::Host(_)) {
                 // S9: traffic from the endpoint's own node is always allowed at ingress.
                 verdict.allowed_by = None;
                 verdict.allowed = true;
@@ -123,7 +125,7 @@ pub fn evaluate(model: &Model, node: &str, probe: &Probe) -> Verdict {
 /// The endpoint (on any node) that owns the party's address. The host owns none.
 fn owner(model: &Model, party: Party) -> Option<&Endpoint> {
     match party {
-        Party::Host => None,
+        Party::Host(_) => None,
         Party::Ip(ip) => model.endpoints.values().find(|e| e.ips.contains(&ip)),
     }
 }
@@ -200,10 +202,10 @@ fn peer_matches(model: &Model, policy: &NetworkPolicy, peer: &Peer, other: Party
             }
             None => false,
         },
-        // The host's address is unknown, so no block matches it.
         Peer::IpBlock(block) => match other {
-            Party::Host => false,
-            Party::Ip(ip) => same_family(block.cidr.addr(), ip) && block.contains(ip),
+            Party::Host(ip) | Party::Ip(ip) => {
+                same_family(block.cidr.addr(), ip) && block.contains(ip)
+            }
         },
     }
 }
@@ -255,6 +257,8 @@ mod tests {
     const EXT: &str = "192.0.2.1";
     const EXT6: &str = "2001:db8::1";
     const HOST: &str = "host";
+    /// The node's address on IPv4 in these tests; outside every endpoint's.
+    const HOST_IP: &str = "192.0.2.254";
 
     const BASE: &str = r#"
 apiVersion: v1
@@ -355,7 +359,7 @@ spec:
 
     fn party(s: &str) -> Party {
         if s == HOST {
-            Party::Host
+            Party::Host(HOST_IP.parse().unwrap())
         } else {
             Party::Ip(s.parse().unwrap())
         }
@@ -709,16 +713,25 @@ spec:
         assert_eq!(v.egress, DirectionVerdict::not_enforced());
         // But not some other address outside.
         assert!(!allowed(&m, EXT, WEB, 80));
-        // Endpoint -> host: egress applies, and neither ipBlock nor selectors match the host.
+        // Endpoint -> host: egress applies; the host's address matches the ipBlock ...
         let v = tcp(&m, WEB, HOST, 80);
-        assert!(!v.allowed && v.egress.isolated);
+        assert!(v.allowed && v.egress.isolated);
+        assert_eq!(v.egress.allowed_by, by("prod/p", 0));
         assert_eq!(v.ingress, DirectionVerdict::not_enforced());
+        // ... but never a selector.
+        let m = model(&[np(
+            "prod",
+            "p",
+            "{podSelector: {matchLabels: {app: web}}, policyTypes: [Ingress, Egress], \
+             egress: [{to: [{namespaceSelector: {}}]}, {ports: [{port: 53, protocol: UDP}]}]}",
+        )]);
+        assert!(!allowed(&m, WEB, HOST, 80));
         // A rule without peers does.
         let v = eval(&m, WEB, HOST, Protocol::Udp, 53);
         assert!(v.allowed);
         assert_eq!(v.egress.allowed_by, by("prod/p", 1));
-        // The ipBlock still matches outside addresses.
-        assert_eq!(tcp(&m, WEB, EXT, 80).egress.allowed_by, by("prod/p", 0));
+        // Without the ipBlock, outside addresses are denied too.
+        assert!(!allowed(&m, WEB, EXT, 80));
     }
 
     // ---- 4.2 Peers and selectors ----
