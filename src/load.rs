@@ -60,6 +60,8 @@ fn load_files(files: &[SourceFile], mut problems: Vec<Diagnostic>) -> Loaded {
     }
     let (model, model_problems) = Model::build(&raw);
     problems.extend(model_problems);
+    // By file, then position: the order a user reads and fixes them in.
+    problems.sort_by(|a, b| (&a.file, a.pos).cmp(&(&b.file, b.pos)));
     Loaded {
         model,
         problems,

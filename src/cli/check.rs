@@ -38,7 +38,15 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         );
         Ok(EXIT_OK)
     } else {
-        eprintln!("{} errors in {} files", loaded.problems.len(), loaded.files);
+        let mut bad: Vec<&str> = loaded.problems.iter().map(|p| p.file.as_str()).collect();
+        bad.sort_unstable();
+        bad.dedup();
+        eprintln!(
+            "{} errors in {} of {} files",
+            loaded.problems.len(),
+            bad.len(),
+            loaded.files
+        );
         Ok(EXIT_INVALID)
     }
 }

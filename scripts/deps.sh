@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages netpold's build, tests and demo need (as root).
+set -euo pipefail
+packages=(pkg-config libnftnl-dev libmnl-dev nftables iproute2 python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

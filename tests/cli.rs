@@ -1,0 +1,259 @@
+//! The `check` and `plan` commands as a user runs them: exit codes, messages, output.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn netpold(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_netpold"))
+        .args(args)
+        // No host configuration may leak into the tests.
+        .args_if_config()
+        .output()
+        .unwrap()
+}
+
+trait NoHostConfig {
+    fn args_if_config(&mut self) -> &mut Self;
+}
+
+impl NoHostConfig for Command {
+    fn args_if_config(&mut self) -> &mut Self {
+        self.env("RUST_LOG", "warn")
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const VALID: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-frontend, namespace: myns}
+spec:
+  podSelector: {matchLabels: {role: backend}}
+  ingress:
+  - from:
+    - podSelector: {matchLabels: {role: frontend}}
+    ports:
+    - {protocol: TCP, port: 6379}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: backend-1, namespace: myns, labels: {role: backend}}
+spec: {node: edge-1, interfaceName: veth-be1, ips: [10.1.0.2]}
+";
+
+const BROKEN_DB: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: db
+  namespace: shop
+spec:
+  podSelector: {}
+  ingress:
+  - from:
+    - ipBlock:
+        cidr: 10.1.0.0/16
+    - ipBlock:
+        cidr: 10.1.0.0/16
+        except:
+        - 10.2.0.0/16
+";
+
+fn write(dir: &Path, rel: &str, content: &str) {
+    let path = dir.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+#[test]
+fn check_valid_directory_exits_0_and_prints_no_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", VALID);
+    let out = netpold(&["check", "--manifests", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert!(text(&out.stderr).starts_with("ok: 1 files, 1 namespaces, 1 endpoints, 1 policies"));
+}
+
+#[test]
+fn check_reports_every_problem_with_path_line_col_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "policies/db.yaml", BROKEN_DB);
+    write(dir.path(), "b.yaml", "kind: Pod\napiVersion: v1\n");
+    write(dir.path(), "c.yaml", "a: [1,\n");
+    write(dir.path(), "ignored.yaml~", "garbage: [");
+    let out = Command::new(env!("CARGO_BIN_EXE_netpold"))
+        .current_dir(dir.path())
+        .args(["check", "--manifests", "."])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(
+        lines[0],
+        "b.yaml:1:7: error: kind: unknown kind \"Pod\": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1), WorkloadEndpoint (netpold.io/v1)"
+    );
+    assert!(lines[1].starts_with("c.yaml:"), "{}", lines[1]);
+    assert!(lines[1].contains(": error: invalid YAML"), "{}", lines[1]);
+    assert_eq!(
+        lines[2],
+        "policies/db.yaml:15:11: error: spec.ingress[0].from[1].ipBlock.except[0]: 10.2.0.0/16 is not inside cidr 10.1.0.0/16"
+    );
+    assert!(text(&out.stderr).contains("3 errors in 3 of 3 files"));
+}
+
+#[test]
+fn check_names_files_under_the_directory_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "x/bad.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: Bad}\n",
+    );
+    let given = dir.path().to_str().unwrap();
+    let out = netpold(&["check", "--manifests", given]);
+    assert_eq!(out.status.code(), Some(1));
+    let expected = format!(
+        "{given}/x/bad.yaml:3:18: error: metadata.name: \"Bad\" is not a valid DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit\n"
+    );
+    assert_eq!(text(&out.stdout), expected);
+}
+
+#[test]
+fn check_files_are_checked_together() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "one.yaml", VALID);
+    write(dir.path(), "two.yaml", VALID);
+    let one = dir.path().join("one.yaml");
+    let two = dir.path().join("two.yaml");
+    let out = netpold(&["check", one.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = netpold(&["check", one.to_str().unwrap(), two.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "{}:1:1: error: duplicate NetworkPolicy myns/allow-frontend: also defined at {}:1:1",
+            two.display(),
+            one.display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn missing_directory_and_usage_errors() {
+    let out = netpold(&["check", "--manifests", "/nonexistent/netpold-test"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("manifest directory /nonexistent/netpold-test"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = netpold(&["check", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = netpold(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn plan_prints_nothing_for_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", VALID);
+    write(dir.path(), "policies/db.yaml", BROKEN_DB);
+    let out = netpold(&[
+        "plan",
+        "--manifests",
+        dir.path().to_str().unwrap(),
+        "--node",
+        "edge-1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "");
+    assert!(text(&out.stderr).contains("is not inside cidr"));
+}
+
+#[test]
+fn plan_is_stable_and_names_the_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", VALID);
+    let args = [
+        "plan",
+        "--manifests",
+        dir.path().to_str().unwrap(),
+        "--node",
+        "edge-1",
+        "--table",
+        "np_test",
+    ];
+    let first = netpold(&args);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert_eq!(first.stdout, netpold(&args).stdout);
+    let plan = text(&first.stdout);
+    assert!(plan.contains("table inet np_test {"), "{plan}");
+    assert!(
+        plan.contains("comment \"endpoint myns/backend-1 ingress (veth-be1)\""),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("tcp dport 6379 counter accept comment \"myns/allow-frontend ingress[0]\""),
+        "{plan}"
+    );
+    assert!(plan.contains("\"veth-be1\" : goto ep_"), "{plan}");
+}
+
+#[test]
+fn config_file_is_strict_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m/a.yaml", VALID);
+    let config = dir.path().join("netpold.toml");
+    fs::write(
+        &config,
+        format!(
+            "manifests = \"{}/m\"\nnode = \"edge-1\"\ntabel = \"x\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = netpold(&["plan", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:3:1: error: unknown field `tabel`",
+            config.display()
+        )),
+        "{stderr}"
+    );
+
+    fs::write(
+        &config,
+        format!(
+            "manifests = \"{}/m\"\nnode = \"elsewhere\"\ntable = \"fromconfig\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = netpold(&[
+        "plan",
+        "--config",
+        config.to_str().unwrap(),
+        "--node",
+        "edge-1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.starts_with("# netpold plan for node edge-1:"),
+        "{plan}"
+    );
+    assert!(plan.contains("table inet fromconfig {"));
+    let out = netpold(&["plan", "--config", "/nonexistent/netpold.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+}
