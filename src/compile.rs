@@ -41,6 +41,13 @@ pub const INPUT_EGRESS: &str = "input_egress";
 /// workload must be able to resolve the host's address whatever its policy says.
 const NEIGHBOUR_DISCOVERY: [u8; 3] = [133, 135, 136];
 
+const IPV6_LINK_LOCAL: IpNet = IpNet::V6(
+    match ipnet::Ipv6Net::new(std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10) {
+        Ok(net) => net,
+        Err(_) => panic!("fe80::/10 is a valid prefix"),
+    },
+);
+
 /// Longest comment the kernel keeps for nft (`NFT_USERDATA_MAXLEN` allows more,
 /// but `nft` refuses comments over 128 bytes).
 const MAX_COMMENT: usize = 128;
@@ -341,12 +348,17 @@ impl<'m> Compiler<'m> {
         let mut rules = vec![Rule::new(vec![Match::Ct(CtState::Invalid)], Verdict::Drop)];
         if direction == Direction::Egress {
             for family in Family::BOTH {
-                let own: Vec<IpNet> = ep
+                let mut own: Vec<IpNet> = ep
                     .ips
                     .iter()
                     .filter(|ip| Family::of(ip) == family)
                     .map(|ip| IpNet::from(*ip))
                     .collect();
+                // Link-local sources never leave the link, and a workload needs its own to
+                // talk to the host (IPv6 gateway, MLD, DHCPv6); its egress policy still applies.
+                if family == Family::V6 {
+                    own.push(IPV6_LINK_LOCAL);
+                }
                 let spoof = if own.is_empty() {
                     Match::Family(family)
                 } else {
@@ -658,4 +670,235 @@ pub fn policy_chain_name(policy: &NetworkPolicy, direction: Direction) -> String
         "pol_{}_{suffix}",
         stable_hash(&format!("policy\0{}\0{}", policy.namespace, policy.name))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_bytes;
+    use crate::model::PortSpec;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn block_minus_excepts_gives_disjoint_ranges() {
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+        let cases: &[Case] = &[
+            ("10.0.0.0/8", &[], &[("10.0.0.0", "10.255.255.255")]),
+            (
+                "10.0.0.0/8",
+                &["10.0.0.0/16", "10.1.0.0/16", "10.1.2.0/24", "10.255.0.0/16"],
+                &[("10.2.0.0", "10.254.255.255")],
+            ),
+            (
+                "0.0.0.0/0",
+                &["198.18.0.0/16", "198.19.0.0/24"],
+                &[
+                    ("0.0.0.0", "198.17.255.255"),
+                    ("198.19.1.0", "255.255.255.255"),
+                ],
+            ),
+            (
+                "::/0",
+                &["fd00::/8"],
+                &[
+                    ("::", "fcff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                    ("fe00::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+                ],
+            ),
+        ];
+        for (cidr, except, expected) in cases {
+            let block = IpBlock {
+                cidr: net(cidr),
+                except: except.iter().map(|e| net(e)).collect(),
+            };
+            let got = block_ranges(&block);
+            let want: Vec<(IpAddr, IpAddr)> =
+                expected.iter().map(|(a, b)| (ip(a), ip(b))).collect();
+            assert_eq!(got, want, "{cidr} except {except:?}");
+        }
+    }
+
+    #[test]
+    fn ports_merge_per_protocol() {
+        let spec = |protocol, port| PortSpec { protocol, port };
+        let rule = PolicyRule {
+            peers: vec![],
+            ports: vec![
+                spec(Protocol::Tcp, PortMatch::Range(80, 80)),
+                spec(Protocol::Tcp, PortMatch::Range(81, 90)),
+                spec(Protocol::Tcp, PortMatch::Range(85, 100)),
+                spec(Protocol::Tcp, PortMatch::Range(443, 443)),
+                spec(Protocol::Udp, PortMatch::Range(53, 53)),
+                spec(Protocol::Udp, PortMatch::Any),
+                spec(Protocol::Udp, PortMatch::Named("dns".into())),
+                spec(Protocol::Tcp, PortMatch::Named("http".into())),
+            ],
+        };
+        let conds: Vec<String> = port_conditions(&rule)
+            .iter()
+            .map(|c| format!("{c:?}"))
+            .collect();
+        assert_eq!(
+            conds,
+            [
+                "Ranges(Tcp, [(80, 100), (443, 443)])",
+                "Protocol(Udp)",
+                "Named(\"http\", Tcp)",
+            ]
+        );
+        assert_eq!(
+            format!(
+                "{:?}",
+                port_conditions(&PolicyRule {
+                    peers: vec![],
+                    ports: vec![]
+                })
+            ),
+            "[AnyTraffic]"
+        );
+    }
+
+    fn compiled(yaml: &str) -> Ruleset {
+        let mut problems = Vec::new();
+        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
+        let (model, more) = Model::build(&raw);
+        assert!(
+            problems.is_empty() && more.is_empty(),
+            "{problems:?} {more:?}"
+        );
+        compile(&model, "n1", "netpold")
+    }
+
+    const ENDPOINTS: &str = "
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {node: n1, interfaceName: veth-web, ips: [10.0.0.1]}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: db, namespace: a, labels: {app: db}}
+spec: {node: n2, interfaceName: veth-db, ips: [10.0.0.2, fd00::2]}
+";
+
+    #[test]
+    fn only_local_endpoints_get_chains_but_remote_ones_are_set_members() {
+        let rs = compiled(&format!(
+            "{ENDPOINTS}---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: p, namespace: a}}
+spec:
+  podSelector: {{matchLabels: {{app: web}}}}
+  policyTypes: [Egress]
+  egress: [{{to: [{{podSelector: {{matchLabels: {{app: db}}}}}}]}}]
+"
+        ));
+        let egress = &rs.maps[EGRESS_MAP].entries;
+        assert_eq!(egress.keys().collect::<Vec<_>>(), ["veth-web"]);
+        let v4: Vec<&Set> = rs
+            .sets
+            .values()
+            .filter(|s| s.kind == SetKind::Addr(Family::V4))
+            .collect();
+        assert_eq!(v4.len(), 1);
+        assert_eq!(
+            v4[0].elements,
+            BTreeSet::from([Element::Addr(ip("10.0.0.2"))])
+        );
+        let v6: Vec<&Set> = rs
+            .sets
+            .values()
+            .filter(|s| s.kind == SetKind::Addr(Family::V6))
+            .collect();
+        assert_eq!(
+            v6[0].elements,
+            BTreeSet::from([Element::Addr(ip("fd00::2"))])
+        );
+        // web is isolated for egress only: its egress chain ends in drop, its ingress chain in accept.
+        let Verdict::Goto(out) = &egress["veth-web"] else {
+            panic!()
+        };
+        assert_eq!(
+            rs.chains[out].rules.last().unwrap().verdict,
+            Some(Verdict::Drop)
+        );
+        let Verdict::Goto(inn) = &rs.maps[INGRESS_MAP].entries["veth-web"] else {
+            panic!()
+        };
+        assert_eq!(
+            rs.chains[inn].rules.last().unwrap().verdict,
+            Some(Verdict::Accept)
+        );
+    }
+
+    #[test]
+    fn anti_spoofing_allows_own_and_link_local_sources_only() {
+        let rs = compiled(ENDPOINTS);
+        let Verdict::Goto(out) = &rs.maps[EGRESS_MAP].entries["veth-web"] else {
+            panic!()
+        };
+        let spoof: Vec<&Vec<Match>> = rs.chains[out]
+            .rules
+            .iter()
+            .filter(|r| r.comment.as_deref() == Some("a/web: spoofed source"))
+            .map(|r| &r.matches)
+            .collect();
+        assert_eq!(
+            spoof,
+            [
+                &vec![Match::Addr {
+                    side: AddrSide::Src,
+                    family: Family::V4,
+                    negate: true,
+                    source: AddrSource::List(vec![net("10.0.0.1/32")])
+                }],
+                &vec![Match::Addr {
+                    side: AddrSide::Src,
+                    family: Family::V6,
+                    negate: true,
+                    source: AddrSource::List(vec![net("fe80::/10")])
+                }],
+            ]
+        );
+    }
+
+    #[test]
+    fn equal_selectors_share_one_set_and_names_are_stable() {
+        let policy = |name: &str, sel: &str| {
+            format!(
+                "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: a}}\nspec: {{podSelector: {{}}, ingress: [{{from: [{{podSelector: {sel}}}]}}]}}\n"
+            )
+        };
+        let rs = compiled(&format!(
+            "{ENDPOINTS}{}{}",
+            policy("p1", "{matchLabels: {app: db}}"),
+            policy(
+                "p2",
+                "{matchExpressions: [{key: app, operator: In, values: [db]}]}"
+            )
+        ));
+        let addr_sets = rs
+            .sets
+            .iter()
+            .filter(|(_, s)| matches!(s.kind, SetKind::Addr(_)))
+            .count();
+        assert_eq!(addr_sets, 2, "one v4 and one v6 set for both spellings");
+        // Bounded names: a 3-character prefix and 16 hex digits.
+        assert!(
+            rs.sets.keys().all(|k| k.len() == 19),
+            "{:?}",
+            rs.sets.keys()
+        );
+        assert_eq!(stable_hash("policy\0a\0p1"), stable_hash("policy\0a\0p1"));
+        assert_ne!(stable_hash("policy\0a\0p1"), stable_hash("policy\0a\0p2"));
+        assert_eq!(stable_hash(""), "cbf29ce484222325");
+    }
 }

@@ -24,6 +24,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
     let settings = args
         .common
         .settings(args.node.as_deref(), args.table.as_deref())?;
+    let started = std::time::Instant::now();
     let loaded = load::load_dir(&settings.manifests)
         .with_context(|| format!("manifest directory {}", settings.manifests.display()))?;
     if !loaded.problems.is_empty() {
@@ -33,7 +34,9 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
         eprintln!("{} errors: no plan", loaded.problems.len());
         return Ok(EXIT_INVALID);
     }
+    let loaded_at = started.elapsed();
     let ruleset = compile::compile(&loaded.model, &settings.node, &settings.table);
+    let compiled_at = started.elapsed();
     let m = &loaded.model;
     let local = m
         .endpoints
@@ -54,5 +57,11 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
     )?;
     out.write_all(render::render(&ruleset).as_bytes())?;
     out.flush()?;
+    log::info!(
+        "plan: loaded in {:?}, compiled in {:?}, rendered in {:?}",
+        loaded_at,
+        compiled_at - loaded_at,
+        started.elapsed() - compiled_at
+    );
     Ok(EXIT_OK)
 }
