@@ -17,7 +17,7 @@
 //!   selector, so an endpoint that comes, goes or is relabelled changes set elements,
 //!   never rules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -52,14 +52,65 @@ const IPV6_LINK_LOCAL: IpNet = IpNet::V6(
 /// but `nft` refuses comments over 128 bytes).
 const MAX_COMMENT: usize = 128;
 
-/// FNV-1a, 64 bits: stable across runs, platforms and releases, unlike `std`'s hasher.
+/// FNV-1a, 64 bits, with the MurmurHash3 finaliser so that similar keys get
+/// unrelated names: stable across runs, platforms and releases, unlike `std`'s hasher.
 fn stable_hash(text: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in text.as_bytes() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^= h >> 33;
     format!("{h:016x}")
+}
+
+/// Kernel object names: `<prefix>_<hash of key><suffix>`, bounded in length. Two keys
+/// whose hashes collide must never share an object (that would merge two selectors), so
+/// the later one, in the compiler's deterministic order, is rehashed.
+#[derive(Default)]
+struct Names {
+    by_key: HashMap<String, String>,
+    owner: HashMap<String, String>,
+}
+
+impl Names {
+    fn get(&mut self, prefix: &str, key: &str, suffix: &str) -> String {
+        let full_key = format!("{prefix}\0{key}\0{suffix}");
+        if let Some(name) = self.by_key.get(&full_key) {
+            return name.clone();
+        }
+        let mut salt = 0u32;
+        loop {
+            let hash = if salt == 0 {
+                stable_hash(key)
+            } else {
+                stable_hash(&format!("{key}\0{salt}"))
+            };
+            let name = format!("{prefix}_{hash}{suffix}");
+            if !self.owner.contains_key(&name) {
+                self.owner.insert(name.clone(), full_key.clone());
+                self.by_key.insert(full_key, name.clone());
+                return name;
+            }
+            salt += 1;
+        }
+    }
+}
+
+fn namespaces_key(ns: &Namespaces) -> String {
+    match ns {
+        Namespaces::Exactly(name) => format!("ns={name}"),
+        Namespaces::Matching(sel) => format!("nssel={sel}"),
+    }
+}
+
+fn block_key(block: &IpBlock) -> String {
+    let excepts: Vec<String> = block.except.iter().map(ToString::to_string).collect();
+    format!("{} except {}", block.cidr, excepts.join(","))
 }
 
 pub fn truncate_comment(text: &str) -> String {
@@ -188,6 +239,7 @@ pub fn block_ranges(block: &IpBlock) -> Vec<(IpAddr, IpAddr)> {
 struct Compiler<'m> {
     model: &'m Model,
     index: Index<'m>,
+    names: Names,
     out: Ruleset,
 }
 
@@ -196,6 +248,7 @@ pub fn compile(model: &Model, node: &str, table: &str) -> Ruleset {
     let mut c = Compiler {
         model,
         index: Index::new(model),
+        names: Names::default(),
         out: Ruleset {
             table: table.to_owned(),
             ..Ruleset::default()
@@ -340,9 +393,10 @@ impl<'m> Compiler<'m> {
             Direction::Ingress => "in",
             Direction::Egress => "out",
         };
-        let name = format!(
-            "ep_{}_{suffix}",
-            stable_hash(&format!("endpoint\0{}\0{}", ep.namespace, ep.name))
+        let name = self.names.get(
+            "ep",
+            &format!("endpoint\0{}\0{}", ep.namespace, ep.name),
+            &format!("_{suffix}"),
         );
         let id = ep.id();
         let mut rules = vec![Rule::new(vec![Match::Ct(CtState::Invalid)], Verdict::Drop)];
@@ -378,8 +432,11 @@ impl<'m> Compiler<'m> {
         }
         for policy in policies {
             rules.push(
-                Rule::new(vec![], Verdict::Jump(policy_chain_name(policy, direction)))
-                    .with_comment(truncate_comment(&format!("policy {}", policy.id()))),
+                Rule::new(
+                    vec![],
+                    Verdict::Jump(self.policy_chain_name(policy, direction)),
+                )
+                .with_comment(truncate_comment(&format!("policy {}", policy.id()))),
             );
         }
         let last = if policies.is_empty() {
@@ -431,8 +488,9 @@ impl<'m> Compiler<'m> {
                 }
             }
         }
+        let name = self.policy_chain_name(policy, direction);
         self.out.chains.insert(
-            policy_chain_name(policy, direction),
+            name,
             Chain {
                 base: None,
                 rules,
@@ -547,9 +605,23 @@ impl<'m> Compiler<'m> {
         out
     }
 
+    fn policy_chain_name(&mut self, policy: &NetworkPolicy, direction: Direction) -> String {
+        let suffix = match direction {
+            Direction::Ingress => "_in",
+            Direction::Egress => "_out",
+        };
+        self.names.get(
+            "pol",
+            &format!("policy\0{}\0{}", policy.namespace, policy.name),
+            suffix,
+        )
+    }
+
     fn addr_set(&mut self, ns: &Namespaces, pods: &LabelSelector, family: Family) -> String {
-        let key = format!("pods\0{ns:?}\0{pods}");
-        let name = format!("s{}_{}", family_digit(family), stable_hash(&key));
+        let key = format!("pods\0{}\0{pods}", namespaces_key(ns));
+        let name = self
+            .names
+            .get(&format!("s{}", family_digit(family)), &key, "");
         if !self.out.sets.contains_key(&name) {
             let selected = self.index.select(ns, pods).to_vec();
             let elements = selected
@@ -574,8 +646,10 @@ impl<'m> Compiler<'m> {
     fn block_set(&mut self, block: &IpBlock) -> String {
         let family = Family::of_net(&block.cidr);
         let excepts: Vec<String> = block.except.iter().map(ToString::to_string).collect();
-        let key = format!("block\0{}\0{}", block.cidr, excepts.join(","));
-        let name = format!("b{}_{}", family_digit(family), stable_hash(&key));
+        let key = format!("block\0{}", block_key(block));
+        let name = self
+            .names
+            .get(&format!("b{}", family_digit(family)), &key, "");
         if !self.out.sets.contains_key(&name) {
             let elements = block_ranges(block)
                 .into_iter()
@@ -611,8 +685,14 @@ impl<'m> Compiler<'m> {
         protocol: Protocol,
         family: Family,
     ) -> String {
-        let key = format!("named\0{scope:?}\0{port}\0{protocol}");
-        let name = format!("n{}_{}", family_digit(family), stable_hash(&key));
+        let scope_key = match scope {
+            PortScope::Pods(ns, pods) => format!("pods\0{}\0{pods}", namespaces_key(ns)),
+            PortScope::Block(block) => format!("block\0{}", block_key(block)),
+        };
+        let key = format!("named\0{scope_key}\0{port}\0{protocol}");
+        let name = self
+            .names
+            .get(&format!("n{}", family_digit(family)), &key, "");
         if self.out.sets.contains_key(&name) {
             return name;
         }
@@ -659,17 +739,6 @@ impl<'m> Compiler<'m> {
         );
         name
     }
-}
-
-pub fn policy_chain_name(policy: &NetworkPolicy, direction: Direction) -> String {
-    let suffix = match direction {
-        Direction::Ingress => "in",
-        Direction::Egress => "out",
-    };
-    format!(
-        "pol_{}_{suffix}",
-        stable_hash(&format!("policy\0{}\0{}", policy.namespace, policy.name))
-    )
 }
 
 #[cfg(test)]
@@ -871,6 +940,20 @@ spec:
     }
 
     #[test]
+    fn colliding_names_are_rehashed() {
+        let mut names = Names::default();
+        let first = names.get("s4", "k1", "");
+        // Pretend another key already owns the name k2 would get.
+        let k2_name = format!("s4_{}", stable_hash("k2"));
+        names.owner.insert(k2_name.clone(), "someone else".into());
+        let second = names.get("s4", "k2", "");
+        assert_ne!(second, k2_name);
+        assert_eq!(second, format!("s4_{}", stable_hash("k2\u{0}1")));
+        assert_eq!(names.get("s4", "k1", ""), first);
+        assert_eq!(names.get("s4", "k2", ""), second);
+    }
+
+    #[test]
     fn equal_selectors_share_one_set_and_names_are_stable() {
         let policy = |name: &str, sel: &str| {
             format!(
@@ -899,6 +982,11 @@ spec:
         );
         assert_eq!(stable_hash("policy\0a\0p1"), stable_hash("policy\0a\0p1"));
         assert_ne!(stable_hash("policy\0a\0p1"), stable_hash("policy\0a\0p2"));
-        assert_eq!(stable_hash(""), "cbf29ce484222325");
+        // Similar keys get unrelated names.
+        let (a, b) = (
+            stable_hash("endpoint\0shop\0web-1"),
+            stable_hash("endpoint\0shop\0web-2"),
+        );
+        assert_ne!(a[..8], b[..8]);
     }
 }
