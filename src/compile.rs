@@ -512,6 +512,12 @@ impl<'m> Compiler<'m> {
             Direction::Ingress => AddrSide::Src,
             Direction::Egress => AddrSide::Dst,
         };
+        let peer_in = |family: Family, set: String| Match::Addr {
+            side: peer_side,
+            family,
+            negate: false,
+            source: AddrSource::Set(set),
+        };
         // The families this peer can match, and the address condition for each.
         let peer_families: Vec<(Option<Family>, Option<Match>)> = match peer {
             None => vec![(None, None)],
@@ -519,32 +525,12 @@ impl<'m> Compiler<'m> {
                 let ns = Namespaces::resolve(namespaces, &policy.namespace);
                 Family::BOTH
                     .into_iter()
-                    .map(|f| {
-                        let set = self.addr_set(&ns, pods, f);
-                        (
-                            Some(f),
-                            Some(Match::Addr {
-                                side: peer_side,
-                                family: f,
-                                negate: false,
-                                source: AddrSource::Set(set),
-                            }),
-                        )
-                    })
+                    .map(|f| (Some(f), Some(peer_in(f, self.addr_set(&ns, pods, f)))))
                     .collect()
             }
             Some(Peer::IpBlock(block)) => {
                 let f = Family::of_net(&block.cidr);
-                let set = self.block_set(block);
-                vec![(
-                    Some(f),
-                    Some(Match::Addr {
-                        side: peer_side,
-                        family: f,
-                        negate: false,
-                        source: AddrSource::Set(set),
-                    }),
-                )]
+                vec![(Some(f), Some(peer_in(f, self.block_set(block))))]
             }
         };
         let mut out = Vec::new();

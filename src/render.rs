@@ -336,23 +336,15 @@ mod tests {
     #[test]
     fn ranges_print_as_prefixes_when_aligned() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            range_text(ip("10.0.0.0"), ip("10.0.255.255")),
-            "10.0.0.0/16"
-        );
-        assert_eq!(
-            range_text(ip("0.0.0.0"), ip("255.255.255.255")),
-            "0.0.0.0/0"
-        );
-        assert_eq!(
-            range_text(ip("::"), ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
-            "::/0"
-        );
-        assert_eq!(
-            range_text(ip("10.0.0.1"), ip("10.0.0.6")),
-            "10.0.0.1-10.0.0.6"
-        );
-        assert_eq!(range_text(ip("10.0.0.2"), ip("10.0.0.3")), "10.0.0.2/31");
+        for (a, b, text) in [
+            ("10.0.0.0", "10.0.255.255", "10.0.0.0/16"),
+            ("0.0.0.0", "255.255.255.255", "0.0.0.0/0"),
+            ("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::/0"),
+            ("10.0.0.1", "10.0.0.6", "10.0.0.1-10.0.0.6"),
+            ("10.0.0.2", "10.0.0.3", "10.0.0.2/31"),
+        ] {
+            assert_eq!(range_text(ip(a), ip(b)), text);
+        }
     }
 
     #[test]
