@@ -2,6 +2,15 @@
 //! ordered rules. The compiler produces it, `render` prints it as `nft -f` text,
 //! the kernel backend programs it, and `ir::eval` runs packets through it.
 //! Everything is kept in sorted maps so equal inputs give equal output.
+//!
+//! Order is priority: a chain's rules run in `Vec` order, base chains of one hook by
+//! `priority`, and an endpoint chain jumps to its policies' chains in the order the
+//! compiler gives them. That is all ordered policies need: `Allow` is `Verdict::Accept`,
+//! `Deny` is `Verdict::Drop` (final in every base chain), `Log` is a rule with `log` and
+//! no verdict (evaluation goes on), and `Pass` is `Verdict::Goto` to the chain of the next
+//! tier (or `Return` from a tier chain). Kubernetes NetworkPolicies only allow, so today's
+//! compiler emits accepts in policy chains and one drop at the end of an isolated
+//! endpoint's chain.
 
 pub mod eval;
 
