@@ -337,7 +337,10 @@ impl Model {
     /// otherwise the kernel could not tell whose rules apply. Both places are named.
     fn check_endpoint_clashes(&mut self, problems: &mut Vec<Diagnostic>) {
         let mut owner_of_ip: BTreeMap<IpAddr, (String, Origin)> = BTreeMap::new();
-        let mut owner_of_if: BTreeMap<(Option<String>, String), (String, Origin)> = BTreeMap::new();
+        // Interface → the endpoints using it, with their nodes. An endpoint without a
+        // node runs on whichever node loads it, so it clashes with every node's.
+        let mut users_of_if: BTreeMap<String, Vec<(Option<String>, String, Origin)>> =
+            BTreeMap::new();
         let mut clashing = BTreeSet::new();
         for (key, ep) in &self.endpoints {
             for (i, ip) in ep.ips.iter().enumerate() {
@@ -365,9 +368,11 @@ impl Model {
                 file: ep.origin.file.clone(),
                 pos: ep.interface_pos,
             };
-            let if_key = (ep.node.clone(), ep.interface.clone());
-            match owner_of_if.get(&if_key) {
-                Some((other, at)) => {
+            let users = users_of_if.entry(ep.interface.clone()).or_default();
+            let same_node =
+                |node: &Option<String>| node.is_none() || ep.node.is_none() || *node == ep.node;
+            match users.iter().find(|(node, _, _)| same_node(node)) {
+                Some((_, other, at)) => {
                     problems.push(Diagnostic::new(
                         &here.file,
                         here.pos,
@@ -378,9 +383,7 @@ impl Model {
                     ));
                     clashing.insert(key.clone());
                 }
-                None => {
-                    owner_of_if.insert(if_key, (ep.id(), here));
-                }
+                None => users.push((ep.node.clone(), ep.id(), here)),
             }
         }
         for key in clashing {

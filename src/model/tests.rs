@@ -1648,6 +1648,21 @@ fn endpoint_clashes() {
         ]
     );
 
+    // An endpoint without `node` runs on whichever node loads it: it clashes with any node's.
+    let text = concat!(
+        "apiVersion: netpold.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: a}\n",
+        "spec: {node: n1, interfaceName: eth1, ips: [10.0.0.1]}\n",
+        "---\n",
+        "apiVersion: netpold.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: b}\n",
+        "spec: {interfaceName: eth1, ips: [10.0.0.2]}\n",
+    );
+    assert_eq!(
+        load(text).1,
+        [
+            "f.yaml:9:23: error: spec.interfaceName: eth1 is already the interface of WorkloadEndpoint default/a (f.yaml:4:33) on the same node"
+        ]
+    );
+
     // The same interface name on different nodes is fine.
     let text = [
         endpoint_doc("a", "shop", "n1", "eth1", "10.0.0.1"),
