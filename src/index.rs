@@ -1,8 +1,9 @@
-//! Which endpoints each selector matches. Endpoints are numbered in model order;
-//! an inverted index of `(key, value)` labels narrows candidates before the full
-//! selector test, so a selector costs about what it matches, not the endpoint count.
+//! Which endpoints each selector matches. Endpoints and namespaces are numbered in
+//! model order; candidates come from the smaller of the matching namespaces' members
+//! and the narrowest `In` requirement's `(key, value)` postings, and only those get the
+//! full selector test, so a selection costs about what it matches, not the endpoint count.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::model::{Endpoint, Model, NamespaceScope};
 use crate::selector::{LabelSelector, Op};
@@ -26,7 +27,10 @@ impl Namespaces {
 pub struct Index<'m> {
     model: &'m Model,
     pub endpoints: Vec<&'m Endpoint>,
-    by_namespace: BTreeMap<&'m str, Vec<usize>>,
+    /// Namespace number of each endpoint, and the endpoints of each namespace.
+    namespace_of: Vec<usize>,
+    members: Vec<Vec<usize>>,
+    namespace_number: HashMap<&'m str, usize>,
     by_label: HashMap<(&'m str, &'m str), Vec<usize>>,
     cache: HashMap<(Namespaces, LabelSelector), Vec<usize>>,
 }
@@ -34,13 +38,20 @@ pub struct Index<'m> {
 impl<'m> Index<'m> {
     pub fn new(model: &'m Model) -> Index<'m> {
         let endpoints: Vec<&Endpoint> = model.endpoints.values().collect();
-        let mut by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        // `Model::from_objects` declares every namespace an endpoint names.
+        let namespace_number: HashMap<&str, usize> = model
+            .namespaces
+            .keys()
+            .enumerate()
+            .map(|(i, name)| (name.as_str(), i))
+            .collect();
+        let mut members = vec![Vec::new(); namespace_number.len()];
+        let mut namespace_of = Vec::with_capacity(endpoints.len());
         let mut by_label: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
         for (i, ep) in endpoints.iter().enumerate() {
-            by_namespace
-                .entry(ep.namespace.as_str())
-                .or_default()
-                .push(i);
+            let ns = namespace_number[ep.namespace.as_str()];
+            namespace_of.push(ns);
+            members[ns].push(i);
             for (k, v) in &ep.labels {
                 by_label
                     .entry((k.as_str(), v.as_str()))
@@ -51,27 +62,29 @@ impl<'m> Index<'m> {
         Index {
             model,
             endpoints,
-            by_namespace,
+            namespace_of,
+            members,
+            namespace_number,
             by_label,
             cache: HashMap::new(),
         }
     }
 
-    fn namespace_names(&self, namespaces: &Namespaces) -> Vec<&'m str> {
+    /// Which namespaces (by number) a scope covers.
+    fn namespace_mask(&self, namespaces: &Namespaces) -> Vec<bool> {
         match namespaces {
-            Namespaces::Exactly(ns) => self
-                .model
-                .namespaces
-                .get_key_value(ns)
-                .map(|(k, _)| k.as_str())
-                .into_iter()
-                .collect(),
+            Namespaces::Exactly(ns) => {
+                let mut mask = vec![false; self.members.len()];
+                if let Some(&n) = self.namespace_number.get(ns.as_str()) {
+                    mask[n] = true;
+                }
+                mask
+            }
             Namespaces::Matching(sel) => self
                 .model
                 .namespaces
                 .values()
-                .filter(|ns| sel.matches(&ns.labels))
-                .map(|ns| ns.name.as_str())
+                .map(|ns| sel.matches(&ns.labels))
                 .collect(),
         }
     }
@@ -87,32 +100,39 @@ impl<'m> Index<'m> {
     }
 
     fn compute(&self, namespaces: &Namespaces, pods: &LabelSelector) -> Vec<usize> {
-        let names = self.namespace_names(namespaces);
-        // Candidates from the narrowest `In` requirement, if any.
-        let narrowest = pods
+        let mask = self.namespace_mask(namespaces);
+        let in_scope: usize = mask
+            .iter()
+            .zip(&self.members)
+            .filter(|(m, _)| **m)
+            .map(|(_, v)| v.len())
+            .sum();
+        // The narrowest `In` requirement, by the size of its postings.
+        let narrowest: Option<Vec<&Vec<usize>>> = pods
             .requirements()
             .iter()
             .filter_map(|r| match &r.op {
-                Op::In(values) => {
-                    let mut ids: Vec<usize> = values
+                Op::In(values) => Some(
+                    values
                         .iter()
-                        .flat_map(|v| self.by_label.get(&(r.key.as_str(), v.as_str())))
-                        .flatten()
-                        .copied()
-                        .collect();
-                    ids.sort_unstable();
-                    Some(ids)
-                }
+                        .filter_map(|v| self.by_label.get(&(r.key.as_str(), v.as_str())))
+                        .collect::<Vec<_>>(),
+                ),
                 _ => None,
             })
-            .min_by_key(Vec::len);
-        let wanted: HashSet<&str> = names.iter().copied().collect();
-        let in_namespaces = |i: &usize| wanted.contains(self.endpoints[*i].namespace.as_str());
+            .min_by_key(|lists| lists.iter().map(|l| l.len()).sum::<usize>());
         let mut out: Vec<usize> = match narrowest {
-            Some(ids) => ids.into_iter().filter(in_namespaces).collect(),
-            None => names
+            Some(lists) if lists.iter().map(|l| l.len()).sum::<usize>() < in_scope => lists
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&i| mask[self.namespace_of[i]])
+                .collect(),
+            _ => mask
                 .iter()
-                .flat_map(|ns| self.by_namespace.get(ns).into_iter().flatten().copied())
+                .zip(&self.members)
+                .filter(|(m, _)| **m)
+                .flat_map(|(_, v)| v.iter().copied())
                 .collect(),
         };
         out.retain(|&i| pods.matches(&self.endpoints[i].labels));
