@@ -37,6 +37,14 @@ pub const FORWARD_EGRESS: &str = "forward_egress";
 pub const FORWARD_INGRESS: &str = "forward_ingress";
 pub const INPUT_EGRESS: &str = "input_egress";
 
+/// The set of this node's endpoint addresses, per family.
+pub fn local_set(family: Family) -> String {
+    match family {
+        Family::V4 => "local_addrs4".into(),
+        Family::V6 => "local_addrs6".into(),
+    }
+}
+
 /// ICMPv6 router solicitation, neighbour solicitation and advertisement: a
 /// workload must be able to resolve the host's address whatever its policy says.
 const NEIGHBOUR_DISCOVERY: [u8; 3] = [133, 135, 136];
@@ -47,10 +55,6 @@ const IPV6_LINK_LOCAL: IpNet = IpNet::V6(
         Err(_) => panic!("fe80::/10 is a valid prefix"),
     },
 );
-
-/// Longest comment the kernel keeps for nft (`NFT_USERDATA_MAXLEN` allows more,
-/// but `nft` refuses comments over 128 bytes).
-const MAX_COMMENT: usize = 128;
 
 /// FNV-1a, 64 bits, with the MurmurHash3 finaliser so that similar keys get
 /// unrelated names: stable across runs, platforms and releases, unlike `std`'s hasher.
@@ -114,14 +118,7 @@ fn block_key(block: &IpBlock) -> String {
 }
 
 pub fn truncate_comment(text: &str) -> String {
-    if text.len() <= MAX_COMMENT {
-        return text.to_owned();
-    }
-    let mut end = MAX_COMMENT - 3;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+    bounded_comment(text)
 }
 
 fn family_digit(family: Family) -> char {
@@ -308,15 +305,58 @@ impl<'m> Compiler<'m> {
                 comment: "receiver interface -> endpoint ingress chain".into(),
             },
         );
-        self.base_chains();
+        let local: Vec<IpAddr> = self
+            .index
+            .endpoints
+            .iter()
+            .filter(|ep| ep.is_local(node))
+            .flat_map(|ep| ep.ips.iter().copied())
+            .collect();
+        self.base_chains(&local);
     }
 
-    fn base_chains(&mut self) {
-        let established = || {
+    /// Base chains. Packets from an endpoint's interface are dispatched before anything
+    /// else can accept them, so anti-spoofing holds for established flows too; a packet
+    /// from any other interface carrying a local endpoint's address is spoofed.
+    fn base_chains(&mut self, local: &[IpAddr]) {
+        for family in Family::BOTH {
+            let elements = local
+                .iter()
+                .filter(|ip| Family::of(ip) == family)
+                .map(|ip| Element::Addr(*ip))
+                .collect();
+            let comment = "addresses of this node's endpoints".to_owned();
+            self.out.sets.insert(
+                local_set(family),
+                Set {
+                    kind: SetKind::Addr(family),
+                    elements,
+                    comment,
+                },
+            );
+        }
+        let dispatch = |side, map: &str, what: &str| {
             Rule::new(
-                vec![Match::Ct(CtState::EstablishedOrRelated)],
-                Verdict::Accept,
+                vec![],
+                Verdict::Map {
+                    side,
+                    map: map.into(),
+                },
             )
+            .with_comment(what)
+        };
+        let foreign_spoof = |family| {
+            Rule::new(
+                vec![Match::Addr {
+                    side: AddrSide::Src,
+                    family,
+                    negate: false,
+                    source: AddrSource::Set(local_set(family)),
+                }],
+                Verdict::Drop,
+            )
+            .counted()
+            .with_comment("a local endpoint's address from another interface")
         };
         let base = |hook, priority| {
             Some(BaseChain {
@@ -330,14 +370,9 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: base(Hook::Forward, 0),
                 rules: vec![
-                    established(),
-                    Rule::new(
-                        vec![],
-                        Verdict::Map {
-                            side: IfSide::In,
-                            map: EGRESS_MAP.into(),
-                        },
-                    ),
+                    dispatch(IfSide::In, EGRESS_MAP, "to the sender's egress chain"),
+                    foreign_spoof(Family::V4),
+                    foreign_spoof(Family::V6),
                 ],
                 comment: "forwarded traffic: the sender's egress policy".into(),
             },
@@ -347,14 +382,12 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: base(Hook::Forward, 1),
                 rules: vec![
-                    established(),
                     Rule::new(
-                        vec![],
-                        Verdict::Map {
-                            side: IfSide::Out,
-                            map: INGRESS_MAP.into(),
-                        },
-                    ),
+                        vec![Match::Ct(CtState::EstablishedOrRelated)],
+                        Verdict::Accept,
+                    )
+                    .with_comment("replies and related traffic of allowed connections"),
+                    dispatch(IfSide::Out, INGRESS_MAP, "to the receiver's ingress chain"),
                 ],
                 comment: "forwarded traffic: the receiver's ingress policy".into(),
             },
@@ -364,19 +397,15 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: base(Hook::Input, 0),
                 rules: vec![
-                    established(),
+                    // Before anti-spoofing: duplicate address detection sends from `::`.
                     Rule::new(
                         vec![Match::Icmpv6Types(NEIGHBOUR_DISCOVERY.to_vec())],
                         Verdict::Accept,
                     )
                     .with_comment("neighbour discovery with the host"),
-                    Rule::new(
-                        vec![],
-                        Verdict::Map {
-                            side: IfSide::In,
-                            map: EGRESS_MAP.into(),
-                        },
-                    ),
+                    dispatch(IfSide::In, EGRESS_MAP, "to the sender's egress chain"),
+                    foreign_spoof(Family::V4),
+                    foreign_spoof(Family::V6),
                 ],
                 comment: "traffic to the host: the sender's egress policy".into(),
             },
@@ -399,7 +428,7 @@ impl<'m> Compiler<'m> {
             &format!("_{suffix}"),
         );
         let id = ep.id();
-        let mut rules = vec![Rule::new(vec![Match::Ct(CtState::Invalid)], Verdict::Drop)];
+        let mut rules = Vec::new();
         if direction == Direction::Egress {
             for family in Family::BOTH {
                 let mut own: Vec<IpNet> = ep
@@ -413,6 +442,7 @@ impl<'m> Compiler<'m> {
                 if family == Family::V6 {
                     own.push(IPV6_LINK_LOCAL);
                 }
+                own.sort();
                 let spoof = if own.is_empty() {
                     Match::Family(family)
                 } else {
@@ -429,7 +459,19 @@ impl<'m> Compiler<'m> {
                         .with_comment(format!("{id}: spoofed source")),
                 );
             }
+            // Egress is dispatched before any conntrack verdict (see `base_chains`).
+            rules.push(
+                Rule::new(
+                    vec![Match::Ct(CtState::EstablishedOrRelated)],
+                    Verdict::Accept,
+                )
+                .with_comment("replies and related traffic of allowed connections"),
+            );
         }
+        rules.push(
+            Rule::new(vec![Match::Ct(CtState::Invalid)], Verdict::Drop)
+                .with_comment("no connection state"),
+        );
         for policy in policies {
             rules.push(
                 Rule::new(
@@ -471,10 +513,14 @@ impl<'m> Compiler<'m> {
             .enumerate()
         {
             let comment = truncate_comment(&format!("{} {direction}[{i}]", policy.id()));
+            // Peers are alternatives: sorted, so their order in the file does not change the plan.
             let peers: Vec<Option<&Peer>> = if rule.peers.is_empty() {
                 vec![None]
             } else {
-                rule.peers.iter().map(Some).collect()
+                let mut peers: Vec<Option<&Peer>> = rule.peers.iter().map(Some).collect();
+                peers.sort();
+                peers.dedup();
+                peers
             };
             for peer in peers {
                 for cond in port_conditions(rule) {
@@ -860,8 +906,9 @@ spec:
         assert_eq!(egress.keys().collect::<Vec<_>>(), ["veth-web"]);
         let v4: Vec<&Set> = rs
             .sets
-            .values()
-            .filter(|s| s.kind == SetKind::Addr(Family::V4))
+            .iter()
+            .filter(|(n, s)| s.kind == SetKind::Addr(Family::V4) && !n.starts_with("local_"))
+            .map(|(_, s)| s)
             .collect();
         assert_eq!(v4.len(), 1);
         assert_eq!(
@@ -870,8 +917,9 @@ spec:
         );
         let v6: Vec<&Set> = rs
             .sets
-            .values()
-            .filter(|s| s.kind == SetKind::Addr(Family::V6))
+            .iter()
+            .filter(|(n, s)| s.kind == SetKind::Addr(Family::V6) && !n.starts_with("local_"))
+            .map(|(_, s)| s)
             .collect();
         assert_eq!(
             v6[0].elements,
@@ -957,12 +1005,15 @@ spec:
         let addr_sets = rs
             .sets
             .iter()
-            .filter(|(_, s)| matches!(s.kind, SetKind::Addr(_)))
+            .filter(|(n, s)| matches!(s.kind, SetKind::Addr(_)) && !n.starts_with("local_"))
             .count();
         assert_eq!(addr_sets, 2, "one v4 and one v6 set for both spellings");
         // Bounded names: a 3-character prefix and 16 hex digits.
         assert!(
-            rs.sets.keys().all(|k| k.len() == 19),
+            rs.sets
+                .keys()
+                .filter(|k| !k.starts_with("local_"))
+                .all(|k| k.len() == 19),
             "{:?}",
             rs.sets.keys()
         );
@@ -974,5 +1025,149 @@ spec:
             stable_hash("endpoint\0shop\0web-2"),
         );
         assert_ne!(a[..8], b[..8]);
+    }
+
+    fn packet(
+        iif: &str,
+        oif: &str,
+        src: &str,
+        dst: &str,
+        ct: crate::ir::eval::CtInfo,
+    ) -> crate::ir::eval::Packet {
+        crate::ir::eval::Packet {
+            hook: Hook::Forward,
+            iif: Some(iif.into()),
+            oif: Some(oif.into()),
+            src: ip(src),
+            dst: ip(dst),
+            protocol: Protocol::Udp,
+            dport: 53,
+            ct,
+        }
+    }
+
+    #[test]
+    fn spoofed_sources_are_dropped_even_on_established_flows() {
+        use crate::ir::eval::{CtInfo, run};
+        let rs = compiled(&format!(
+            "{ENDPOINTS}---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: api, namespace: a, labels: {{app: api}}}}
+spec: {{node: n1, interfaceName: veth-api, ips: [10.0.0.3]}}
+"
+        ));
+        // Nothing isolates anyone: honest traffic passes in every state.
+        assert!(
+            run(
+                &rs,
+                &packet("veth-web", "uplink0", "10.0.0.1", "192.0.2.1", CtInfo::New)
+            )
+            .accepted
+        );
+        assert!(
+            run(
+                &rs,
+                &packet(
+                    "uplink0",
+                    "veth-web",
+                    "192.0.2.1",
+                    "10.0.0.1",
+                    CtInfo::Established
+                )
+            )
+            .accepted
+        );
+        // A local endpoint's address arriving by the uplink, or by another endpoint's interface.
+        for ct in [CtInfo::New, CtInfo::Established] {
+            assert!(
+                !run(
+                    &rs,
+                    &packet("uplink0", "veth-api", "10.0.0.1", "10.0.0.3", ct)
+                )
+                .accepted,
+                "{ct:?}"
+            );
+            assert!(
+                !run(
+                    &rs,
+                    &packet("veth-api", "uplink0", "10.0.0.1", "192.0.2.1", ct)
+                )
+                .accepted,
+                "{ct:?}"
+            );
+        }
+        // A remote endpoint's address is not ours to vouch for.
+        assert!(
+            run(
+                &rs,
+                &packet("uplink0", "veth-web", "10.0.0.2", "10.0.0.1", CtInfo::New)
+            )
+            .accepted
+        );
+    }
+
+    #[test]
+    fn comments_fit_nft_even_for_long_names() {
+        let long = "x".repeat(200);
+        let rs = compiled(&format!(
+            "apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: {long}, namespace: a, labels: {{app: web}}}}
+spec: {{interfaceName: veth-web, ips: [10.0.0.1]}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: {long}, namespace: a}}
+spec: {{podSelector: {{}}, ingress: [{{from: [{{podSelector: {{matchLabels: {{app: {}}}}}}}]}}]}}
+",
+            "v".repeat(63)
+        ));
+        let comments = rs
+            .chains
+            .values()
+            .flat_map(|c| {
+                c.rules
+                    .iter()
+                    .filter_map(|r| r.comment.as_deref())
+                    .chain([c.comment.as_str()])
+            })
+            .chain(rs.sets.values().map(|s| s.comment.as_str()));
+        for comment in comments {
+            assert!(
+                comment.len() <= crate::ir::MAX_COMMENT,
+                "{} bytes: {comment}",
+                comment.len()
+            );
+        }
+    }
+
+    #[test]
+    fn order_of_alternatives_does_not_change_the_ruleset() {
+        let doc = |ips: &str, peers: &str, ports: &str| {
+            format!(
+                "apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: web, namespace: a, labels: {{app: web}}}}
+spec: {{interfaceName: veth-web, ips: [{ips}]}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: p, namespace: a}}
+spec: {{podSelector: {{}}, ingress: [{{from: [{peers}], ports: [{ports}]}}]}}
+"
+            )
+        };
+        let a = compiled(&doc(
+            "10.0.0.1, fd00::1, 10.0.0.2",
+            "{ipBlock: {cidr: 10.0.0.0/8}}, {podSelector: {}}",
+            "{port: 80}, {port: 53, protocol: UDP}, {port: 22}",
+        ));
+        let b = compiled(&doc(
+            "fd00::1, 10.0.0.2, 10.0.0.1",
+            "{podSelector: {}}, {ipBlock: {cidr: 10.0.0.0/8}}, {podSelector: {}}",
+            "{port: 53, protocol: UDP}, {port: 22}, {port: 80}",
+        ));
+        assert_eq!(crate::render::render(&a), crate::render::render(&b));
     }
 }

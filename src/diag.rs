@@ -32,6 +32,8 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl std::error::Error for Diagnostic {}
+
 /// Where an object came from; kept on model objects so that later diagnostics
 /// (duplicates, cross-object conflicts) and rule comments can name it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -32,6 +32,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        // A diagnostic already reads `path:line:col: error: ...`.
+        Err(e) if e.downcast_ref::<netpold::diag::Diagnostic>().is_some() => {
+            eprintln!("{e}");
+            ExitCode::from(cli::EXIT_INVALID)
+        }
         Err(e) => {
             eprintln!("netpold: error: {e:#}");
             ExitCode::from(cli::EXIT_INVALID)

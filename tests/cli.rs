@@ -105,7 +105,7 @@ fn check_reports_every_problem_with_path_line_col_and_exits_1() {
         lines[2],
         "policies/db.yaml:15:11: error: spec.ingress[0].from[1].ipBlock.except[0]: 10.2.0.0/16 is not inside cidr 10.1.0.0/16"
     );
-    assert!(text(&out.stderr).contains("3 errors in 3 of 3 files"));
+    assert!(text(&out.stderr).contains("3 errors in 3 files (3 manifest files read)"));
 }
 
 #[test]

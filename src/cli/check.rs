@@ -42,7 +42,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
         bad.sort_unstable();
         bad.dedup();
         eprintln!(
-            "{} errors in {} of {} files",
+            "{} errors in {} files ({} manifest files read)",
             loaded.problems.len(),
             bad.len(),
             loaded.files

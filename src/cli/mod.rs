@@ -33,7 +33,7 @@ pub struct Settings {
 
 impl Common {
     pub fn settings(&self, node: Option<&str>, table: Option<&str>) -> anyhow::Result<Settings> {
-        let cfg = Config::load(self.config.as_deref()).map_err(|d| anyhow::anyhow!("{d}"))?;
+        let cfg = Config::load(self.config.as_deref())?;
         let table = table
             .map(str::to_owned)
             .or(cfg.table)

@@ -195,3 +195,102 @@ fn matches(rs: &Ruleset, pkt: &Packet, m: &Match) -> bool {
         Match::Icmpv6Types(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(dport: u16) -> Packet {
+        Packet {
+            hook: Hook::Forward,
+            iif: Some("veth-a".into()),
+            oif: Some("uplink0".into()),
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "192.0.2.1".parse().unwrap(),
+            protocol: Protocol::Tcp,
+            dport,
+            ct: CtInfo::New,
+        }
+    }
+
+    fn port(p: u16) -> Vec<Match> {
+        vec![Match::DstPorts {
+            protocol: Protocol::Tcp,
+            ranges: vec![(p, p)],
+        }]
+    }
+
+    /// The shape ordered policies need (Allow/Deny/Log/Pass across tiers) runs as nft would.
+    #[test]
+    fn ordered_tiers_with_deny_log_pass_and_allow() {
+        let chain = |rules| Chain {
+            base: None,
+            rules,
+            comment: String::new(),
+        };
+        let mut rs = Ruleset {
+            table: "t".into(),
+            ..Ruleset::default()
+        };
+        rs.chains.insert(
+            "base".into(),
+            Chain {
+                base: Some(BaseChain {
+                    hook: Hook::Forward,
+                    priority: 0,
+                    policy_accept: true,
+                }),
+                rules: vec![
+                    Rule::new(vec![], Verdict::Jump("admin".into())),
+                    Rule::new(vec![], Verdict::Drop),
+                ],
+                comment: String::new(),
+            },
+        );
+        let log = Rule {
+            matches: vec![],
+            counter: true,
+            log: Some(Log {
+                prefix: "np ".into(),
+                group: None,
+            }),
+            verdict: None,
+            comment: None,
+        };
+        rs.chains.insert(
+            "admin".into(),
+            chain(vec![
+                log,
+                Rule::new(port(22), Verdict::Drop),
+                Rule::new(port(443), Verdict::Accept),
+                Rule::new(port(80), Verdict::Goto("namespaced".into())),
+                // Reached by nothing Pass already took.
+                Rule::new(port(80), Verdict::Drop),
+            ]),
+        );
+        rs.chains.insert(
+            "namespaced".into(),
+            chain(vec![Rule::new(port(80), Verdict::Accept)]),
+        );
+        let verdicts: Vec<(u16, bool)> = [22, 443, 80, 8080]
+            .iter()
+            .map(|&p| (p, run(&rs, &tcp(p)).accepted))
+            .collect();
+        // 22 denied first, 443 allowed in the admin tier, 80 passed on and allowed below,
+        // 8080 matched by nothing: the end of the base chain drops it.
+        assert_eq!(
+            verdicts,
+            [(22, false), (443, true), (80, true), (8080, false)]
+        );
+        let path = run(&rs, &tcp(80)).path;
+        assert_eq!(
+            path.iter()
+                .map(|r| (r.chain.as_str(), r.index))
+                .collect::<Vec<_>>(),
+            [("base", 0), ("admin", 3), ("namespaced", 0)]
+        );
+        let text = crate::render::render(&rs);
+        assert!(text.contains("\t\tcounter log prefix \"np \"\n"), "{text}");
+        assert!(text.contains("tcp dport 80 goto namespaced"), "{text}");
+    }
+}

@@ -201,8 +201,9 @@ impl Rule {
         }
     }
 
-    pub fn with_comment(mut self, comment: impl Into<String>) -> Rule {
-        self.comment = Some(comment.into());
+    /// Sets the comment, cut to what `nft` accepts.
+    pub fn with_comment(mut self, comment: impl AsRef<str>) -> Rule {
+        self.comment = Some(bounded_comment(comment.as_ref()));
         self
     }
 
@@ -210,6 +211,21 @@ impl Rule {
         self.counter = true;
         self
     }
+}
+
+/// Longest comment `nft` accepts on a rule, chain or set.
+pub const MAX_COMMENT: usize = 128;
+
+/// `text` cut at a character boundary to at most `MAX_COMMENT` bytes.
+pub fn bounded_comment(text: &str) -> String {
+    if text.len() <= MAX_COMMENT {
+        return text.to_owned();
+    }
+    let mut end = MAX_COMMENT - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -348,7 +348,16 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         None => first,
     };
     if let Some(detail) = first.strip_prefix("budget breached: ") {
-        return format!("file exceeds a parser limit ({detail}); split it or simplify it");
+        // The detail reads like `Aliases { aliases: 10001 }`.
+        let what = detail
+            .split([' ', '{'])
+            .next()
+            .unwrap_or(detail)
+            .to_lowercase();
+        let count: String = detail.chars().filter(char::is_ascii_digit).collect();
+        return format!(
+            "file exceeds the parser's limit on {what} ({count}); split it or simplify it"
+        );
     }
     format!("invalid YAML: {first}")
 }

@@ -173,7 +173,7 @@ impl Ctx<'_> {
                 self.error(
                     key.pos,
                     path,
-                    format!("label key {} is not a string", key_text(key)),
+                    format!("label key {} is not a string; quote it", key_text(key)),
                 );
                 continue;
             };
@@ -307,6 +307,16 @@ impl Ctx<'_> {
                 self.error(node.pos, path, format!("port {n} is out of range 1-65535"));
                 None
             }
+            Value::Float(f) => {
+                self.error(
+                    node.pos,
+                    path,
+                    format!(
+                        "{f} is not a port number: write a plain integer 1-65535, without leading zeros, decimal point or exponent"
+                    ),
+                );
+                None
+            }
             _ => {
                 self.error(
                     node.pos,
@@ -341,6 +351,10 @@ impl Ctx<'_> {
 
     fn cidr(&mut self, node: &Node, path: &str) -> Option<IpNet> {
         let s = self.string(node, path)?;
+        if syntax::zero_padded_ipv4(s) {
+            self.error(node.pos, path, format!("{s:?} has a zero-padded octet, which some tools read as octal; write it without leading zeros"));
+            return None;
+        }
         let Ok(net) = s.parse::<IpNet>() else {
             let hint = if s.parse::<IpAddr>().is_ok() {
                 " (a CIDR needs a prefix length, e.g. /32)"
@@ -851,6 +865,10 @@ fn endpoint_spec(cx: &mut Ctx, node: &Node) -> Option<Endpoint> {
                 let Some(s) = cx.string(item, &path) else {
                     continue;
                 };
+                if syntax::zero_padded_ipv4(s) {
+                    cx.error(item.pos, &path, format!("{s:?} has a zero-padded octet, which some tools read as octal; write it without leading zeros"));
+                    continue;
+                }
                 let Some(ip) = endpoint_ip(s) else {
                     cx.error(
                         item.pos,
@@ -859,6 +877,10 @@ fn endpoint_spec(cx: &mut Ctx, node: &Node) -> Option<Endpoint> {
                     );
                     continue;
                 };
+                if let Err(e) = syntax::endpoint_address(ip) {
+                    cx.error(item.pos, &path, e);
+                    continue;
+                }
                 if let Some(first) = seen.insert(ip, i) {
                     cx.error(
                         item.pos,

@@ -227,6 +227,22 @@ impl NetworkPolicy {
     }
 }
 
+/// (kind, namespace, name) as the raw document spells them, when it does.
+fn raw_identity(raw: &RawObject) -> Option<(String, String, String)> {
+    let kind = raw.node.get("kind")?.as_str()?;
+    let meta = raw.node.get("metadata")?;
+    let name = meta.get("name")?.as_str()?;
+    let namespace = match kind {
+        "Namespace" => String::new(),
+        _ => meta
+            .get("namespace")
+            .and_then(|n| n.as_str())
+            .unwrap_or(DEFAULT_NAMESPACE)
+            .to_owned(),
+    };
+    Some((kind.to_owned(), namespace, name.to_owned()))
+}
+
 /// One validated manifest object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Object {
@@ -267,10 +283,34 @@ impl Model {
     /// validated and the list of every problem found (empty when all is valid).
     pub fn build(raw: &[RawObject]) -> (Model, Vec<Diagnostic>) {
         let mut problems = Vec::new();
-        let objects: Vec<Object> = raw
-            .iter()
-            .filter_map(|r| convert_object(r, &mut problems))
-            .collect();
+        // Duplicates are found on the raw identity, so that an object with other
+        // problems still reveals that it is defined twice.
+        let mut seen: BTreeMap<(String, String, String), Origin> = BTreeMap::new();
+        let mut objects = Vec::new();
+        for r in raw {
+            let converted = convert_object(r, &mut problems);
+            if let Some((kind, ns, name)) = raw_identity(r) {
+                let here = Origin {
+                    file: r.file.clone(),
+                    pos: r.node.pos,
+                };
+                let id = if ns.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{ns}/{name}")
+                };
+                if let Some(first) = seen.get(&(kind.clone(), ns.clone(), name.clone())) {
+                    problems.push(Diagnostic::new(
+                        &here.file,
+                        here.pos,
+                        format!("duplicate {kind} {id}: also defined at {first}"),
+                    ));
+                    continue;
+                }
+                seen.insert((kind, ns, name), here);
+            }
+            objects.extend(converted);
+        }
         let model = Model::from_objects(objects, &mut problems);
         (model, problems)
     }

@@ -132,6 +132,10 @@ pub fn interface_name(s: &str) -> Result<(), String> {
         Some("is longer than 15 bytes")
     } else if s == "." || s == ".." {
         Some("is reserved")
+    } else if s == "lo" {
+        Some("is the host's loopback, not a workload's interface")
+    } else if s.contains('*') {
+        Some("must not contain '*' (wildcards are not interface names)")
     } else if s.chars().any(|c| {
         c == '/' || c == ':' || c == '"' || c == '\\' || c.is_whitespace() || c.is_control()
     }) {
@@ -145,9 +149,74 @@ pub fn interface_name(s: &str) -> Result<(), String> {
     }
 }
 
+/// IPv4 text with a zero-padded octet (`010.0.0.1`): C's `inet_aton` and iptables read
+/// it as octal, Rust's parser as decimal. Ambiguous in a firewall, so refused.
+pub fn zero_padded_ipv4(s: &str) -> bool {
+    let addr = s.split('/').next().unwrap_or(s);
+    addr.contains('.')
+        && !addr.contains(':')
+        && addr
+            .split('.')
+            .any(|octet| octet.len() > 1 && octet.starts_with('0'))
+}
+
+/// Why an address cannot be a workload's own, if it cannot.
+pub fn endpoint_address(ip: std::net::IpAddr) -> Result<(), String> {
+    use std::net::IpAddr;
+    let why = match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => Some("is the unspecified address"),
+        IpAddr::V4(v4) if v4.is_loopback() => Some("is a loopback address"),
+        IpAddr::V4(v4) if v4.is_multicast() => Some("is a multicast address"),
+        IpAddr::V4(v4) if v4.is_broadcast() => Some("is the broadcast address"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("is the unspecified address"),
+        IpAddr::V6(v6) if v6.is_loopback() => Some("is the loopback address"),
+        IpAddr::V6(v6) if v6.is_multicast() => Some("is a multicast address"),
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+            Some("is an IPv4-mapped IPv6 address; write the IPv4 address")
+        }
+        _ => None,
+    };
+    match why {
+        Some(why) => Err(format!("{ip} {why}, not a workload's address")),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses() {
+        for (text, zero_padded) in [
+            ("010.0.0.1", true),
+            ("10.0.0.1/08", false),
+            ("10.00.0.0/8", true),
+            ("10.0.0.0/8", false),
+            ("fd00::0a", false),
+            ("0.0.0.0/0", false),
+        ] {
+            assert_eq!(zero_padded_ipv4(text), zero_padded, "{text}");
+        }
+        for (text, ok) in [
+            ("10.0.0.1", true),
+            ("fd00::1", true),
+            ("0.0.0.0", false),
+            ("127.0.0.1", false),
+            ("224.0.0.1", false),
+            ("255.255.255.255", false),
+            ("::", false),
+            ("::1", false),
+            ("ff02::1", false),
+            ("::ffff:10.0.0.1", false),
+        ] {
+            assert_eq!(
+                endpoint_address(text.parse().unwrap()).is_ok(),
+                ok,
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn table() {
@@ -193,6 +262,9 @@ mod tests {
             (interface_name, "eth 0", false),
             (interface_name, "..", false),
             (interface_name, "a\"b", false),
+            (interface_name, "lo", false),
+            (interface_name, "veth*", false),
+            (interface_name, "lo1", true),
         ];
         for (check, input, ok) in cases {
             assert_eq!(check(input).is_ok(), *ok, "{input:?}: {:?}", check(input));

@@ -715,7 +715,7 @@ fn labels_failing() {
         ),
         (
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n  labels: {1: a}\n",
-            &["f.yaml:5:12: error: metadata.labels: label key 1 is not a string"],
+            &["f.yaml:5:12: error: metadata.labels: label key 1 is not a string; quote it"],
         ),
         (
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n  labels: [app]\n",
@@ -1875,10 +1875,77 @@ fn directory_reports_every_file_at_once() {
             "policies/broken.yaml:1:4: error: invalid YAML: unclosed bracket '['",
             r#"endpoints.json:3:44: error: spec.ips[0]: "10.0.0.300" is not an IP address (a /32 or /128 suffix is allowed)"#,
             r#"policies/a.yaml:8:18: error: spec.ingress[0].ports[0].protocol: unsupported protocol "tcp": one of TCP, UDP, SCTP (protocols are upper-case: TCP)"#,
-            "policies/b.yml:5:1: error: apiVersion: required",
             "policies/b.yml:1:1: error: duplicate Namespace shop: also defined at 00-namespaces.yaml:1:1",
+            "policies/b.yml:5:1: error: apiVersion: required",
         ]
     );
     assert_eq!(model.namespaces.keys().collect::<Vec<_>>(), ["shop"]);
     assert!(model.endpoints.is_empty() && model.policies.is_empty());
+}
+
+#[test]
+fn duplicate_of_an_invalid_object_is_still_reported() {
+    let text = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec: {podSelector: {}, ingres: []}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec: {podSelector: {}}
+";
+    assert_eq!(
+        load(text).1,
+        [
+            "f.yaml:4:25: error: spec.ingres: unknown field (did you mean ingress?)",
+            "f.yaml:6:1: error: duplicate NetworkPolicy a/p: also defined at f.yaml:1:1",
+        ]
+    );
+}
+
+#[test]
+fn addresses_and_interfaces_a_workload_cannot_own() {
+    let ep = |iface: &str, ips: &str| {
+        format!(
+            "apiVersion: netpold.io/v1\nkind: WorkloadEndpoint\nmetadata: {{name: w}}\nspec: {{interfaceName: \"{iface}\", ips: [{ips}]}}\n"
+        )
+    };
+    let cases: &[(String, &str)] = &[
+        (
+            ep("lo", "10.0.0.1"),
+            "f.yaml:4:23: error: spec.interfaceName: interface name \"lo\" is the host's loopback, not a workload's interface",
+        ),
+        (
+            ep("veth*", "10.0.0.1"),
+            "f.yaml:4:23: error: spec.interfaceName: interface name \"veth*\" must not contain '*' (wildcards are not interface names)",
+        ),
+        (
+            ep("veth0", "\"010.0.0.1\""),
+            "f.yaml:4:38: error: spec.ips[0]: \"010.0.0.1\" has a zero-padded octet, which some tools read as octal; write it without leading zeros",
+        ),
+        (
+            ep("veth0", "0.0.0.0"),
+            "f.yaml:4:38: error: spec.ips[0]: 0.0.0.0 is the unspecified address, not a workload's address",
+        ),
+        (
+            ep("veth0", "224.0.0.1"),
+            "f.yaml:4:38: error: spec.ips[0]: 224.0.0.1 is a multicast address, not a workload's address",
+        ),
+        (
+            ep("veth0", "\"::ffff:10.0.0.1\""),
+            "f.yaml:4:38: error: spec.ips[0]: ::ffff:10.0.0.1 is an IPv4-mapped IPv6 address; write the IPv4 address, not a workload's address",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(load(text).1, [*expected], "{text}");
+    }
+    let block = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: 010.0.0.0/8}}]}]}\n";
+    assert_eq!(
+        load(block).1,
+        [
+            "f.yaml:4:60: error: spec.ingress[0].from[0].ipBlock.cidr: \"010.0.0.0/8\" has a zero-padded octet, which some tools read as octal; write it without leading zeros"
+        ]
+    );
 }
