@@ -3,80 +3,15 @@
 //! Needs root, `ip` and `nft`. Skips without them, except under `CI=true`, where an
 //! end-to-end test that cannot run must fail.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use netpold::{compile::compile, manifest::parse_bytes, model::Model, render::render};
 
 mod common;
+use common::netns::{Netns, can_run};
 use common::{NODE, Rng, scenario};
-
-fn can_run() -> bool {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    let tools = ["ip", "nft"]
-        .iter()
-        .all(|t| Command::new(t).arg("-V").output().is_ok());
-    if root && tools {
-        return true;
-    }
-    let why = format!("needs root, ip and nft (root: {root}, tools: {tools})");
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("end-to-end test cannot run under CI: {why}");
-    }
-    eprintln!("skipped: {why}");
-    false
-}
-
-/// A network namespace that is deleted when dropped, also when a test panics.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("npd-{tag}-{}", std::process::id());
-        let status = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(status.success(), "ip netns add {name}");
-        Netns(name)
-    }
-
-    fn nft(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.0, "nft"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-        drop(input);
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 #[test]
 fn plans_load_reload_and_list_back() {
-    if !can_run() {
+    if !can_run(&["ip", "nft"]) {
         return;
     }
     let ns = Netns::new("load");
@@ -131,7 +66,7 @@ fn plans_load_reload_and_list_back() {
 
 #[test]
 fn examples_load() {
-    if !can_run() {
+    if !can_run(&["ip", "nft"]) {
         return;
     }
     let ns = Netns::new("ex");

@@ -2,6 +2,8 @@
 //! manifests as YAML text, and helpers for network namespaces.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
