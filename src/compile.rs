@@ -1170,4 +1170,43 @@ spec: {{podSelector: {{}}, ingress: [{{from: [{peers}], ports: [{ports}]}}]}}
         ));
         assert_eq!(crate::render::render(&a), crate::render::render(&b));
     }
+
+    /// T7: a rule with ports only ever matches its protocols, so ICMP never passes it;
+    /// a rule without ports matches every protocol, ICMP included.
+    #[test]
+    fn icmp_passes_only_rules_without_ports() {
+        let rs = compiled(&format!(
+            "{ENDPOINTS}---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: p, namespace: a}}
+spec:
+  podSelector: {{}}
+  ingress:
+  - ports: [{{}}, {{port: 80}}, {{port: 53, protocol: UDP}}, {{port: http}}, {{protocol: SCTP, port: 9, endPort: 10}}]
+  - from: [{{ipBlock: {{cidr: 10.0.0.0/8}}}}]
+"
+        ));
+        let chain = rs
+            .chains
+            .iter()
+            .find(|(n, _)| n.starts_with("pol_"))
+            .unwrap()
+            .1;
+        let protocol_bound = |r: &Rule| {
+            r.matches.iter().any(|m| {
+                matches!(
+                    m,
+                    Match::Protocol(_) | Match::DstPorts { .. } | Match::DstAddrPort { .. }
+                )
+            })
+        };
+        let (with_ports, without): (Vec<&Rule>, Vec<&Rule>) = chain
+            .rules
+            .iter()
+            .partition(|r| r.comment.as_deref() == Some("a/p ingress[0]"));
+        assert!(!with_ports.is_empty() && with_ports.iter().all(|r| protocol_bound(r)));
+        assert_eq!(without.len(), 1);
+        assert!(!protocol_bound(without[0]));
+    }
 }

@@ -26,7 +26,7 @@ pub struct RawObject {
 
 /// Upper bounds on what one file may hold, so a hostile or broken file costs
 /// bounded memory and time; each is reported as an ordinary error.
-pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+pub const MAX_FILE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Whether a directory entry's name marks editor or package-manager debris
 /// that must never be loaded (CONTRACT §2).
@@ -315,7 +315,7 @@ pub fn key_text(key: &Node) -> String {
 
 /// Parser limits sized for the largest scenario we support (50,000 endpoints in
 /// one file) and far below what would exhaust memory: documents, nodes and
-/// events scale with the 64 MiB file limit; nesting and aliases stay tight.
+/// events scale with the 32 MiB file limit; nesting and aliases stay tight.
 pub const MAX_DOCUMENTS: usize = 250_000;
 pub const MAX_NESTING: usize = 64;
 
