@@ -1057,54 +1057,43 @@ metadata: {{name: api, namespace: a, labels: {{app: api}}}}
 spec: {{node: n1, interfaceName: veth-api, ips: [10.0.0.3]}}
 "
         ));
+        let accepted = |iif: &str, oif: &str, src: &str, dst: &str, ct| {
+            run(&rs, &packet(iif, oif, src, dst, ct)).accepted
+        };
         // Nothing isolates anyone: honest traffic passes in every state.
-        assert!(
-            run(
-                &rs,
-                &packet("veth-web", "uplink0", "10.0.0.1", "192.0.2.1", CtInfo::New)
-            )
-            .accepted
-        );
-        assert!(
-            run(
-                &rs,
-                &packet(
-                    "uplink0",
-                    "veth-web",
-                    "192.0.2.1",
-                    "10.0.0.1",
-                    CtInfo::Established
-                )
-            )
-            .accepted
-        );
+        assert!(accepted(
+            "veth-web",
+            "uplink0",
+            "10.0.0.1",
+            "192.0.2.1",
+            CtInfo::New
+        ));
+        assert!(accepted(
+            "uplink0",
+            "veth-web",
+            "192.0.2.1",
+            "10.0.0.1",
+            CtInfo::Established
+        ));
         // A local endpoint's address arriving by the uplink, or by another endpoint's interface.
         for ct in [CtInfo::New, CtInfo::Established] {
             assert!(
-                !run(
-                    &rs,
-                    &packet("uplink0", "veth-api", "10.0.0.1", "10.0.0.3", ct)
-                )
-                .accepted,
+                !accepted("uplink0", "veth-api", "10.0.0.1", "10.0.0.3", ct),
                 "{ct:?}"
             );
             assert!(
-                !run(
-                    &rs,
-                    &packet("veth-api", "uplink0", "10.0.0.1", "192.0.2.1", ct)
-                )
-                .accepted,
+                !accepted("veth-api", "uplink0", "10.0.0.1", "192.0.2.1", ct),
                 "{ct:?}"
             );
         }
         // A remote endpoint's address is not ours to vouch for.
-        assert!(
-            run(
-                &rs,
-                &packet("uplink0", "veth-web", "10.0.0.2", "10.0.0.1", CtInfo::New)
-            )
-            .accepted
-        );
+        assert!(accepted(
+            "uplink0",
+            "veth-web",
+            "10.0.0.2",
+            "10.0.0.1",
+            CtInfo::New
+        ));
     }
 
     #[test]
