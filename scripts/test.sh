@@ -11,9 +11,13 @@ else
 fi
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all -- --check
+else
+  echo "warning: rustfmt is not installed: formatting not checked (rustup component add rustfmt)" >&2
 fi
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --all-targets --locked -- -D warnings
+else
+  echo "warning: clippy is not installed: lints not checked (rustup component add clippy)" >&2
 fi
 NETPOLD_AGREEMENT_SCENARIOS="${NETPOLD_AGREEMENT_SCENARIOS:-300}" cargo test --locked --all-targets
 cargo test --locked --doc

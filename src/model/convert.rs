@@ -307,13 +307,11 @@ impl Ctx<'_> {
                 self.error(node.pos, path, format!("port {n} is out of range 1-65535"));
                 None
             }
-            Value::Float(f) => {
+            Value::Float(_) => {
                 self.error(
                     node.pos,
                     path,
-                    format!(
-                        "{f} is not a port number: write a plain integer 1-65535, without leading zeros, decimal point or exponent"
-                    ),
+                    "a port is a plain integer 1-65535, without leading zeros, decimal point or exponent",
                 );
                 None
             }

@@ -232,13 +232,12 @@ fn raw_identity(raw: &RawObject) -> Option<(String, String, String)> {
     let kind = raw.node.get("kind")?.as_str()?;
     let meta = raw.node.get("metadata")?;
     let name = meta.get("name")?.as_str()?;
-    let namespace = match kind {
-        "Namespace" => String::new(),
-        _ => meta
-            .get("namespace")
-            .and_then(|n| n.as_str())
-            .unwrap_or(DEFAULT_NAMESPACE)
-            .to_owned(),
+    let namespace = match (kind, meta.get("namespace")) {
+        ("Namespace", _) => String::new(),
+        (_, None) => DEFAULT_NAMESPACE.to_owned(),
+        (_, Some(n)) if n.is_null() => DEFAULT_NAMESPACE.to_owned(),
+        // A namespace that is not a string is an error of its own, not an identity.
+        (_, Some(n)) => n.as_str()?.to_owned(),
     };
     Some((kind.to_owned(), namespace, name.to_owned()))
 }

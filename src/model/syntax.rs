@@ -168,6 +168,12 @@ pub fn endpoint_address(ip: std::net::IpAddr) -> Result<(), String> {
         IpAddr::V4(v4) if v4.is_loopback() => Some("is a loopback address"),
         IpAddr::V4(v4) if v4.is_multicast() => Some("is a multicast address"),
         IpAddr::V4(v4) if v4.is_broadcast() => Some("is the broadcast address"),
+        IpAddr::V4(v4) if v4.octets()[0] == 0 => Some("is in 0.0.0.0/8 (\"this network\")"),
+        IpAddr::V4(v4) if v4.octets()[0] >= 240 => Some("is in the reserved range 240.0.0.0/4"),
+        // Link-local addresses are unique only per link: they cannot identify a workload
+        // in selectors, and link-local sources are allowed from its interface anyway.
+        IpAddr::V4(v4) if v4.is_link_local() => Some("is link-local (169.254.0.0/16)"),
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some("is link-local (fe80::/10)"),
         IpAddr::V6(v6) if v6.is_unspecified() => Some("is the unspecified address"),
         IpAddr::V6(v6) if v6.is_loopback() => Some("is the loopback address"),
         IpAddr::V6(v6) if v6.is_multicast() => Some("is a multicast address"),

@@ -1937,6 +1937,14 @@ fn addresses_and_interfaces_a_workload_cannot_own() {
             ep("veth0", "\"::ffff:10.0.0.1\""),
             "f.yaml:4:38: error: spec.ips[0]: ::ffff:10.0.0.1 is an IPv4-mapped IPv6 address; write the IPv4 address, not a workload's address",
         ),
+        (
+            ep("veth0", "\"fe80::1\""),
+            "f.yaml:4:38: error: spec.ips[0]: fe80::1 is link-local (fe80::/10), not a workload's address",
+        ),
+        (
+            ep("veth0", "169.254.1.1"),
+            "f.yaml:4:38: error: spec.ips[0]: 169.254.1.1 is link-local (169.254.0.0/16), not a workload's address",
+        ),
     ];
     for (text, expected) in cases {
         assert_eq!(load(text).1, [*expected], "{text}");
@@ -1947,5 +1955,24 @@ fn addresses_and_interfaces_a_workload_cannot_own() {
         [
             "f.yaml:4:60: error: spec.ingress[0].from[0].ipBlock.cidr: \"010.0.0.0/8\" has a zero-padded octet, which some tools read as octal; write it without leading zeros"
         ]
+    );
+}
+
+#[test]
+fn a_namespace_that_is_not_a_string_is_no_identity() {
+    let text = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: 123}
+spec: {podSelector: {}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p}
+spec: {podSelector: {}}
+";
+    assert_eq!(
+        load(text).1,
+        ["f.yaml:3:32: error: metadata.namespace: expected a string, got a number; quote it"]
     );
 }
