@@ -117,10 +117,6 @@ fn block_key(block: &IpBlock) -> String {
     format!("{} except {}", block.cidr, excepts.join(","))
 }
 
-pub fn truncate_comment(text: &str) -> String {
-    bounded_comment(text)
-}
-
 fn family_digit(family: Family) -> char {
     match family {
         Family::V4 => '4',
@@ -478,16 +474,16 @@ impl<'m> Compiler<'m> {
                     vec![],
                     Verdict::Jump(self.policy_chain_name(policy, direction)),
                 )
-                .with_comment(truncate_comment(&format!("policy {}", policy.id()))),
+                .with_comment(bounded_comment(&format!("policy {}", policy.id()))),
             );
         }
         let last = if policies.is_empty() {
             Rule::new(vec![], Verdict::Accept)
-                .with_comment(truncate_comment(&format!("{id}: no {direction} policy")))
+                .with_comment(bounded_comment(&format!("{id}: no {direction} policy")))
         } else {
             Rule::new(vec![], Verdict::Drop)
                 .counted()
-                .with_comment(truncate_comment(&format!(
+                .with_comment(bounded_comment(&format!(
                     "{id}: isolated for {direction}, no rule allows"
                 )))
         };
@@ -497,7 +493,7 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: None,
                 rules,
-                comment: truncate_comment(&format!("endpoint {id} {direction} ({})", ep.interface)),
+                comment: bounded_comment(&format!("endpoint {id} {direction} ({})", ep.interface)),
             },
         );
         name
@@ -512,7 +508,7 @@ impl<'m> Compiler<'m> {
             .iter()
             .enumerate()
         {
-            let comment = truncate_comment(&format!("{} {direction}[{i}]", policy.id()));
+            let comment = bounded_comment(&format!("{} {direction}[{i}]", policy.id()));
             // Peers are alternatives: sorted, so their order in the file does not change the plan.
             let peers: Vec<Option<&Peer>> = if rule.peers.is_empty() {
                 vec![None]
@@ -540,7 +536,7 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: None,
                 rules,
-                comment: truncate_comment(&format!("policy {} {direction}", policy.id())),
+                comment: bounded_comment(&format!("policy {} {direction}", policy.id())),
             },
         );
     }
@@ -662,7 +658,7 @@ impl<'m> Compiler<'m> {
                 .filter(|ip| Family::of(ip) == family)
                 .map(|ip| Element::Addr(*ip))
                 .collect();
-            let comment = truncate_comment(&format!("pods {pods} in {}", describe_namespaces(ns)));
+            let comment = bounded_comment(&format!("pods {pods} in {}", describe_namespaces(ns)));
             self.out.sets.insert(
                 name.clone(),
                 Set {
@@ -703,7 +699,7 @@ impl<'m> Compiler<'m> {
                 Set {
                     kind: SetKind::Interval(family),
                     elements,
-                    comment: truncate_comment(&comment),
+                    comment: bounded_comment(&comment),
                 },
             );
         }
@@ -760,7 +756,7 @@ impl<'m> Compiler<'m> {
             PortScope::Pods(ns, pods) => format!("pods {pods} in {}", describe_namespaces(ns)),
             PortScope::Block(block) => format!("pods in ipBlock {}", block.cidr),
         };
-        let comment = truncate_comment(&format!("port {port}/{protocol} of {what}"));
+        let comment = bounded_comment(&format!("port {port}/{protocol} of {what}"));
         self.out.sets.insert(
             name.clone(),
             Set {

@@ -240,9 +240,4 @@ impl Ruleset {
     pub fn rule_count(&self) -> usize {
         self.chains.values().map(|c| c.rules.len()).sum()
     }
-
-    pub fn element_count(&self) -> usize {
-        self.sets.values().map(|s| s.elements.len()).sum::<usize>()
-            + self.maps.values().map(|m| m.entries.len()).sum::<usize>()
-    }
 }
