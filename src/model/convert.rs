@@ -349,8 +349,7 @@ impl Ctx<'_> {
 
     fn cidr(&mut self, node: &Node, path: &str) -> Option<IpNet> {
         let s = self.string(node, path)?;
-        if syntax::zero_padded_ipv4(s) {
-            self.error(node.pos, path, format!("{s:?} has a zero-padded octet, which some tools read as octal; write it without leading zeros"));
+        if !self.check(node, path, syntax::unambiguous_ip_text(s)) {
             return None;
         }
         let Ok(net) = s.parse::<IpNet>() else {
@@ -863,8 +862,7 @@ fn endpoint_spec(cx: &mut Ctx, node: &Node) -> Option<Endpoint> {
                 let Some(s) = cx.string(item, &path) else {
                     continue;
                 };
-                if syntax::zero_padded_ipv4(s) {
-                    cx.error(item.pos, &path, format!("{s:?} has a zero-padded octet, which some tools read as octal; write it without leading zeros"));
+                if !cx.check(item, &path, syntax::unambiguous_ip_text(s)) {
                     continue;
                 }
                 let Some(ip) = endpoint_ip(s) else {

@@ -160,6 +160,16 @@ pub fn zero_padded_ipv4(s: &str) -> bool {
             .any(|octet| octet.len() > 1 && octet.starts_with('0'))
 }
 
+/// An address or CIDR written so that every tool reads it the same way.
+pub fn unambiguous_ip_text(s: &str) -> Result<(), String> {
+    if zero_padded_ipv4(s) {
+        return Err(format!(
+            "{s:?} has a zero-padded octet, which some tools read as octal; write it without leading zeros"
+        ));
+    }
+    Ok(())
+}
+
 /// Why an address cannot be a workload's own, if it cannot.
 pub fn endpoint_address(ip: std::net::IpAddr) -> Result<(), String> {
     use std::net::IpAddr;
