@@ -64,23 +64,6 @@ impl fmt::Display for Protocol {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    Namespace,
-    NetworkPolicy,
-    WorkloadEndpoint,
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::Namespace => "Namespace",
-            Kind::NetworkPolicy => "NetworkPolicy",
-            Kind::WorkloadEndpoint => "WorkloadEndpoint",
-        })
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Namespace {
     pub name: String,
@@ -250,24 +233,6 @@ pub enum Object {
     Policy(NetworkPolicy),
 }
 
-impl Object {
-    pub fn identity(&self) -> (Kind, String, String) {
-        match self {
-            Object::Namespace(n) => (Kind::Namespace, String::new(), n.name.clone()),
-            Object::Endpoint(e) => (Kind::WorkloadEndpoint, e.namespace.clone(), e.name.clone()),
-            Object::Policy(p) => (Kind::NetworkPolicy, p.namespace.clone(), p.name.clone()),
-        }
-    }
-
-    pub fn origin(&self) -> Option<&Origin> {
-        match self {
-            Object::Namespace(n) => n.origin.as_ref(),
-            Object::Endpoint(e) => Some(&e.origin),
-            Object::Policy(p) => Some(&p.origin),
-        }
-    }
-}
-
 /// Everything the manifests say, validated. Keyed maps give a deterministic order
 /// whatever the order of files and documents.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -314,28 +279,12 @@ impl Model {
         (model, problems)
     }
 
-    /// Assembles converted objects, reporting duplicates and cross-object clashes.
-    pub fn from_objects(objects: Vec<Object>, problems: &mut Vec<Diagnostic>) -> Model {
+    /// Assembles converted objects (already free of duplicates) and reports address and
+    /// interface clashes.
+    fn from_objects(objects: Vec<Object>, problems: &mut Vec<Diagnostic>) -> Model {
         let mut model = Model::default();
-        let mut seen: BTreeMap<(Kind, String, String), Origin> = BTreeMap::new();
+        // `build` has already dropped duplicates, found on the raw identity.
         for object in objects {
-            let identity = object.identity();
-            let origin = object.origin().cloned().unwrap_or_default();
-            if let Some(first) = seen.get(&identity) {
-                let (kind, ns, name) = &identity;
-                let id = if ns.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{ns}/{name}")
-                };
-                problems.push(Diagnostic::new(
-                    &origin.file,
-                    origin.pos,
-                    format!("duplicate {kind} {id}: also defined at {first}"),
-                ));
-                continue;
-            }
-            seen.insert(identity, origin);
             match object {
                 Object::Namespace(n) => {
                     model.namespaces.insert(n.name.clone(), n);
