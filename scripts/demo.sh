@@ -88,9 +88,9 @@ probe_all() {
 echo "== before any policy"
 probe_all
 echo "== netpold check"
-"$bin" check --manifests "$work/manifests"
+"$bin" check --config /dev/null --manifests "$work/manifests"
 echo "== netpold plan (the policy chain)"
-"$bin" plan --manifests "$work/manifests" --node demo > "$work/plan.nft"
+"$bin" plan --config /dev/null --manifests "$work/manifests" --node demo > "$work/plan.nft"
 sed -n '/comment "policy myns\/backend-from-frontend ingress"/,/}/p' "$work/plan.nft" | sed 's/^\t*/  /'
 # netpold programs the kernel over netlink itself once `netpold apply` exists;
 # until then the demo loads the same plan with nft, inside the host namespace only.
@@ -99,4 +99,4 @@ echo "== with the policy programmed"
 probe_all
 echo "== what a typo gets"
 printf 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: typo, namespace: myns}\nspec:\n  podSelecter: {}\n' > "$work/manifests/typo.yaml"
-"$bin" check --manifests "$work/manifests" || true
+"$bin" check --config /dev/null --manifests "$work/manifests" || true

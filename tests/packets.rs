@@ -119,6 +119,8 @@ fn policy_and_anti_spoofing_hold_for_real_packets() {
     let plan = Command::new(env!("CARGO_BIN_EXE_netpold"))
         .args([
             "plan",
+            "--config",
+            "/dev/null",
             "--manifests",
             dir.path().to_str().unwrap(),
             "--node",
