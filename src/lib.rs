@@ -1,12 +1,17 @@
 //! netpold: Kubernetes NetworkPolicy for hosts without Kubernetes.
 pub mod compile;
 pub mod config;
+pub mod daemon;
+pub mod dataplane;
 pub mod diag;
 pub mod index;
 pub mod ir;
 pub mod load;
 pub mod manifest;
 pub mod model;
+// The only module with FFI: libnftnl and libmnl through their Rust bindings.
+#[allow(unsafe_code)]
+pub mod nft;
 pub mod reference;
 pub mod render;
 pub mod selector;

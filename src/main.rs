@@ -21,6 +21,10 @@ enum Command {
     Check(cli::check::CheckArgs),
     /// Print the ruleset `run` would program, as `nft -f` input
     Plan(cli::plan::PlanArgs),
+    /// Program the current network namespace once, as `run` does on start, and exit
+    Apply(cli::apply::ApplyArgs),
+    /// The daemon: program the current network namespace and keep it in step with the directory
+    Run(cli::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +33,8 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Check(args) => cli::check::run(args),
         Command::Plan(args) => cli::plan::run(args),
+        Command::Apply(args) => cli::apply::run(args),
+        Command::Run(args) => cli::run::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

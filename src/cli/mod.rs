@@ -1,7 +1,9 @@
 //! Command-line verbs: argument handling and exit codes only; the work is in the library.
 
+pub mod apply;
 pub mod check;
 pub mod plan;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -29,6 +31,9 @@ pub struct Settings {
     pub manifests: PathBuf,
     pub node: String,
     pub table: String,
+    /// The whole file, for the keys only the daemon reads.
+    #[allow(dead_code)]
+    pub config: Config,
 }
 
 impl Common {
@@ -36,20 +41,21 @@ impl Common {
         let cfg = Config::load(self.config.as_deref())?;
         let table = table
             .map(str::to_owned)
-            .or(cfg.table)
+            .or_else(|| cfg.table.clone())
             .unwrap_or_else(|| config::DEFAULT_TABLE.to_owned());
         config::table_name(&table).map_err(|e| anyhow::anyhow!("--table: {e}"))?;
         Ok(Settings {
             manifests: self
                 .manifests
                 .clone()
-                .or(cfg.manifests)
+                .or_else(|| cfg.manifests.clone())
                 .unwrap_or_else(|| config::DEFAULT_MANIFESTS.into()),
             node: node
                 .map(str::to_owned)
-                .or(cfg.node)
+                .or_else(|| cfg.node.clone())
                 .unwrap_or_else(config::hostname),
             table,
+            config: cfg,
         })
     }
 }

@@ -1,0 +1,1 @@
+//! The daemon: watch the manifest directory, reconcile the kernel, signals and systemd.

@@ -1,0 +1,28 @@
+//! The border between deciding what to enforce and enforcing it: the daemon and
+//! `apply` hand a desired `ir::Ruleset` to a `Dataplane`; `nft::Kernel` is the real
+//! one, tests of the reconcile loop use a fake.
+
+use std::time::Duration;
+
+use crate::ir::Ruleset;
+
+/// What one transaction did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Netlink messages in the transaction (batch begin and end included).
+    pub messages: usize,
+    pub bytes: usize,
+    /// From building the first message to the kernel's last acknowledgement.
+    pub elapsed: Duration,
+}
+
+/// A transaction the kernel refused or that could not be sent. The kernel still
+/// holds what it held before.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(pub String);
+
+pub trait Dataplane {
+    /// Replaces our whole table with `desired` in one transaction.
+    fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error>;
+}

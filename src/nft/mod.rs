@@ -1,0 +1,1 @@
+//! ir::Ruleset → one nftables netlink transaction (libnftnl + libmnl).
