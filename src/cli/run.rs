@@ -3,10 +3,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{Common, EXIT_OK};
-use netpold::config;
 use netpold::daemon::notify::Notifier;
 use netpold::daemon::{Daemon, Options};
-use netpold::dataplane::Dataplane;
+use netpold::{config, nft};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -44,7 +43,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
                 .max(1),
         ),
     };
-    let dataplane = open_dataplane(&settings.table)?;
+    let dataplane = nft::Kernel::open(&settings.table)?;
     log::info!(
         "netpold {} starting: manifests {}, node {}, table inet {}",
         env!("CARGO_PKG_VERSION"),
@@ -56,23 +55,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
     daemon.forward_signals()?;
     daemon.run();
     Ok(EXIT_OK)
-}
-
-fn open_dataplane(_table: &str) -> anyhow::Result<impl Dataplane> {
-    anyhow::bail!("programming the kernel is not built yet");
-    #[allow(unreachable_code)]
-    Ok(NoKernel)
-}
-
-struct NoKernel;
-
-impl Dataplane for NoKernel {
-    fn replace(
-        &mut self,
-        _desired: &netpold::ir::Ruleset,
-    ) -> Result<netpold::dataplane::Applied, netpold::dataplane::Error> {
-        Err(netpold::dataplane::Error("no kernel".to_owned()))
-    }
 }
 
 /// Info by default; `log_level` from the configuration, or `RUST_LOG`, which wins.
