@@ -235,6 +235,8 @@ impl<D: Dataplane> Reconciler<D> {
                 }
             }
         } else {
+            // The kernel already holds the desired ruleset: nothing is left to retry.
+            self.failures = 0;
             parts.push(format!(
                 "no change to the ruleset ({} read, {} parsed)",
                 count(load.files, "file", "files"),

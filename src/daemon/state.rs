@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8] = b"netpold last-good v1\n";
@@ -60,17 +60,22 @@ impl StateDir {
     pub fn save(&mut self, rel: &str, content: &[u8]) {
         let path = self.path_of(rel);
         let tmp = path.with_extension("tmp");
-        let written = fs::create_dir_all(&self.dir).and_then(|()| {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(&encode(rel, content))?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        });
+        // Manifests may say more about the network than others should read.
+        let written = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .and_then(|()| {
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
+                file.write_all(&encode(rel, content))?;
+                file.sync_all()?;
+                fs::rename(&tmp, &path)
+            });
         match written {
             Ok(()) => self.warned = false,
             Err(e) => {
@@ -110,11 +115,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// `MAGIC`, the path's length in decimal and a newline, the path, then the content.
+/// `MAGIC`, the lengths of the path and of the content in decimal and a newline, the
+/// path, then the content. The content's length catches a file cut short by a crash:
+/// a truncated manifest could still parse, as fewer objects.
 fn encode(rel: &str, content: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAGIC.len() + rel.len() + content.len() + 8);
+    let header = format!("{} {}\n", rel.len(), content.len());
+    let mut out = Vec::with_capacity(MAGIC.len() + header.len() + rel.len() + content.len());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(format!("{}\n", rel.len()).as_bytes());
+    out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(rel.as_bytes());
     out.extend_from_slice(content);
     out
@@ -123,10 +131,15 @@ fn encode(rel: &str, content: &[u8]) -> Vec<u8> {
 fn decode(bytes: &[u8]) -> Option<(String, Vec<u8>)> {
     let rest = bytes.strip_prefix(MAGIC)?;
     let newline = rest.iter().position(|&b| b == b'\n')?;
-    let len: usize = std::str::from_utf8(&rest[..newline]).ok()?.parse().ok()?;
+    let (path_len, content_len) = std::str::from_utf8(&rest[..newline])
+        .ok()?
+        .split_once(' ')?;
+    let (path_len, content_len): (usize, usize) =
+        (path_len.parse().ok()?, content_len.parse().ok()?);
     let rest = &rest[newline + 1..];
-    let rel = std::str::from_utf8(rest.get(..len)?).ok()?;
-    Some((rel.to_owned(), rest[len..].to_vec()))
+    let rel = std::str::from_utf8(rest.get(..path_len)?).ok()?;
+    let content = &rest[path_len..];
+    (content.len() == content_len).then(|| (rel.to_owned(), content.to_vec()))
 }
 
 #[cfg(test)]
@@ -169,6 +182,10 @@ mod tests {
         let mut state = StateDir::new(dir.path());
         state.save("a.yaml", b"x");
         fs::write(state.dir.join("0000000000000000.lastgood"), b"junk").unwrap();
+        // Cut short, as by a crash between write and rename.
+        let mut cut = encode("c.yaml", b"kind: Namespace\n");
+        cut.truncate(cut.len() - 3);
+        fs::write(state.path_of("c.yaml"), cut).unwrap();
         fs::write(
             state.dir.join("1111111111111111.lastgood"),
             encode("b.yaml", b"y"),

@@ -285,6 +285,20 @@ fn a_failed_transaction_is_retried_with_backoff() {
         interfaces(&fake.last().unwrap()),
         set(&["veth-a", "veth-b"])
     );
+
+    // A failed change that is undone before the retry leaves nothing to retry.
+    write(dir, "c.yaml", &endpoint("c", "veth-c", "10.0.0.3"));
+    fake.fail_next(1);
+    assert!(r.sync(Trigger::Change).retry_in.is_some());
+    fs::remove_file(dir.join("c.yaml")).unwrap();
+    let undone = r.sync(Trigger::Retry);
+    assert_eq!(undone.retry_in, None);
+    assert!(
+        line(&undone).contains("no change to the ruleset"),
+        "{}",
+        line(&undone)
+    );
+    assert!(r.sync(Trigger::Rescan).line.is_none());
 }
 
 #[test]
