@@ -189,6 +189,8 @@ impl<D: Dataplane> Daemon<D> {
 
     /// Re-arms the watches, syncs and tells systemd; returns when to retry, if needed.
     fn sync(&mut self, trigger: Trigger, ready: &mut bool) -> Option<Instant> {
+        // A whole WatchdogSec for the sync, however long since the last ping.
+        self.notifier.watchdog();
         // Watches first: a change made while the directory is read is seen again.
         self.watcher.rearm();
         let Outcome {

@@ -81,8 +81,11 @@ impl Notifier {
         self.send("STOPPING=1");
     }
 
+    /// Only when systemd asked for it (`WatchdogSec=`).
     pub fn watchdog(&self) {
-        self.send("WATCHDOG=1");
+        if self.watchdog.is_some() {
+            self.send("WATCHDOG=1");
+        }
     }
 
     /// One line; systemd shows it in `systemctl status`.
@@ -131,6 +134,14 @@ mod tests {
             .unwrap();
         assert!(usec > 0);
         notifier.watchdog();
+        notifier.stopping();
+        assert_eq!(receive(), "STOPPING=1", "no watchdog without WATCHDOG_USEC");
+        let watched = Notifier {
+            watchdog: Some(Duration::from_secs(10)),
+            ..Notifier::to_path(&path).unwrap()
+        };
+        assert_eq!(watched.watchdog_interval(), Some(Duration::from_secs(5)));
+        watched.watchdog();
         assert_eq!(receive(), "WATCHDOG=1");
     }
 
