@@ -92,10 +92,6 @@ impl<D: Dataplane> Reconciler<D> {
         }
     }
 
-    pub fn dataplane(&self) -> &D {
-        &self.dataplane
-    }
-
     pub fn into_dataplane(self) -> D {
         self.dataplane
     }
