@@ -79,7 +79,10 @@ impl<D: Dataplane> Daemon<D> {
         let watcher = Watcher::start(&options.manifests, sender.clone())?;
         let source = Source::new(
             &options.manifests,
-            options.state_dir.as_deref().map(StateDir::new),
+            options
+                .state_dir
+                .as_deref()
+                .map(|dir| StateDir::new(dir, &options.manifests)),
         );
         Ok(Daemon {
             events,
