@@ -1,4 +1,5 @@
-//! The `check` and `plan` commands as a user runs them: exit codes, messages, output.
+//! The commands as a user runs them: exit codes, messages, output. (`apply` and `run`
+//! against the kernel are in `nft_netlink.rs` and the `e2e_*` tests.)
 
 use std::fs;
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::process::{Command, Output};
 fn netpold(args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_netpold"));
     command.args(args);
-    let verb_takes_config = matches!(args.first(), Some(&("check" | "plan")));
+    let verb_takes_config = matches!(args.first(), Some(&("check" | "plan" | "apply")));
     if verb_takes_config && !args.contains(&"--config") {
         command.args(["--config", "/dev/null"]);
     }
@@ -170,6 +171,23 @@ fn plan_prints_nothing_for_invalid_input() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stdout), "");
     assert!(text(&out.stderr).contains("is not inside cidr"));
+}
+
+#[test]
+fn apply_programs_nothing_for_invalid_input() {
+    // Invalid input is refused before any netlink socket is opened, so this needs
+    // no privileges and touches no kernel state.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", VALID);
+    write(dir.path(), "policies/db.yaml", BROKEN_DB);
+    let out = netpold(&["apply", "--manifests", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("policies/db.yaml:"), "{err}");
+    assert!(
+        err.contains("nothing programmed; the kernel keeps what it had"),
+        "{err}"
+    );
 }
 
 #[test]
