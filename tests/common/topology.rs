@@ -607,8 +607,10 @@ impl Daemon {
         d
     }
 
-    /// (Re)starts the process with the same config; the log keeps accumulating.
+    /// (Re)starts the process with the same config and a fresh log (its syncs count
+    /// from 1 again).
     pub fn spawn(&mut self, host: &Netns) {
+        self.log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let mut child = in_ns(&host.name, NETPOLD)
             .arg("run")
             .arg("--config")
@@ -661,9 +663,10 @@ impl Daemon {
             .unwrap_or(0)
     }
 
-    /// Waits for the next sync after the ones logged so far.
-    pub fn next_sync(&self, timeout: Duration) -> String {
+    /// Makes a change (`edit`) and waits for the sync that follows it.
+    pub fn after(&self, edit: impl FnOnce(), timeout: Duration) -> String {
         let n = self.syncs() + 1;
+        edit();
         self.wait_sync(n, timeout)
     }
 
