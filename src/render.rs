@@ -212,7 +212,7 @@ fn chain_targets(chain: &Chain) -> impl Iterator<Item = &str> {
 
 /// Regular chains in an order where every chain comes after the chains it jumps
 /// to, so the file loads whatever nft's handling of forward references.
-fn chain_order(rs: &Ruleset) -> Vec<&str> {
+pub fn chain_order(rs: &Ruleset) -> Vec<&str> {
     fn visit<'a>(
         name: &'a str,
         rs: &'a Ruleset,

@@ -1,6 +1,11 @@
+use std::time::Instant;
+
+use anyhow::Context;
 use clap::Args;
 
-use super::Common;
+use super::{Common, EXIT_INVALID, EXIT_OK};
+use netpold::dataplane::Dataplane;
+use netpold::{compile, load, nft};
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
@@ -14,9 +19,53 @@ pub struct ApplyArgs {
     pub table: Option<String>,
 }
 
+/// Programs the current network namespace once, as `run` does on start: nothing is
+/// programmed unless the whole directory is valid.
 pub fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
-    let _settings = args
+    let settings = args
         .common
         .settings(args.node.as_deref(), args.table.as_deref())?;
-    anyhow::bail!("not built yet")
+    let started = Instant::now();
+    let loaded = load::load_dir(&settings.manifests)
+        .with_context(|| format!("manifest directory {}", settings.manifests.display()))?;
+    if !loaded.problems.is_empty() {
+        for problem in &loaded.problems {
+            eprintln!("{problem}");
+        }
+        eprintln!(
+            "{} errors: nothing programmed; the kernel keeps what it had",
+            loaded.problems.len()
+        );
+        return Ok(EXIT_INVALID);
+    }
+    let loaded_at = started.elapsed();
+    let ruleset = compile::compile(&loaded.model, &settings.node, &settings.table);
+    let compiled_at = started.elapsed();
+    let mut kernel = nft::Kernel::open(&settings.table)?;
+    let applied = kernel.replace(&ruleset)?;
+    let m = &loaded.model;
+    let local = m
+        .endpoints
+        .values()
+        .filter(|e| e.is_local(&settings.node))
+        .count();
+    eprintln!(
+        "netpold: programmed table inet {} for node {}: {} namespaces, {} endpoints ({local} local), {} policies -> {} sets, {} maps, {} chains, {} rules in 1 transaction ({} messages, {} KiB) in {:.1?} (load {:.1?}, compile {:.1?}, kernel {:.1?})",
+        settings.table,
+        settings.node,
+        m.namespaces.len(),
+        m.endpoints.len(),
+        m.policies.len(),
+        ruleset.sets.len(),
+        ruleset.maps.len(),
+        ruleset.chains.len(),
+        ruleset.rule_count(),
+        applied.messages,
+        applied.bytes.div_ceil(1024),
+        started.elapsed(),
+        loaded_at,
+        compiled_at - loaded_at,
+        applied.elapsed,
+    );
+    Ok(EXIT_OK)
 }

@@ -1,1 +1,191 @@
-//! ir::Ruleset → one nftables netlink transaction (libnftnl + libmnl).
+//! The kernel backend: `ir::Ruleset` → one nftables netlink transaction through
+//! libnftnl and libmnl, sent in one `sendmsg`, its replies matched to the batch's
+//! sequence numbers. No `nft` binary at run time. `ffi` holds all the unsafe code;
+//! `encode` decides which messages and expressions a ruleset becomes.
+
+mod encode;
+mod ffi;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::dataplane::{Applied, Dataplane, Error};
+use crate::ir::Ruleset;
+
+/// How long to wait for the kernel's answer; a batch is handled inside `sendmsg`,
+/// so this only matters if something is badly wrong.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_HEADER_LEN: usize = 16;
+
+/// netlink to nf_tables in the network namespace the process runs in.
+pub struct Kernel {
+    socket: ffi::Socket,
+    table: String,
+    next_seq: u32,
+}
+
+impl Kernel {
+    pub fn open(table: &str) -> Result<Kernel, Error> {
+        let socket = ffi::Socket::open()
+            .map_err(|e| Error(format!("cannot open a netfilter netlink socket: {e}")))?;
+        // Distinct from any earlier run's numbers, as nft does.
+        let next_seq = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() as u32);
+        Ok(Kernel {
+            socket,
+            table: table.to_owned(),
+            next_seq,
+        })
+    }
+
+    /// The netlink port id of our socket: events carrying it are our own.
+    pub fn portid(&self) -> u32 {
+        self.socket.portid()
+    }
+
+    fn send(
+        &mut self,
+        finished: &ffi::Finished,
+        descriptions: &encode::Descriptions,
+    ) -> Result<(), Error> {
+        self.next_seq = finished.seqs.end.wrapping_add(1);
+        self.socket
+            .send(finished)
+            .map_err(|e| Error(format!("cannot send the transaction to the kernel: {e}")))?;
+        let replies = self.replies(finished)?;
+        if let Some(&(seq, errno)) = replies.errors.first() {
+            let what = descriptions.get(seq).unwrap_or("an unknown message");
+            let others = match replies.errors.len() {
+                1 => String::new(),
+                n => format!(" ({} more errors)", n - 1),
+            };
+            return Err(Error(format!(
+                "the kernel refused the transaction at message {} of {} ({what}): {}{others}; nothing was changed",
+                seq.wrapping_sub(finished.seqs.start) + 1,
+                finished.messages - 2,
+                io::Error::from_raw_os_error(errno)
+            )));
+        }
+        if !replies.acked {
+            return Err(Error(
+                "the kernel did not acknowledge the transaction".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Collects the errors and the final acknowledgement addressed to this batch.
+    fn replies(&self, finished: &ffi::Finished) -> Result<Replies, Error> {
+        let mut out = Replies::default();
+        let mut buf = ffi::RecvBuf::new(256 * 1024);
+        let deadline = Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let data = self
+                .socket
+                .recv_nowait(&mut buf)
+                .map_err(|e| Error(format!("reading the kernel's answer: {e}")))?;
+            if data.is_empty() {
+                if out.acked || !out.errors.is_empty() {
+                    return Ok(out);
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero()
+                    || !self
+                        .socket
+                        .wait_readable(left)
+                        .map_err(|e| Error(format!("waiting for the kernel's answer: {e}")))?
+                {
+                    return Ok(out);
+                }
+                continue;
+            }
+            for (seq, errno) in parse_replies(data) {
+                let ours = finished.seqs.contains(&seq) || seq == finished.seqs.end;
+                if !ours {
+                    continue;
+                }
+                if errno != 0 {
+                    out.errors.push((seq, errno));
+                } else if seq == finished.ack_seq {
+                    out.acked = true;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Replies {
+    errors: Vec<(u32, i32)>,
+    acked: bool,
+}
+
+/// `(sequence number, errno)` of every NLMSG_ERROR message in `data` (errno 0 is an
+/// acknowledgement).
+fn parse_replies(mut data: &[u8]) -> Vec<(u32, i32)> {
+    let mut out = Vec::new();
+    while data.len() >= NLMSG_HEADER_LEN {
+        let len = u32::from_ne_bytes(data[0..4].try_into().unwrap_or_default()) as usize;
+        if len < NLMSG_HEADER_LEN || len > data.len() {
+            break;
+        }
+        let kind = u16::from_ne_bytes(data[4..6].try_into().unwrap_or_default());
+        let seq = u32::from_ne_bytes(data[8..12].try_into().unwrap_or_default());
+        if kind == NLMSG_ERROR && len >= NLMSG_HEADER_LEN + 4 {
+            let code = i32::from_ne_bytes(data[16..20].try_into().unwrap_or_default());
+            out.push((seq, -code));
+        }
+        let aligned = len.div_ceil(4) * 4;
+        data = &data[aligned.min(data.len())..];
+    }
+    out
+}
+
+impl Dataplane for Kernel {
+    fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error> {
+        let started = Instant::now();
+        let mut encoder = encode::Encoder::new(&self.table, self.next_seq);
+        encoder.replace(desired);
+        let (finished, descriptions) = encoder.finish();
+        let bytes = finished.bytes();
+        self.send(&finished, &descriptions)?;
+        Ok(Applied {
+            messages: finished.messages,
+            bytes,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u16, seq: u32, code: i32) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&36u32.to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&code.to_ne_bytes());
+        m.resize(36, 0);
+        m
+    }
+
+    #[test]
+    fn replies_give_sequence_and_errno() {
+        let mut data = message(NLMSG_ERROR, 7, -17);
+        data.extend(message(NLMSG_ERROR, 9, 0));
+        data.extend(message(3, 10, 0));
+        assert_eq!(parse_replies(&data), vec![(7, 17), (9, 0)]);
+    }
+
+    #[test]
+    fn a_truncated_reply_is_ignored_not_misread() {
+        let data = message(NLMSG_ERROR, 7, -17);
+        assert_eq!(parse_replies(&data[..20]), vec![]);
+    }
+}

@@ -1,0 +1,898 @@
+//! `ir::Ruleset` → one nftables transaction, with the expressions `nft` itself
+//! generates for the same rule text (`render` prints that text): the same protocol
+//! guards, registers, byte orders, anonymous sets and set flags, so `nft list` shows
+//! our table exactly as if `netpold plan | nft -f -` had loaded it.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+
+use nftnl::nftnl_sys as sys;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::ffi::{Attr, Batch, ChainSpec, ElemSpec, Expr, Hook, RuleSpec, SetSpec};
+use crate::ir::{self, AddrSide, AddrSource, CtState, Element, Family, IfSide, Match, SetKind};
+use crate::model::Protocol;
+
+// nftables constants (linux/netfilter/nf_tables.h, nft's datatype.h).
+const SET_ANONYMOUS: u32 = 0x1;
+const SET_CONSTANT: u32 = 0x2;
+const SET_INTERVAL: u32 = 0x4;
+const SET_MAP: u32 = 0x8;
+const ELEM_INTERVAL_END: u32 = 0x1;
+const DATA_VERDICT: u32 = 0xffff_ff00;
+const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
+const TYPE_INET_SERVICE: u32 = 13;
+const TYPE_ICMP6_TYPE: u32 = 29;
+const TYPE_IFNAME: u32 = 41;
+const TYPE_BITS: u32 = 6;
+const IFNAMSIZ: usize = 16;
+const REG_VERDICT: u32 = 0;
+const REG_1: u32 = 1;
+const REG_2: u32 = 2;
+const REG32_01: u32 = 9;
+const PAYLOAD_NETWORK: u32 = 1;
+const PAYLOAD_TRANSPORT: u32 = 2;
+const META_IIFNAME: u32 = 6;
+const META_OIFNAME: u32 = 7;
+const META_NFPROTO: u32 = 15;
+const META_L4PROTO: u32 = 16;
+const CT_STATE: u32 = 0;
+const CT_INVALID: u32 = 1;
+const CT_ESTABLISHED_RELATED: u32 = 2 | 4;
+const CMP_EQ: u32 = 0;
+const CMP_NEQ: u32 = 1;
+const CMP_LTE: u32 = 3;
+const CMP_GTE: u32 = 5;
+const LOOKUP_INVERT: u32 = 1;
+const NF_DROP: i32 = 0;
+const NF_ACCEPT: i32 = 1;
+const NFT_JUMP: i32 = -3;
+const NFT_GOTO: i32 = -4;
+const NFT_RETURN: i32 = -5;
+const IPPROTO_ICMPV6: u8 = 58;
+// nft's set userdata (libnftnl's udata.h) and byte orders.
+const UDATA_SET_KEYBYTEORDER: u8 = 0;
+const UDATA_SET_DATABYTEORDER: u8 = 1;
+const UDATA_SET_DATA_INTERVAL: u8 = 6;
+const UDATA_SET_COMMENT: u8 = 7;
+const UDATA_COMMENT: u8 = 0;
+const UDATA_SET_ELEM_FLAGS: u8 = 1;
+const ELEM_F_INTERVAL_OPEN: u32 = 1;
+const BYTEORDER_HOST: u32 = 1;
+const BYTEORDER_BIG: u32 = 2;
+
+/// A C string from text we generated or validated; a NUL (never expected) is dropped
+/// rather than truncating the name.
+pub fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "")).unwrap_or_default()
+}
+
+/// libnftnl's userdata TLVs: type, length, value.
+fn udata(entries: &[(u8, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (kind, value) in entries {
+        let len = u8::try_from(value.len()).expect("userdata values are short");
+        out.push(*kind);
+        out.push(len);
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+fn comment_value(comment: &str) -> Vec<u8> {
+    let mut v = ir::bounded_comment(&comment.replace('\0', "")).into_bytes();
+    v.push(0);
+    v
+}
+
+fn comment_udata(comment: &str) -> Vec<u8> {
+    if comment.is_empty() {
+        return Vec::new();
+    }
+    udata(&[(UDATA_COMMENT, &comment_value(comment))])
+}
+
+fn addr_bytes(ip: &IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+fn addr_type(family: Family) -> (u32, u32) {
+    match family {
+        Family::V4 => (TYPE_IPADDR, 4),
+        Family::V6 => (TYPE_IP6ADDR, 16),
+    }
+}
+
+fn nfproto(family: Family) -> u8 {
+    match family {
+        Family::V4 => libc::NFPROTO_IPV4 as u8,
+        Family::V6 => libc::NFPROTO_IPV6 as u8,
+    }
+}
+
+fn ip_proto(p: Protocol) -> u8 {
+    match p {
+        Protocol::Tcp => libc::IPPROTO_TCP as u8,
+        Protocol::Udp => libc::IPPROTO_UDP as u8,
+        Protocol::Sctp => libc::IPPROTO_SCTP as u8,
+    }
+}
+
+/// Offset of the source or destination address in the network header.
+fn addr_offset(family: Family, side: AddrSide) -> u32 {
+    match (family, side) {
+        (Family::V4, AddrSide::Src) => 12,
+        (Family::V4, AddrSide::Dst) => 16,
+        (Family::V6, AddrSide::Src) => 8,
+        (Family::V6, AddrSide::Dst) => 24,
+    }
+}
+
+fn ifname_key(name: &str) -> Vec<u8> {
+    let mut key = name.as_bytes().to_vec();
+    key.truncate(IFNAMSIZ - 1);
+    key.resize(IFNAMSIZ, 0);
+    key
+}
+
+/// An expression attribute number as libnftnl's setters take it.
+fn a(attr: u32) -> u16 {
+    attr as u16
+}
+
+fn meta(key: u32) -> Expr {
+    Expr {
+        name: c"meta",
+        attrs: vec![
+            Attr::U32(a(sys::NFTNL_EXPR_META_DREG), REG_1),
+            Attr::U32(a(sys::NFTNL_EXPR_META_KEY), key),
+        ],
+    }
+}
+
+fn cmp(op: u32, data: Vec<u8>) -> Expr {
+    Expr {
+        name: c"cmp",
+        attrs: vec![
+            Attr::U32(a(sys::NFTNL_EXPR_CMP_SREG), REG_1),
+            Attr::U32(a(sys::NFTNL_EXPR_CMP_OP), op),
+            Attr::Bytes(a(sys::NFTNL_EXPR_CMP_DATA), data),
+        ],
+    }
+}
+
+fn payload(base: u32, offset: u32, len: u32, dreg: u32) -> Expr {
+    Expr {
+        name: c"payload",
+        attrs: vec![
+            Attr::U32(a(sys::NFTNL_EXPR_PAYLOAD_DREG), dreg),
+            Attr::U32(a(sys::NFTNL_EXPR_PAYLOAD_BASE), base),
+            Attr::U32(a(sys::NFTNL_EXPR_PAYLOAD_OFFSET), offset),
+            Attr::U32(a(sys::NFTNL_EXPR_PAYLOAD_LEN), len),
+        ],
+    }
+}
+
+fn bitwise(mask: Vec<u8>) -> Expr {
+    let len = u32::try_from(mask.len()).unwrap_or(4);
+    let xor = vec![0; mask.len()];
+    Expr {
+        name: c"bitwise",
+        attrs: vec![
+            Attr::U32(a(sys::NFTNL_EXPR_BITWISE_SREG), REG_1),
+            Attr::U32(a(sys::NFTNL_EXPR_BITWISE_DREG), REG_1),
+            Attr::U32(a(sys::NFTNL_EXPR_BITWISE_LEN), len),
+            Attr::Bytes(a(sys::NFTNL_EXPR_BITWISE_MASK), mask),
+            Attr::Bytes(a(sys::NFTNL_EXPR_BITWISE_XOR), xor),
+        ],
+    }
+}
+
+fn lookup(set: &SetRef, dreg: Option<u32>, invert: bool) -> Expr {
+    let mut attrs = vec![
+        Attr::U32(a(sys::NFTNL_EXPR_LOOKUP_SREG), REG_1),
+        Attr::Str(a(sys::NFTNL_EXPR_LOOKUP_SET), set.name.clone()),
+        Attr::U32(a(sys::NFTNL_EXPR_LOOKUP_SET_ID), set.id),
+    ];
+    if let Some(d) = dreg {
+        attrs.push(Attr::U32(a(sys::NFTNL_EXPR_LOOKUP_DREG), d));
+    }
+    if invert {
+        attrs.push(Attr::U32(a(sys::NFTNL_EXPR_LOOKUP_FLAGS), LOOKUP_INVERT));
+    }
+    Expr {
+        name: c"lookup",
+        attrs,
+    }
+}
+
+fn immediate(code: i32, chain: Option<&str>) -> Expr {
+    let mut attrs = vec![
+        Attr::U32(a(sys::NFTNL_EXPR_IMM_DREG), REG_VERDICT),
+        Attr::U32(a(sys::NFTNL_EXPR_IMM_VERDICT), code as u32),
+    ];
+    if let Some(c) = chain {
+        attrs.push(Attr::Str(a(sys::NFTNL_EXPR_IMM_CHAIN), c_string(c)));
+    }
+    Expr {
+        name: c"immediate",
+        attrs,
+    }
+}
+
+/// Merges inclusive ranges that overlap or touch, as nft does for anonymous sets.
+fn merged(mut ranges: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u128, u128)> = Vec::new();
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// Interval-set elements for inclusive ranges of `width`-byte big-endian keys: nft's
+/// encoding, a start element per range and an end marker one past it, led by an end
+/// marker at zero when the first range does not start there.
+fn interval_elements(ranges: Vec<(u128, u128)>, width: usize) -> Vec<ElemSpec> {
+    let key = |v: u128| v.to_be_bytes()[16 - width..].to_vec();
+    let max = if width == 16 {
+        u128::MAX
+    } else {
+        (1u128 << (8 * width)) - 1
+    };
+    let ranges = merged(ranges);
+    let mut out = Vec::new();
+    if ranges.first().is_some_and(|r| r.0 != 0) {
+        out.push(ElemSpec {
+            key: key(0),
+            flags: ELEM_INTERVAL_END,
+            verdict: None,
+            userdata: Vec::new(),
+        });
+    }
+    for (a, b) in ranges {
+        out.push(ElemSpec {
+            key: key(a),
+            flags: 0,
+            verdict: None,
+            userdata: Vec::new(),
+        });
+        if b < max {
+            out.push(ElemSpec {
+                key: key(b + 1),
+                flags: ELEM_INTERVAL_END,
+                verdict: None,
+                userdata: Vec::new(),
+            });
+        } else if let Some(last) = out.last_mut() {
+            // A range up to the last address has no end marker; nft flags its
+            // start as open instead.
+            last.userdata = udata(&[(UDATA_SET_ELEM_FLAGS, &ELEM_F_INTERVAL_OPEN.to_ne_bytes())]);
+        }
+    }
+    out
+}
+
+fn addr_value(ip: &IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(*a)),
+        IpAddr::V6(a) => u128::from(*a),
+    }
+}
+
+fn net_range(net: &IpNet) -> (u128, u128) {
+    (addr_value(&net.network()), addr_value(&net.broadcast()))
+}
+
+fn is_host(net: &IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}
+
+/// A set as rules refer to it: by name and, inside the transaction that creates
+/// it, by id.
+#[derive(Clone)]
+struct SetRef {
+    name: CString,
+    id: u32,
+}
+
+/// What each message of the transaction does, for error reports.
+pub struct Descriptions {
+    first_seq: u32,
+    texts: Vec<String>,
+}
+
+impl Descriptions {
+    pub fn get(&self, seq: u32) -> Option<&str> {
+        let i = seq.wrapping_sub(self.first_seq) as usize;
+        self.texts.get(i).map(String::as_str)
+    }
+
+    fn cover(&mut self, seqs: std::ops::Range<u32>, text: impl Fn() -> String) {
+        for _ in seqs {
+            self.texts.push(text());
+        }
+    }
+}
+
+pub struct Encoder<'a> {
+    batch: Batch,
+    table: CString,
+    sets: BTreeMap<&'a str, SetRef>,
+    next_set_id: u32,
+    pub descriptions: Descriptions,
+}
+
+impl<'a> Encoder<'a> {
+    pub fn new(table: &str, first_seq: u32) -> Encoder<'a> {
+        Encoder {
+            batch: Batch::new(first_seq),
+            table: c_string(table),
+            sets: BTreeMap::new(),
+            next_set_id: 1,
+            descriptions: Descriptions {
+                // The batch-begin message takes `first_seq`.
+                first_seq: first_seq.wrapping_add(1),
+                texts: Vec::new(),
+            },
+        }
+    }
+
+    pub fn finish(self) -> (super::ffi::Finished, Descriptions) {
+        (self.batch.finish(), self.descriptions)
+    }
+
+    fn describe(&mut self, seq: u32, text: String) {
+        self.descriptions
+            .cover(seq..seq.wrapping_add(1), || text.clone());
+    }
+
+    fn set_id(&mut self) -> u32 {
+        let id = self.next_set_id;
+        self.next_set_id += 1;
+        id
+    }
+
+    /// The whole table, replaced in one transaction: add (a no-op when it exists),
+    /// delete, add — deleting a missing table would abort the batch — then chains,
+    /// sets and maps with their elements, then rules.
+    pub fn replace(&mut self, rs: &'a ir::Ruleset) {
+        let table = self.table.clone();
+        let name = rs.table.as_str();
+        let seq = self.batch.table(&table, false);
+        self.describe(seq, format!("add table inet {name}"));
+        let seq = self.batch.table(&table, true);
+        self.describe(seq, format!("delete table inet {name}"));
+        let seq = self.batch.table(&table, false);
+        self.describe(seq, format!("add table inet {name}"));
+        // The order `plan` prints them in, so handles and listings match nft's.
+        let mut order = crate::render::chain_order(rs);
+        order.extend(
+            rs.chains
+                .iter()
+                .filter(|(_, c)| c.base.is_some())
+                .map(|(n, _)| n.as_str()),
+        );
+        for name in &order {
+            self.chain(name, &rs.chains[*name]);
+        }
+        for (name, set) in &rs.sets {
+            self.named_set(name, set);
+        }
+        for (name, map) in &rs.maps {
+            self.verdict_map(name, map);
+        }
+        for name in &order {
+            for (i, rule) in rs.chains[*name].rules.iter().enumerate() {
+                self.rule(name, i, rule);
+            }
+        }
+    }
+
+    fn chain(&mut self, name: &str, chain: &ir::Chain) {
+        let c_name = c_string(name);
+        let userdata = comment_udata(&chain.comment);
+        let hook = chain.base.map(|b| Hook {
+            hooknum: match b.hook {
+                ir::Hook::Input => libc::NF_INET_LOCAL_IN as u32,
+                ir::Hook::Forward => libc::NF_INET_FORWARD as u32,
+                ir::Hook::Output => libc::NF_INET_LOCAL_OUT as u32,
+            },
+            priority: b.priority,
+            policy: if b.policy_accept {
+                NF_ACCEPT as u32
+            } else {
+                NF_DROP as u32
+            },
+        });
+        let spec = ChainSpec {
+            name: &c_name,
+            hook,
+            userdata: &userdata,
+        };
+        let seq = self.batch.chain(&self.table, &spec);
+        self.describe(seq, format!("add chain {name}"));
+    }
+
+    fn named_set(&mut self, name: &'a str, set: &ir::Set) {
+        let (flags, key_type, key_len, byteorder) = match set.kind {
+            SetKind::Addr(f) => {
+                let (t, l) = addr_type(f);
+                (0, t, l, BYTEORDER_BIG)
+            }
+            SetKind::Interval(f) => {
+                let (t, l) = addr_type(f);
+                (SET_INTERVAL, t, l, BYTEORDER_BIG)
+            }
+            SetKind::AddrPort(f) => {
+                // A concatenation: each part padded to 4 bytes, types packed 6 bits apiece.
+                let (t, l) = addr_type(f);
+                (0, (t << TYPE_BITS) | TYPE_INET_SERVICE, l + 4, 0)
+            }
+        };
+        let elems: Vec<ElemSpec> = match set.kind {
+            SetKind::Addr(_) => set
+                .elements
+                .iter()
+                .filter_map(|e| match e {
+                    Element::Addr(ip) => Some(ElemSpec {
+                        key: addr_bytes(ip),
+                        flags: 0,
+                        verdict: None,
+                        userdata: Vec::new(),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            SetKind::Interval(_) => {
+                let ranges = set
+                    .elements
+                    .iter()
+                    .filter_map(|e| match e {
+                        Element::Addr(ip) => Some((addr_value(ip), addr_value(ip))),
+                        Element::Range(a, b) => Some((addr_value(a), addr_value(b))),
+                        Element::AddrPort(..) => None,
+                    })
+                    .collect();
+                interval_elements(ranges, key_len as usize)
+            }
+            SetKind::AddrPort(_) => set
+                .elements
+                .iter()
+                .filter_map(|e| match e {
+                    Element::AddrPort(ip, port) => {
+                        let mut key = addr_bytes(ip);
+                        key.extend_from_slice(&port.to_be_bytes());
+                        key.extend_from_slice(&[0, 0]);
+                        Some(ElemSpec {
+                            key,
+                            flags: 0,
+                            verdict: None,
+                            userdata: Vec::new(),
+                        })
+                    }
+                    _ => None,
+                })
+                .collect(),
+        };
+        let comment = comment_value(&set.comment);
+        let userdata = udata(&[
+            (UDATA_SET_KEYBYTEORDER, &byteorder.to_ne_bytes()),
+            (UDATA_SET_COMMENT, &comment),
+        ]);
+        let id = self.set_id();
+        let c_name = c_string(name);
+        let spec = SetSpec {
+            name: &c_name,
+            id,
+            flags,
+            key_type,
+            key_len,
+            data: None,
+            size: None,
+            userdata: &userdata,
+        };
+        self.add_set(name, &spec, &elems);
+        self.sets.insert(name, SetRef { name: c_name, id });
+    }
+
+    fn verdict_map(&mut self, name: &'a str, map: &ir::VerdictMap) {
+        let comment = comment_value(&map.comment);
+        let userdata = udata(&[
+            (UDATA_SET_KEYBYTEORDER, &BYTEORDER_HOST.to_ne_bytes()),
+            (UDATA_SET_DATABYTEORDER, &0u32.to_ne_bytes()),
+            (UDATA_SET_DATA_INTERVAL, &0u32.to_ne_bytes()),
+            (UDATA_SET_COMMENT, &comment),
+        ]);
+        let elems: Vec<ElemSpec> = map
+            .entries
+            .iter()
+            .map(|(ifname, verdict)| {
+                let (code, chain) = verdict_code(verdict);
+                ElemSpec {
+                    key: ifname_key(ifname),
+                    flags: 0,
+                    verdict: Some((code, c_string(chain.unwrap_or_default()))),
+                    userdata: Vec::new(),
+                }
+            })
+            .collect();
+        let id = self.set_id();
+        let c_name = c_string(name);
+        let spec = SetSpec {
+            name: &c_name,
+            id,
+            flags: SET_MAP,
+            key_type: TYPE_IFNAME,
+            key_len: IFNAMSIZ as u32,
+            data: Some((DATA_VERDICT, 0)),
+            size: None,
+            userdata: &userdata,
+        };
+        self.add_set(name, &spec, &elems);
+        self.sets.insert(name, SetRef { name: c_name, id });
+    }
+
+    fn add_set(&mut self, name: &str, spec: &SetSpec, elems: &[ElemSpec]) {
+        let seq = self.batch.set(&self.table, spec);
+        self.describe(seq, format!("add set {name}"));
+        let seqs = self.batch.elements(&self.table, spec, elems, false);
+        let count = elems.len();
+        self.descriptions
+            .cover(seqs, || format!("add {count} elements to set {name}"));
+    }
+
+    /// An anonymous constant set, created right before the rule that uses it.
+    fn anonymous_set(
+        &mut self,
+        key_type: u32,
+        key_len: u32,
+        interval: bool,
+        elems: Vec<ElemSpec>,
+        chain: &str,
+    ) -> SetRef {
+        let id = self.set_id();
+        let name = c"__set%d";
+        let userdata = udata(&[(UDATA_SET_KEYBYTEORDER, &BYTEORDER_BIG.to_ne_bytes())]);
+        let mut flags = SET_ANONYMOUS | SET_CONSTANT;
+        if interval {
+            flags |= SET_INTERVAL;
+        }
+        let spec = SetSpec {
+            name,
+            id,
+            flags,
+            key_type,
+            key_len,
+            data: None,
+            size: Some(u32::try_from(elems.len()).unwrap_or(u32::MAX)),
+            userdata: &userdata,
+        };
+        self.add_set(
+            &format!("(anonymous, for a rule in {chain})"),
+            &spec,
+            &elems,
+        );
+        SetRef {
+            name: name.to_owned(),
+            id,
+        }
+    }
+
+    fn set_ref(&self, name: &str) -> SetRef {
+        self.sets.get(name).cloned().unwrap_or_else(|| SetRef {
+            // The compiler only names sets it declared; an unknown one makes the
+            // kernel refuse the rule, which the error report then names.
+            name: c_string(name),
+            id: 0,
+        })
+    }
+
+    fn rule(&mut self, chain: &str, index: usize, rule: &ir::Rule) {
+        let mut exprs = Vec::new();
+        let mut ctx = Context::default();
+        for m in &rule.matches {
+            self.match_exprs(m, &mut ctx, &mut exprs, chain);
+        }
+        if rule.counter {
+            exprs.push(Expr {
+                name: c"counter",
+                attrs: Vec::new(),
+            });
+        }
+        if let Some(log) = &rule.log {
+            let mut attrs = vec![Attr::Str(
+                a(sys::NFTNL_EXPR_LOG_PREFIX),
+                c_string(&log.prefix),
+            )];
+            if let Some(g) = log.group {
+                attrs.push(Attr::U16(a(sys::NFTNL_EXPR_LOG_GROUP), g));
+            }
+            exprs.push(Expr {
+                name: c"log",
+                attrs,
+            });
+        }
+        if let Some(v) = &rule.verdict {
+            match v {
+                ir::Verdict::Map { side, map } => {
+                    exprs.push(meta(match side {
+                        IfSide::In => META_IIFNAME,
+                        IfSide::Out => META_OIFNAME,
+                    }));
+                    let set = self.set_ref(map);
+                    exprs.push(lookup(&set, Some(REG_VERDICT), false));
+                }
+                other => {
+                    let (code, target) = verdict_code(other);
+                    exprs.push(immediate(code, target));
+                }
+            }
+        }
+        let userdata = rule
+            .comment
+            .as_deref()
+            .map(comment_udata)
+            .unwrap_or_default();
+        let c_chain = c_string(chain);
+        let spec = RuleSpec {
+            chain: &c_chain,
+            exprs: &exprs,
+            userdata: &userdata,
+        };
+        let seq = self.batch.rule(&self.table, &spec);
+        let what = rule.comment.as_deref().unwrap_or("no comment");
+        self.describe(
+            seq,
+            format!("add rule {} of chain {chain} ({what})", index + 1),
+        );
+    }
+
+    fn match_exprs(&mut self, m: &Match, ctx: &mut Context, out: &mut Vec<Expr>, chain: &str) {
+        match m {
+            Match::Ct(state) => {
+                let mask = match state {
+                    CtState::EstablishedOrRelated => CT_ESTABLISHED_RELATED,
+                    CtState::Invalid => CT_INVALID,
+                };
+                out.push(Expr {
+                    name: c"ct",
+                    attrs: vec![
+                        Attr::U32(a(sys::NFTNL_EXPR_CT_DREG), REG_1),
+                        Attr::U32(a(sys::NFTNL_EXPR_CT_KEY), CT_STATE),
+                    ],
+                });
+                out.push(bitwise(mask.to_ne_bytes().to_vec()));
+                out.push(cmp(CMP_NEQ, 0u32.to_ne_bytes().to_vec()));
+            }
+            Match::Family(f) => {
+                out.push(meta(META_NFPROTO));
+                out.push(cmp(CMP_EQ, vec![nfproto(*f)]));
+                ctx.family = Some(*f);
+            }
+            Match::Addr {
+                side,
+                family,
+                negate,
+                source,
+            } => {
+                ctx.guard_family(*family, out);
+                let (_, len) = addr_type(*family);
+                out.push(payload(
+                    PAYLOAD_NETWORK,
+                    addr_offset(*family, *side),
+                    len,
+                    REG_1,
+                ));
+                match source {
+                    AddrSource::Set(name) => {
+                        let set = self.set_ref(name);
+                        out.push(lookup(&set, None, *negate));
+                    }
+                    AddrSource::List(nets) => {
+                        self.addr_list(nets, *family, *negate, out, chain);
+                    }
+                }
+            }
+            Match::Protocol(p) => {
+                out.push(meta(META_L4PROTO));
+                out.push(cmp(CMP_EQ, vec![ip_proto(*p)]));
+                ctx.l4proto = Some(ip_proto(*p));
+            }
+            Match::DstPorts { protocol, ranges } => {
+                ctx.guard_l4proto(ip_proto(*protocol), out);
+                out.push(payload(PAYLOAD_TRANSPORT, 2, 2, REG_1));
+                match ranges.as_slice() {
+                    [(a, b)] if a == b => out.push(cmp(CMP_EQ, a.to_be_bytes().to_vec())),
+                    [(a, b)] => {
+                        out.push(cmp(CMP_GTE, a.to_be_bytes().to_vec()));
+                        out.push(cmp(CMP_LTE, b.to_be_bytes().to_vec()));
+                    }
+                    _ => {
+                        let interval = ranges.iter().any(|(a, b)| a != b);
+                        let elems = if interval {
+                            interval_elements(
+                                ranges
+                                    .iter()
+                                    .map(|&(a, b)| (u128::from(a), u128::from(b)))
+                                    .collect(),
+                                2,
+                            )
+                        } else {
+                            ranges
+                                .iter()
+                                .map(|(a, _)| ElemSpec {
+                                    key: a.to_be_bytes().to_vec(),
+                                    flags: 0,
+                                    verdict: None,
+                                    userdata: Vec::new(),
+                                })
+                                .collect()
+                        };
+                        let set = self.anonymous_set(TYPE_INET_SERVICE, 2, interval, elems, chain);
+                        out.push(lookup(&set, None, false));
+                    }
+                }
+            }
+            Match::DstAddrPort {
+                family,
+                protocol,
+                set,
+            } => {
+                ctx.guard_family(*family, out);
+                ctx.guard_l4proto(ip_proto(*protocol), out);
+                let (_, len) = addr_type(*family);
+                out.push(payload(
+                    PAYLOAD_NETWORK,
+                    addr_offset(*family, AddrSide::Dst),
+                    len,
+                    REG_1,
+                ));
+                // The port goes in the register after the address: 32-bit register
+                // 1 after an IPv4 address, 128-bit register 2 after an IPv6 one.
+                let port_reg = match family {
+                    Family::V4 => REG32_01,
+                    Family::V6 => REG_2,
+                };
+                out.push(payload(PAYLOAD_TRANSPORT, 2, 2, port_reg));
+                let set = self.set_ref(set);
+                out.push(lookup(&set, None, false));
+            }
+            Match::Icmpv6Types(types) => {
+                ctx.guard_family(Family::V6, out);
+                ctx.guard_l4proto(IPPROTO_ICMPV6, out);
+                out.push(payload(PAYLOAD_TRANSPORT, 0, 1, REG_1));
+                match types.as_slice() {
+                    [one] => out.push(cmp(CMP_EQ, vec![*one])),
+                    _ => {
+                        let elems = types
+                            .iter()
+                            .map(|t| ElemSpec {
+                                key: vec![*t],
+                                flags: 0,
+                                verdict: None,
+                                userdata: Vec::new(),
+                            })
+                            .collect();
+                        let set = self.anonymous_set(TYPE_ICMP6_TYPE, 1, false, elems, chain);
+                        out.push(lookup(&set, None, false));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `ip saddr 10.0.0.1`, `ip6 saddr != fe80::/10`, `ip6 saddr != { a, b/10 }`.
+    fn addr_list(
+        &mut self,
+        nets: &[IpNet],
+        family: Family,
+        negate: bool,
+        out: &mut Vec<Expr>,
+        chain: &str,
+    ) {
+        let op = if negate { CMP_NEQ } else { CMP_EQ };
+        let (key_type, len) = addr_type(family);
+        match nets {
+            [one] if is_host(one) => out.push(cmp(op, addr_bytes(&one.addr()))),
+            [one] => prefix_match(one, op, out),
+            _ => {
+                let interval = nets.iter().any(|n| !is_host(n));
+                let elems = if interval {
+                    interval_elements(nets.iter().map(net_range).collect(), len as usize)
+                } else {
+                    nets.iter()
+                        .map(|n| ElemSpec {
+                            key: addr_bytes(&n.addr()),
+                            flags: 0,
+                            verdict: None,
+                            userdata: Vec::new(),
+                        })
+                        .collect()
+                };
+                let set = self.anonymous_set(key_type, len, interval, elems, chain);
+                out.push(lookup(&set, None, negate));
+            }
+        }
+    }
+}
+
+/// `ip saddr 10.0.0.0/8`, `ip6 saddr != fe80::/10`, as nft encodes them: a
+/// byte-aligned prefix loads and compares just its bytes; any other is masked at
+/// full width.
+fn prefix_match(net: &IpNet, op: u32, out: &mut Vec<Expr>) {
+    let bits = usize::from(net.prefix_len());
+    let network = addr_bytes(&net.network());
+    if bits % 8 == 0 {
+        let bytes = bits / 8;
+        if let Some(Expr { name, attrs }) = out.last_mut()
+            && *name == c"payload"
+        {
+            for attr in attrs.iter_mut() {
+                if let Attr::U32(which, len) = attr
+                    && *which == a(sys::NFTNL_EXPR_PAYLOAD_LEN)
+                {
+                    *len = u32::try_from(bytes).unwrap_or(*len);
+                }
+            }
+        }
+        out.push(cmp(op, network[..bytes].to_vec()));
+        return;
+    }
+    let mask: Vec<u8> = (0..network.len())
+        .map(|i| match bits.saturating_sub(8 * i) {
+            0 => 0,
+            b if b >= 8 => 0xff,
+            b => 0xffu8 << (8 - b),
+        })
+        .collect();
+    out.push(bitwise(mask));
+    out.push(cmp(op, network));
+}
+
+fn verdict_code(v: &ir::Verdict) -> (i32, Option<&str>) {
+    match v {
+        ir::Verdict::Accept => (NF_ACCEPT, None),
+        ir::Verdict::Drop => (NF_DROP, None),
+        ir::Verdict::Return => (NFT_RETURN, None),
+        ir::Verdict::Jump(c) => (NFT_JUMP, Some(c)),
+        ir::Verdict::Goto(c) => (NFT_GOTO, Some(c)),
+        // A map inside a map is not something the compiler builds.
+        ir::Verdict::Map { .. } => (NF_DROP, None),
+    }
+}
+
+/// What earlier matches of a rule already established, so the protocol guards nft
+/// would not repeat are not repeated.
+#[derive(Default)]
+struct Context {
+    family: Option<Family>,
+    l4proto: Option<u8>,
+}
+
+impl Context {
+    fn guard_family(&mut self, family: Family, out: &mut Vec<Expr>) {
+        if self.family != Some(family) {
+            out.push(meta(META_NFPROTO));
+            out.push(cmp(CMP_EQ, vec![nfproto(family)]));
+            self.family = Some(family);
+        }
+    }
+
+    fn guard_l4proto(&mut self, proto: u8, out: &mut Vec<Expr>) {
+        if self.l4proto != Some(proto) {
+            out.push(meta(META_L4PROTO));
+            out.push(cmp(CMP_EQ, vec![proto]));
+            self.l4proto = Some(proto);
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! Every call into libnftnl and every raw socket call of the nft module: the only
+//! `unsafe` in netpold. The rest of the module describes messages as plain data
+//! (`ChainSpec`, `SetSpec`, `Expr`, …) and this file turns them into netlink bytes.
+
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::ptr::NonNull;
+
+use nftnl::nftnl_sys as sys;
+
+const FAMILY_INET: u16 = libc::NFPROTO_INET as u16;
+/// One batch page; messages never straddle pages, so a page must hold the largest
+/// message (a set-element message of up to 64 KiB) with room to spare.
+const PAGE_SIZE: u32 = 1 << 20;
+const MAX_MESSAGE: u32 = 1 << 17;
+
+/// One attribute of an expression.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attr {
+    U32(u16, u32),
+    U16(u16, u16),
+    Bytes(u16, Vec<u8>),
+    Str(u16, CString),
+}
+
+/// A libnftnl expression by name (`"cmp"`, `"lookup"`, …) and its attributes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expr {
+    pub name: &'static CStr,
+    pub attrs: Vec<Attr>,
+}
+
+pub struct Hook {
+    pub hooknum: u32,
+    pub priority: i32,
+    pub policy: u32,
+}
+
+pub struct ChainSpec<'a> {
+    pub name: &'a CStr,
+    pub hook: Option<Hook>,
+    pub userdata: &'a [u8],
+}
+
+pub struct SetSpec<'a> {
+    pub name: &'a CStr,
+    pub id: u32,
+    pub flags: u32,
+    pub key_type: u32,
+    pub key_len: u32,
+    /// `(type, len)` of the mapped data, for maps.
+    pub data: Option<(u32, u32)>,
+    /// Element count, sent for anonymous sets as nft does.
+    pub size: Option<u32>,
+    pub userdata: &'a [u8],
+}
+
+pub struct ElemSpec {
+    pub key: Vec<u8>,
+    pub flags: u32,
+    /// `(verdict code, chain)` for a verdict-map entry.
+    pub verdict: Option<(i32, CString)>,
+    pub userdata: Vec<u8>,
+}
+
+pub struct RuleSpec<'a> {
+    pub chain: &'a CStr,
+    pub exprs: &'a [Expr],
+    pub userdata: &'a [u8],
+}
+
+/// A libnftnl object type and the function that frees it.
+trait Free {
+    /// # Safety
+    /// `p` must come from the type's libnftnl allocator and not be used afterwards.
+    unsafe fn free(p: *mut Self);
+}
+
+macro_rules! free_with {
+    ($($t:ty => $f:path),* $(,)?) => {$(
+        impl Free for $t {
+            unsafe fn free(p: *mut Self) {
+                // SAFETY: forwarded from the trait's contract.
+                unsafe { $f(p) }
+            }
+        }
+    )*};
+}
+
+free_with! {
+    sys::nftnl_batch => sys::nftnl_batch_free,
+    sys::nftnl_table => sys::nftnl_table_free,
+    sys::nftnl_chain => sys::nftnl_chain_free,
+    sys::nftnl_set => sys::nftnl_set_free,
+    sys::nftnl_rule => sys::nftnl_rule_free,
+    sys::nftnl_set_elems_iter => sys::nftnl_set_elems_iter_destroy,
+}
+
+/// Owns a libnftnl object and frees it on drop.
+struct Owned<T: Free>(NonNull<T>);
+
+impl<T: Free> Owned<T> {
+    fn new(ptr: *mut T) -> Owned<T> {
+        // libnftnl returns NULL only when malloc fails; like the standard library
+        // on allocation failure, there is nothing sensible left to do.
+        Owned(NonNull::new(ptr).unwrap_or_else(|| std::process::abort()))
+    }
+
+    fn raw(&self) -> *mut T {
+        self.0.as_ptr()
+    }
+}
+
+impl<T: Free> Drop for Owned<T> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from the matching allocator and is freed once.
+        unsafe { T::free(self.0.as_ptr()) }
+    }
+}
+
+fn len_u32(bytes: &[u8]) -> u32 {
+    u32::try_from(bytes.len()).expect("netlink attributes are far below 4 GiB")
+}
+
+/// A transaction being written: batch begin, messages, batch end.
+pub struct Batch {
+    raw: Owned<sys::nftnl_batch>,
+    next_seq: u32,
+    first_seq: u32,
+    last_message: Option<NonNull<libc::nlmsghdr>>,
+    messages: usize,
+}
+
+impl Batch {
+    pub fn new(first_seq: u32) -> Batch {
+        // SAFETY: plain allocation; sizes are constants well inside u32.
+        let raw = Owned::new(unsafe { sys::nftnl_batch_alloc(PAGE_SIZE, MAX_MESSAGE) });
+        let mut batch = Batch {
+            raw,
+            next_seq: first_seq,
+            first_seq,
+            last_message: None,
+            messages: 0,
+        };
+        // SAFETY: the batch buffer always has room for one more message (libnftnl
+        // starts a new page in `nftnl_batch_update` before it runs out).
+        unsafe { sys::nftnl_batch_begin(batch.buffer(), batch.take_seq()) };
+        batch.advance();
+        batch
+    }
+
+    fn buffer(&self) -> *mut c_char {
+        // SAFETY: `raw` is a live batch.
+        unsafe { sys::nftnl_batch_buffer(self.raw.raw()).cast() }
+    }
+
+    fn take_seq(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        seq
+    }
+
+    fn advance(&mut self) {
+        // SAFETY: called once after each message is written into the current buffer.
+        if unsafe { sys::nftnl_batch_update(self.raw.raw()) } < 0 {
+            std::process::abort();
+        }
+    }
+
+    /// Starts a message; the caller writes its payload into the returned header.
+    fn header(&mut self, msg_type: u32, flags: i32) -> (*mut libc::nlmsghdr, u32) {
+        let seq = self.take_seq();
+        // SAFETY: `buffer()` has room for `MAX_MESSAGE` bytes (see `new`).
+        let nlh = unsafe {
+            sys::nftnl_nlmsg_build_hdr(
+                self.buffer(),
+                msg_type as u16,
+                FAMILY_INET,
+                (flags | libc::NLM_F_REQUEST) as u16,
+                seq,
+            )
+        };
+        self.last_message = NonNull::new(nlh);
+        self.messages += 1;
+        (nlh, seq)
+    }
+
+    pub fn table(&mut self, name: &CStr, delete: bool) -> u32 {
+        // SAFETY: table object built, serialised and freed here.
+        unsafe {
+            let t = Owned::new(sys::nftnl_table_alloc());
+            sys::nftnl_table_set_str(t.raw(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
+            sys::nftnl_table_set_u32(t.raw(), sys::NFTNL_TABLE_FAMILY as u16, FAMILY_INET.into());
+            let (msg_type, flags) = if delete {
+                (libc::NFT_MSG_DELTABLE, 0)
+            } else {
+                sys::nftnl_table_set_u32(t.raw(), sys::NFTNL_TABLE_FLAGS as u16, 0);
+                (libc::NFT_MSG_NEWTABLE, libc::NLM_F_CREATE)
+            };
+            let (nlh, seq) = self.header(msg_type as u32, flags);
+            sys::nftnl_table_nlmsg_build_payload(nlh, t.raw());
+            self.advance();
+            seq
+        }
+    }
+
+    pub fn chain(&mut self, table: &CStr, spec: &ChainSpec) -> u32 {
+        // SAFETY: chain object built, serialised and freed here; strings outlive the calls.
+        unsafe {
+            let c = Owned::new(sys::nftnl_chain_alloc());
+            sys::nftnl_chain_set_str(c.raw(), sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
+            sys::nftnl_chain_set_str(c.raw(), sys::NFTNL_CHAIN_NAME as u16, spec.name.as_ptr());
+            sys::nftnl_chain_set_u32(c.raw(), sys::NFTNL_CHAIN_FAMILY as u16, FAMILY_INET.into());
+            if let Some(hook) = &spec.hook {
+                sys::nftnl_chain_set_str(c.raw(), sys::NFTNL_CHAIN_TYPE as u16, c"filter".as_ptr());
+                sys::nftnl_chain_set_u32(c.raw(), sys::NFTNL_CHAIN_HOOKNUM as u16, hook.hooknum);
+                sys::nftnl_chain_set_s32(c.raw(), sys::NFTNL_CHAIN_PRIO as u16, hook.priority);
+                sys::nftnl_chain_set_u32(c.raw(), sys::NFTNL_CHAIN_POLICY as u16, hook.policy);
+            }
+            if !spec.userdata.is_empty() {
+                sys::nftnl_chain_set_data(
+                    c.raw(),
+                    sys::NFTNL_CHAIN_USERDATA as u16,
+                    spec.userdata.as_ptr().cast(),
+                    len_u32(spec.userdata),
+                );
+            }
+            let (nlh, seq) = self.header(libc::NFT_MSG_NEWCHAIN as u32, libc::NLM_F_CREATE);
+            sys::nftnl_chain_nlmsg_build_payload(nlh, c.raw());
+            self.advance();
+            seq
+        }
+    }
+
+    fn set_object(table: &CStr, spec: &SetSpec) -> Owned<sys::nftnl_set> {
+        // SAFETY: set object built here; libnftnl copies every string and buffer.
+        unsafe {
+            let s = Owned::new(sys::nftnl_set_alloc());
+            sys::nftnl_set_set_str(s.raw(), sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+            sys::nftnl_set_set_str(s.raw(), sys::NFTNL_SET_NAME as u16, spec.name.as_ptr());
+            sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_FAMILY as u16, FAMILY_INET.into());
+            sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_ID as u16, spec.id);
+            sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_FLAGS as u16, spec.flags);
+            sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_KEY_TYPE as u16, spec.key_type);
+            sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_KEY_LEN as u16, spec.key_len);
+            if let Some((data_type, data_len)) = spec.data {
+                sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_DATA_TYPE as u16, data_type);
+                sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_DATA_LEN as u16, data_len);
+            }
+            if let Some(size) = spec.size {
+                sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_DESC_SIZE as u16, size);
+            }
+            if !spec.userdata.is_empty() {
+                sys::nftnl_set_set_data(
+                    s.raw(),
+                    sys::NFTNL_SET_USERDATA as u16,
+                    spec.userdata.as_ptr().cast(),
+                    len_u32(spec.userdata),
+                );
+            }
+            s
+        }
+    }
+
+    pub fn set(&mut self, table: &CStr, spec: &SetSpec) -> u32 {
+        let s = Self::set_object(table, spec);
+        let (nlh, seq) = self.header(libc::NFT_MSG_NEWSET as u32, libc::NLM_F_CREATE);
+        // SAFETY: `nlh` points into the batch buffer with room for one message.
+        unsafe { sys::nftnl_set_nlmsg_build_payload(nlh, s.raw()) };
+        self.advance();
+        seq
+    }
+
+    /// Adds (or deletes) elements of a set; libnftnl splits them over as many
+    /// messages as they need. Returns the sequence numbers used.
+    pub fn elements(
+        &mut self,
+        table: &CStr,
+        spec: &SetSpec,
+        elems: &[ElemSpec],
+        delete: bool,
+    ) -> std::ops::Range<u32> {
+        let start = self.next_seq;
+        if elems.is_empty() {
+            return start..start;
+        }
+        let s = Self::set_object(table, spec);
+        // SAFETY: each element is allocated, filled and handed to the set, which owns
+        // and frees it; the iterator is destroyed before the set is dropped.
+        unsafe {
+            for elem in elems {
+                let e = sys::nftnl_set_elem_alloc();
+                if e.is_null() {
+                    std::process::abort();
+                }
+                sys::nftnl_set_elem_set(
+                    e,
+                    sys::NFTNL_SET_ELEM_KEY as u16,
+                    elem.key.as_ptr().cast(),
+                    len_u32(&elem.key),
+                );
+                if elem.flags != 0 {
+                    sys::nftnl_set_elem_set_u32(e, sys::NFTNL_SET_ELEM_FLAGS as u16, elem.flags);
+                }
+                if let Some((code, chain)) = &elem.verdict {
+                    sys::nftnl_set_elem_set_u32(
+                        e,
+                        sys::NFTNL_SET_ELEM_VERDICT as u16,
+                        *code as u32,
+                    );
+                    sys::nftnl_set_elem_set_str(
+                        e,
+                        sys::NFTNL_SET_ELEM_CHAIN as u16,
+                        chain.as_ptr(),
+                    );
+                }
+                if !elem.userdata.is_empty() {
+                    sys::nftnl_set_elem_set(
+                        e,
+                        sys::NFTNL_SET_ELEM_USERDATA as u16,
+                        elem.userdata.as_ptr().cast(),
+                        len_u32(&elem.userdata),
+                    );
+                }
+                sys::nftnl_set_elem_add(s.raw(), e);
+            }
+            let iter = Owned::new(sys::nftnl_set_elems_iter_create(s.raw()));
+            let (msg_type, flags) = if delete {
+                (libc::NFT_MSG_DELSETELEM, 0)
+            } else {
+                (
+                    libc::NFT_MSG_NEWSETELEM,
+                    libc::NLM_F_CREATE | libc::NLM_F_EXCL,
+                )
+            };
+            while !sys::nftnl_set_elems_iter_cur(iter.raw()).is_null() {
+                let (nlh, _) = self.header(msg_type as u32, flags);
+                let more = sys::nftnl_set_elems_nlmsg_build_payload_iter(nlh, iter.raw());
+                self.advance();
+                if more <= 0 {
+                    break;
+                }
+            }
+        }
+        start..self.next_seq
+    }
+
+    pub fn rule(&mut self, table: &CStr, spec: &RuleSpec) -> u32 {
+        // SAFETY: the rule takes ownership of every expression added to it; all
+        // attribute buffers are copied by libnftnl.
+        unsafe {
+            let r = Owned::new(sys::nftnl_rule_alloc());
+            sys::nftnl_rule_set_u32(r.raw(), sys::NFTNL_RULE_FAMILY as u16, FAMILY_INET.into());
+            sys::nftnl_rule_set_str(r.raw(), sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+            sys::nftnl_rule_set_str(r.raw(), sys::NFTNL_RULE_CHAIN as u16, spec.chain.as_ptr());
+            for expr in spec.exprs {
+                let e = sys::nftnl_expr_alloc(expr.name.as_ptr());
+                if e.is_null() {
+                    std::process::abort();
+                }
+                for attr in &expr.attrs {
+                    match attr {
+                        Attr::U32(a, v) => sys::nftnl_expr_set_u32(e, *a, *v),
+                        Attr::U16(a, v) => sys::nftnl_expr_set_u16(e, *a, *v),
+                        Attr::Bytes(a, v) => {
+                            sys::nftnl_expr_set(e, *a, v.as_ptr().cast::<c_void>(), len_u32(v));
+                        }
+                        Attr::Str(a, v) => {
+                            sys::nftnl_expr_set_str(e, *a, v.as_ptr());
+                        }
+                    }
+                }
+                sys::nftnl_rule_add_expr(r.raw(), e);
+            }
+            if !spec.userdata.is_empty() {
+                sys::nftnl_rule_set_data(
+                    r.raw(),
+                    sys::NFTNL_RULE_USERDATA as u16,
+                    spec.userdata.as_ptr().cast(),
+                    len_u32(spec.userdata),
+                );
+            }
+            let (nlh, seq) = self.header(
+                libc::NFT_MSG_NEWRULE as u32,
+                libc::NLM_F_CREATE | libc::NLM_F_APPEND,
+            );
+            sys::nftnl_rule_nlmsg_build_payload(nlh, r.raw());
+            self.advance();
+            seq
+        }
+    }
+
+    /// Closes the batch. The last message asks for an acknowledgement: errors are
+    /// always reported, so that one ACK and no error means the kernel took it all.
+    pub fn finish(mut self) -> Finished {
+        if let Some(last) = self.last_message {
+            // SAFETY: `last` points at the header of the last message written into
+            // the batch buffer, which lives as long as `self.raw`.
+            unsafe { (*last.as_ptr()).nlmsg_flags |= libc::NLM_F_ACK as u16 };
+        }
+        let last_seq = self.next_seq.wrapping_sub(1);
+        let end_seq = self.take_seq();
+        // SAFETY: as for the begin message.
+        unsafe { sys::nftnl_batch_end(self.buffer(), end_seq) };
+        self.advance();
+        Finished {
+            batch: self.raw,
+            seqs: self.first_seq.wrapping_add(1)..end_seq,
+            ack_seq: last_seq,
+            messages: self.messages + 2,
+        }
+    }
+}
+
+pub struct Finished {
+    batch: Owned<sys::nftnl_batch>,
+    /// The sequence numbers of the messages between begin and end.
+    pub seqs: std::ops::Range<u32>,
+    pub ack_seq: u32,
+    pub messages: usize,
+}
+
+impl Finished {
+    fn iovecs(&self) -> Vec<libc::iovec> {
+        // SAFETY: the batch is complete; the iovecs point into its pages, which live
+        // as long as `self`.
+        unsafe {
+            let n = sys::nftnl_batch_iovec_len(self.batch.raw());
+            let mut iov = vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                };
+                usize::try_from(n).unwrap_or(0)
+            ];
+            sys::nftnl_batch_iovec(self.batch.raw(), iov.as_mut_ptr(), n as u32);
+            iov
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.iovecs().iter().map(|v| v.iov_len).sum()
+    }
+}
+
+/// A netfilter netlink socket in the current network namespace.
+pub struct Socket {
+    inner: mnl::Socket,
+}
+
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int and the length matches it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// A receive buffer aligned for `nlmsghdr`.
+pub struct RecvBuf(Vec<u64>);
+
+impl RecvBuf {
+    pub fn new(bytes: usize) -> RecvBuf {
+        RecvBuf(vec![0; bytes.div_ceil(8)])
+    }
+}
+
+impl Socket {
+    pub fn open() -> io::Result<Socket> {
+        let inner = mnl::Socket::new(mnl::Bus::Netfilter)?;
+        Ok(Socket { inner })
+    }
+
+    pub fn portid(&self) -> u32 {
+        self.inner.portid()
+    }
+
+    /// Sends the whole batch in one `sendmsg`: the kernel treats each send as its
+    /// own transaction, so a batch must never be split.
+    pub fn send(&self, batch: &Finished) -> io::Result<()> {
+        let fd = self.inner.as_raw_fd();
+        let mut iov = batch.iovecs();
+        let total: usize = iov.iter().map(|v| v.iov_len).sum();
+        let wanted = i32::try_from(total + 64 * 1024).unwrap_or(i32::MAX);
+        // The default 208 KiB send buffer refuses big batches with EMSGSIZE.
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, wanted)
+            .or_else(|_| setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, wanted))?;
+        let mut addr = kernel_address();
+        // SAFETY: an all-zero msghdr is valid; the pointers set below stay alive for
+        // the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_nl).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = iov.len();
+        // SAFETY: `msg` describes live buffers owned by `batch` and `addr`.
+        let sent = unsafe { libc::sendmsg(fd, &msg, 0) };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if usize::try_from(sent).ok() != Some(total) {
+            return Err(io::Error::other(format!(
+                "netlink sent {sent} of {total} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits until a reply can be read; `false` on timeout.
+    pub fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.inner.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd, count 1.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(true)
+            } else {
+                Err(e)
+            };
+        }
+        Ok(n > 0)
+    }
+
+    /// Reads whatever is queued without waiting; `Ok(0)` when nothing is left. The
+    /// kernel handles a batch inside `sendmsg`, so every reply is queued by the time
+    /// `send` returns.
+    pub fn recv_nowait(&self, buf: &mut RecvBuf) -> io::Result<&[u8]> {
+        let fd = self.inner.as_raw_fd();
+        let len = buf.0.len() * 8;
+        // SAFETY: the buffer is valid for `len` bytes.
+        let n = unsafe { libc::recv(fd, buf.0.as_mut_ptr().cast(), len, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                return Ok(&[]);
+            }
+            return Err(e);
+        }
+        let n = usize::try_from(n).unwrap_or(0).min(len);
+        // SAFETY: u64 storage viewed as bytes; `n` bytes were written by the kernel.
+        Ok(unsafe { std::slice::from_raw_parts(buf.0.as_ptr().cast::<u8>(), n) })
+    }
+}
+
+/// The kernel's netlink address.
+fn kernel_address() -> libc::sockaddr_nl {
+    // SAFETY: sockaddr_nl is plain old data; all-zero with the family set addresses
+    // the kernel.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    addr
+}

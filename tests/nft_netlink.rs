@@ -1,0 +1,305 @@
+//! The netlink backend against the kernel: a ruleset programmed by `netpold apply`
+//! (libnftnl over netlink, no `nft` binary) must be exactly what `nft -f` makes of
+//! `netpold plan`'s text for the same directory — same `nft list`, same `nft -j
+//! list`, same expressions in `nft --debug=netlink list` — for every example and
+//! for random scenarios. Then the transaction's guarantees: replacing leaves other
+//! tables alone, and a transaction the kernel refuses names the object it failed
+//! on and changes nothing. Root only; fails instead of skipping under `CI=true`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::process::Command;
+
+use netpold::dataplane::Dataplane;
+use netpold::ir::{AddrSide, AddrSource, Chain, Family, Match, Rule, Ruleset, Verdict};
+use netpold::nft::Kernel;
+
+mod common;
+use common::netns::{Netns, can_run};
+use common::{NODE, Rng, scenario};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netpold");
+
+fn apply(ns: &Netns, dir: &Path, node: &str) {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            BIN,
+            "apply",
+            "--config",
+            "/dev/null",
+        ])
+        .arg("--manifests")
+        .arg(dir)
+        .args(["--node", node])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "netpold apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn plan(dir: &Path, node: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["plan", "--config", "/dev/null", "--manifests"])
+        .arg(dir)
+        .args(["--node", node])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn list(ns: &Netns, flags: &[&str]) -> String {
+    let mut args = flags.to_vec();
+    args.extend(["list", "table", "inet", "netpold"]);
+    let (ok, out, err) = ns.nft(&args, None);
+    assert!(ok, "nft {args:?}: {err}");
+    out
+}
+
+/// `nft --debug=netlink list` with what legitimately differs between two loads taken
+/// out: rule handles, and the order of elements inside a hash set (each set hashes
+/// with its own random seed).
+fn expressions(ns: &Netns) -> String {
+    let text = list(ns, &["--debug=netlink"]);
+    let mut out = Vec::new();
+    let mut elements: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("\telement") {
+            elements.push(line.to_owned());
+            continue;
+        }
+        elements.sort();
+        out.append(&mut elements);
+        let line = match line.strip_prefix("inet netpold ") {
+            // "inet netpold <chain> <handle> [<position>]" → the chain alone.
+            Some(rest) if !rest.starts_with('@') && !line.contains("netpold 0") => {
+                format!("inet netpold {}", rest.split(' ').next().unwrap_or(""))
+            }
+            _ => line.to_owned(),
+        };
+        out.push(line);
+    }
+    elements.sort();
+    out.append(&mut elements);
+    out.join("\n")
+}
+
+fn without_handles(json: &str) -> String {
+    let mut out = String::new();
+    let mut rest = json;
+    while let Some(i) = rest.find("\"handle\": ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 10..];
+        let end = after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len());
+        rest = after[end..].trim_start_matches(", ");
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Equal texts, or a failure showing the first lines that differ.
+fn assert_same_text(ours: &str, theirs: &str, what: &str) {
+    if ours == theirs {
+        return;
+    }
+    let a: Vec<&str> = ours.lines().collect();
+    let b: Vec<&str> = theirs.lines().collect();
+    let i = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let from = i.saturating_sub(3);
+    panic!(
+        "{what}: differs at line {}\n--- ours\n{}\n--- nft\n{}",
+        i + 1,
+        a[from..(i + 4).min(a.len())].join("\n"),
+        b[from..(i + 4).min(b.len())].join("\n")
+    );
+}
+
+fn assert_same_as_nft(dir: &Path, node: &str, what: &str) {
+    let ours = Netns::new("nl-ours");
+    let theirs = Netns::new("nl-nft");
+    apply(&ours, dir, node);
+    let text = plan(dir, node);
+    let (ok, _, err) = theirs.nft(&["-f", "-"], Some(&text));
+    assert!(ok, "{what}: nft -f: {err}");
+    assert_same_text(
+        &list(&ours, &[]),
+        &list(&theirs, &[]),
+        &format!("{what}: nft list"),
+    );
+    assert_same_text(
+        &without_handles(&list(&ours, &["-j"])).replace("}, {", "},\n{"),
+        &without_handles(&list(&theirs, &["-j"])).replace("}, {", "},\n{"),
+        &format!("{what}: nft -j list"),
+    );
+    assert_same_text(
+        &expressions(&ours),
+        &expressions(&theirs),
+        &format!("{what}: nft --debug=netlink list"),
+    );
+}
+
+#[test]
+fn every_example_programs_exactly_what_nft_would() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.is_dir() {
+            assert_same_as_nft(&dir, "edge-1", &dir.display().to_string());
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "only {n} examples");
+}
+
+#[test]
+fn random_scenarios_program_exactly_what_nft_would() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    let mut rng = Rng(4242);
+    for n in 0..60 {
+        let s = scenario(&mut rng);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), &s.yaml).unwrap();
+        assert_same_as_nft(dir.path(), NODE, &format!("scenario {n}:\n{}", s.yaml));
+    }
+}
+
+#[test]
+fn apply_replaces_our_table_and_leaves_others_alone() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    let ns = Netns::new("nl-replace");
+    let foreign = "table ip other {\n\tchain c {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tip saddr 192.0.2.1 drop\n\t}\n}\n";
+    let (ok, _, err) = ns.nft(&["-f", "-"], Some(foreign));
+    assert!(ok, "{err}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/named-port");
+    apply(&ns, &dir, "edge-1");
+    // A rule added behind our back is gone after the next apply: the table is
+    // replaced, not appended to.
+    let (ok, _, err) = ns.nft(
+        &["add", "rule", "inet", "netpold", "forward_egress", "drop"],
+        None,
+    );
+    assert!(ok, "{err}");
+    apply(&ns, &dir, "edge-1");
+    let ours = list(&ns, &[]);
+    assert!(!ours.contains("\t\tdrop\n"), "{ours}");
+    let (ok, other, err) = ns.nft(&["list", "table", "ip", "other"], None);
+    assert!(ok, "{err}");
+    assert!(other.contains("ip saddr 192.0.2.1 drop"), "{other}");
+}
+
+/// Runs `f` on a thread inside `ns`, where the netlink socket `Kernel` opens
+/// belongs to that namespace.
+fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap();
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+fn tiny_ruleset(chain_rules: Vec<Rule>) -> Ruleset {
+    let mut chains = BTreeMap::new();
+    chains.insert(
+        "c".to_owned(),
+        Chain {
+            base: None,
+            rules: chain_rules,
+            comment: "test chain".to_owned(),
+        },
+    );
+    Ruleset {
+        table: "netpold".to_owned(),
+        chains,
+        ..Ruleset::default()
+    }
+}
+
+#[test]
+fn a_refused_transaction_names_the_object_and_changes_nothing() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    let ns = Netns::new("nl-refused");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/default-deny-web");
+    apply(&ns, &dir, "edge-1");
+    let before = list(&ns, &[]);
+    // The second rule looks up a set the transaction never declares.
+    let broken = tiny_ruleset(vec![
+        Rule::new(vec![], Verdict::Accept).with_comment("first"),
+        Rule::new(
+            vec![Match::Addr {
+                side: AddrSide::Src,
+                family: Family::V4,
+                negate: false,
+                source: AddrSource::Set("no_such_set".to_owned()),
+            }],
+            Verdict::Drop,
+        )
+        .with_comment("the broken one"),
+    ]);
+    let err = in_netns(&ns, move || {
+        let mut kernel = Kernel::open("netpold").unwrap();
+        kernel.replace(&broken).unwrap_err()
+    });
+    let msg = err.to_string();
+    assert!(
+        msg.contains("add rule 2 of chain c (the broken one)")
+            && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert_eq!(list(&ns, &[]), before, "the kernel must keep the old table");
+}
+
+#[test]
+fn a_transaction_larger_than_the_socket_buffers_goes_in_whole() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    let ns = Netns::new("nl-big");
+    // 20,000 rules with comments: well over a megabyte, many batch pages.
+    let rules: Vec<Rule> = (0..20_000u32)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + i);
+            Rule::new(
+                vec![Match::Addr {
+                    side: AddrSide::Src,
+                    family: Family::V4,
+                    negate: false,
+                    source: AddrSource::List(vec![ipnet::IpNet::from(std::net::IpAddr::V4(ip))]),
+                }],
+                Verdict::Accept,
+            )
+            .with_comment(format!(
+                "rule number {i} with a comment long enough to matter"
+            ))
+        })
+        .collect();
+    let applied = in_netns(&ns, move || {
+        let mut kernel = Kernel::open("netpold").unwrap();
+        kernel.replace(&tiny_ruleset(rules)).unwrap()
+    });
+    assert!(applied.bytes > 1_000_000, "{applied:?}");
+    let listed = list(&ns, &[]);
+    assert_eq!(listed.matches(" accept comment ").count(), 20_000);
+    assert!(listed.contains("ip saddr 10.0.78.31 accept comment \"rule number 19999 "));
+}
