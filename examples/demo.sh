@@ -161,7 +161,7 @@ wait_sync() { # wait for sync number $1
     if ! kill -0 "$daemon" 2>/dev/null; then
       # TEMPORARY until the daemon lands on main: program once per step instead.
       if grep -q "not built yet" "$log"; then
-        echo "  (netpold run is not built yet: programming with netpold plan | nft -f at each step)"
+        echo "  (netpold run is not built yet: programming with netpold apply at each step)"
         daemon=""; oneshot=1; program_once; return
       fi
       cat "$log" >&2; echo "netpold exited" >&2; exit 1
@@ -172,7 +172,7 @@ wait_sync() { # wait for sync number $1
 }
 
 program_once() {
-  "$bin" plan --config /dev/null --manifests "$m" --node demo | ip netns exec "$host" nft -f -
+  ip netns exec "$host" "$bin" apply --config /dev/null --manifests "$m" --node demo
 }
 
 # Probes: "from to proto port | expected | reason", run at once per source namespace.

@@ -558,22 +558,20 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// Programs `host` once from `dir`: `netpold plan`, loaded by `nft -f` (the plan is
-/// exactly what `netpold apply` programs; see the README).
+/// Programs `host` once from `dir` with `netpold apply`, which exits 0 once the
+/// kernel holds the rules.
 pub fn program(host: &Netns, dir: &Path) {
-    let plan = Command::new(NETPOLD)
-        .args(["plan", "--config", "/dev/null", "--manifests"])
+    let out = in_ns(&host.name, NETPOLD)
+        .args(["apply", "--config", "/dev/null", "--manifests"])
         .arg(dir)
         .args(["--node", NODE])
         .output()
         .unwrap();
     assert!(
-        plan.status.success(),
-        "netpold plan: {}",
-        String::from_utf8_lossy(&plan.stderr)
+        out.status.success(),
+        "netpold apply: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let (ok, _, err) = host.nft(&["-f", "-"], Some(&String::from_utf8_lossy(&plan.stdout)));
-    assert!(ok, "nft -f: {err}");
 }
 
 /// `netpold run` in the host namespace, its stderr collected line by line; killed by
