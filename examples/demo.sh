@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo not found: install Rust 1.89+ with rustup (https://rustup.rs)" >&2; exit 1; }
 echo "== building netpold (release)"
 cargo build --release --locked -q
-bin="$PWD/target/release/netpold"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/netpold"
 probe="$PWD/scripts/probe.py"
 
 tag="npd-demo-$$"

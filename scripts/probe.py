@@ -110,13 +110,15 @@ def probe(proto, dst, port, src=None, timeout=TIMEOUT):
             return "unsupported"
         raise
     deadline = time.monotonic() + timeout
+    # getaddrinfo reads a scope (fe80::1%eth0) into the sockaddr.
+    addr = socket.getaddrinfo(dst, port, fam, s.type)[0][4]
     try:
         if src:
             s.bind((src, 0))
         if proto in ("tcp", "sctp"):
             s.settimeout(timeout)
             try:
-                s.connect((dst, port))
+                s.connect(addr)
             except socket.timeout:
                 return "blocked"
             s.settimeout(max(0.05, deadline - time.monotonic()))
@@ -125,7 +127,7 @@ def probe(proto, dst, port, src=None, timeout=TIMEOUT):
             except socket.timeout:
                 return "connected-no-data"
         # UDP: resend until the deadline, so one lost datagram is not a verdict.
-        s.connect((dst, port))
+        s.connect(addr)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -1003,6 +1003,11 @@ spec:
         ("cache", "host", "tcp", 80, Both, DROP),
         ("cache", "free", "tcp", 80, Both, PASS),
         ("free", "host", "udp", 53, Both, PASS),
+        // The gateway address on the veth (IPv6: link-local, from a link-local source).
+        ("free", "gw", "tcp", 80, Both, PASS),
+        ("free", "gw", "udp", 53, Both, PASS),
+        ("web", "gw", "tcp", 80, Both, DROP),
+        ("db", "gw", "udp", 53, V4, DROP),
         // The host may always reach its workloads, even an isolated one.
         ("host", "web", "tcp", 80, Both, PASS),
         ("host", "web", "udp", 53, Both, PASS),

@@ -55,7 +55,8 @@ pub const PASS: Verdict = Verdict::Pass;
 pub const DROP: Verdict = Verdict::Drop;
 
 /// One row of a scenario's table: (from, to, proto, port, family, expected).
-/// `from`/`to`: a workload's name, `host`, `outside`, or (for `to`) an address;
+/// `from`/`to`: a workload's name, `host`, `outside`, or (for `to`) an address or `gw`
+/// (the host's own address on the workload's veth);
 /// `from` may carry `@ADDR` to send from that source address.
 pub type Row<'a> = (&'a str, &'a str, &'a str, u16, Fam, Verdict);
 
@@ -157,13 +158,14 @@ pub fn in_ns(ns: &str, program: &str) -> Command {
 }
 
 pub struct Topology {
+    /// First, so the servers stop before their namespaces go.
+    servers: Vec<Started>,
     pub host: Netns,
     pub outside: Netns,
     pub wls: Vec<Wl>,
     /// Workload namespaces, by `ns/name` (local and unmanaged workloads).
     pub nets: BTreeMap<String, Netns>,
     pub dir: tempfile::TempDir,
-    servers: Vec<Started>,
 }
 
 impl Topology {
@@ -249,12 +251,12 @@ impl Topology {
 
         let dir = tempfile::tempdir().unwrap();
         let mut topo = Topology {
+            servers: Vec::new(),
             host,
             outside,
             wls,
             nets,
             dir,
-            servers: Vec::new(),
         };
         topo.write("endpoints.yaml", &topo.endpoints_yaml());
         topo.start_servers();
@@ -345,6 +347,8 @@ impl Topology {
     fn dst_addr(&self, to: &str, fam: Fam) -> String {
         match to {
             "host" => pick(fam, HOST4, HOST6).into(),
+            // The workload's gateway: the host's address on the veth (link-local in IPv6).
+            "gw" => pick(fam, "169.254.1.1", "fe80::1%eth0").into(),
             "outside" => pick(fam, OUTSIDE4, OUTSIDE6).into(),
             _ if to.parse::<IpAddr>().is_ok() => to.into(),
             _ => self
@@ -446,6 +450,10 @@ impl Topology {
                 let (ns, src) = self.src(from, f);
                 let dst = self.dst_addr(to, f);
                 assert_eq!(dst.contains(':'), f == V6, "{to} is not {f:?}");
+                assert!(
+                    to != "gw" || !["host", "outside"].contains(&from),
+                    "gw is a workload's gateway"
+                );
                 flows.push(Flow {
                     label: format!("{from} -> {to} ({dst}) {proto}/{port}"),
                     ns,
