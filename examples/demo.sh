@@ -157,7 +157,7 @@ oneshot=""
 wait_sync() { # wait for sync number $1
   if [ -n "$oneshot" ]; then program_once; return; fi
   for _ in $(seq 200); do
-    [ "$(syncs)" -ge "$1" ] && { grep 'sync [0-9]*:' "$log" | sed -n "$1p" | sed 's/^/  netpold: /'; return; }
+    [ "$(syncs)" -ge "$1" ] && { grep 'sync [0-9]*:' "$log" | sed -n "$1p" | sed 's/.*\(sync [0-9]*:\)/  netpold: \1/'; return; }
     if ! kill -0 "$daemon" 2>/dev/null; then
       # TEMPORARY until the daemon lands on main: program once per step instead.
       if grep -q "not built yet" "$log"; then

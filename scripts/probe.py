@@ -5,6 +5,8 @@
                                      kernel has it), IPv4 and IPv6; prints "ready" once bound
   probe.py probe tcp|udp|sctp HOST PORT
                                      one probe; prints allowed / blocked / refused / unsupported
+  probe.py hold HOST PORT            one TCP connection kept open: prints "connected", then
+                                     for every stdin line sends it and prints "echo" or "timeout"
   probe.py batch [TIMEOUT]           many probes at once: reads lines "ID PROTO DST PORT [SRC]"
                                      on stdin, prints "ID VERDICT" lines once every probe has
                                      finished
@@ -41,15 +43,24 @@ def sctp_supported():
 def serve(name, ports):
     reply = ("hello %s\n" % name).encode()
 
+    def echo(c):
+        # Greet, then echo until the peer closes (`hold` keeps a connection open).
+        try:
+            c.sendall(reply)
+            while True:
+                data = c.recv(2048)
+                if not data:
+                    break
+                c.sendall(data)
+        except OSError:
+            pass
+        c.close()
+
     def stream(sock):
         sock.listen(128)
         while True:
             c, _ = sock.accept()
-            try:
-                c.sendall(reply)
-            except OSError:
-                pass
-            c.close()
+            threading.Thread(target=echo, args=(c,), daemon=True).start()
 
     def dgram(sock):
         # Answer from the address the datagram was sent to (a host with several
@@ -164,8 +175,24 @@ def batch(timeout):
     sys.stdout.flush()
 
 
+def hold(dst, port):
+    s = socket.create_connection((dst, port), timeout=TIMEOUT)
+    s.recv(64)
+    print("connected", flush=True)
+    for line in sys.stdin:
+        s.settimeout(TIMEOUT)
+        try:
+            s.sendall(line.encode())
+            got = s.recv(2048)
+            print("echo" if got else "closed", flush=True)
+        except OSError:
+            print("timeout", flush=True)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "serve":
+    if sys.argv[1] == "hold":
+        hold(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "serve":
         serve(sys.argv[2], [int(p) for p in sys.argv[3:]])
     elif sys.argv[1] == "batch":
         batch(float(sys.argv[2]) if len(sys.argv) > 2 else TIMEOUT)

@@ -437,3 +437,77 @@ fn five_megabytes_and_a_thousand_endpoints() {
     );
     t.eventually(&[("real-batch", "real-db", "tcp", 5432, Both, PASS)], SHOW);
 }
+
+#[test]
+fn established_connection_survives_a_policy_change() {
+    let wls = vec![
+        wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),
+        wl("a/db", "app: db", &["10.0.0.2", "fd00::2"]),
+    ];
+    let only = |port: u16| {
+        np(
+            "db-one-port",
+            &format!(
+                "  podSelector: {{matchLabels: {{app: db}}}}\n  ingress: [{{ports: [{{port: {port}}}]}}]\n"
+            ),
+        )
+    };
+    let Some((t, d)) = start("dyn-ct", wls, &[("policy.yaml", &only(5432))]) else {
+        return;
+    };
+    let mut held = Vec::new();
+    for fam in [V4, V6] {
+        let mut c = Held::open(&t, "web", t.wl("db").ip(fam).unwrap(), 5432);
+        assert_eq!(c.say(), "echo");
+        held.push(c);
+    }
+    d.after(|| t.write("policy.yaml", &only(80)), SYNC);
+    t.eventually(
+        &[
+            ("web", "db", "tcp", 5432, Both, DROP),
+            ("web", "db", "tcp", 80, Both, PASS),
+        ],
+        SHOW,
+    );
+    // New connections get the new policy; the established ones keep flowing.
+    for c in &mut held {
+        assert_eq!(c.say(), "echo", "established connection after the change");
+    }
+}
+
+/// A TCP connection kept open by `probe.py hold`.
+struct Held {
+    _child: Started,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Held {
+    fn open(t: &Topology, from: &str, dst: &str, port: u16) -> Held {
+        use std::io::BufRead;
+        let mut child = in_ns(&t.net(from).name, "python3")
+            .args([PROBE, "hold", dst, &port.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "connected", "{from} -> {dst}:{port}");
+        Held {
+            _child: Started(child),
+            stdin,
+            stdout,
+        }
+    }
+
+    fn say(&mut self) -> String {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "ping").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim().to_owned()
+    }
+}
