@@ -147,8 +147,8 @@ enum PortCond {
     Named(String, Protocol),
 }
 
-/// Rule ports → conditions: numeric ports of one protocol merge into one
-/// anonymous set; "any port" of a protocol absorbs its ranges; named ports stand alone.
+/// Rule ports → conditions: numeric ports of one protocol merge into ranges, one
+/// condition each; "any port" of a protocol absorbs its ranges; named ports stand alone.
 fn port_conditions(rule: &PolicyRule) -> Vec<PortCond> {
     if rule.ports.is_empty() {
         return vec![PortCond::AnyTraffic];
@@ -174,7 +174,13 @@ fn port_conditions(rule: &PolicyRule) -> Vec<PortCond> {
         if any.contains(&proto) {
             out.push(PortCond::Protocol(proto));
         } else if let Some(r) = ranges.get(&proto) {
-            out.push(PortCond::Ranges(proto, merge_ranges(r)));
+            // A rule per range, not `dport { … }`: the kernel binds every anonymous
+            // set by walking the whole transaction, quadratic at scale.
+            out.extend(
+                merge_ranges(r)
+                    .into_iter()
+                    .map(|range| PortCond::Ranges(proto, vec![range])),
+            );
         }
     }
     for (name, proto) in named {
@@ -439,18 +445,23 @@ impl<'m> Compiler<'m> {
                     own.push(IPV6_LINK_LOCAL);
                 }
                 own.sort();
-                let spoof = if own.is_empty() {
-                    Match::Family(family)
+                // One `!=` per address rather than `!= { … }`: an anonymous set per
+                // endpoint makes the kernel's transaction cost grow with the square
+                // of the endpoint count.
+                let spoof: Vec<Match> = if own.is_empty() {
+                    vec![Match::Family(family)]
                 } else {
-                    Match::Addr {
-                        side: AddrSide::Src,
-                        family,
-                        negate: true,
-                        source: AddrSource::List(own),
-                    }
+                    own.into_iter()
+                        .map(|net| Match::Addr {
+                            side: AddrSide::Src,
+                            family,
+                            negate: true,
+                            source: AddrSource::List(vec![net]),
+                        })
+                        .collect()
                 };
                 rules.push(
-                    Rule::new(vec![spoof], Verdict::Drop)
+                    Rule::new(spoof, Verdict::Drop)
                         .counted()
                         .with_comment(format!("{id}: spoofed source")),
                 );
@@ -845,7 +856,8 @@ mod tests {
         assert_eq!(
             conds,
             [
-                "Ranges(Tcp, [(80, 100), (443, 443)])",
+                "Ranges(Tcp, [(80, 100)])",
+                "Ranges(Tcp, [(443, 443)])",
                 "Protocol(Udp)",
                 "Named(\"http\", Tcp)",
             ]

@@ -54,6 +54,17 @@ impl Config {
                 Diagnostic::new(&display, key_pos(&text, "table"), format!("table: {e}"))
             })?;
         }
+        if let Some(level) = &config.log_level {
+            level.parse::<log::LevelFilter>().map_err(|_| {
+                Diagnostic::new(
+                    &display,
+                    key_pos(&text, "log_level"),
+                    format!(
+                        "log_level: {level:?} is not a log level: one of off, error, warn, info, debug, trace"
+                    ),
+                )
+            })?;
+        }
         Ok(config)
     }
 
@@ -132,6 +143,23 @@ mod tests {
         let e = Config::parse("c.toml", "node = \"a\"\nnodes = \"b\"\n").unwrap_err();
         assert_eq!(e.pos.line, 2);
         assert!(e.message.contains("unknown field `nodes`"), "{}", e.message);
+    }
+
+    #[test]
+    fn log_level_must_be_a_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netpold.toml");
+        std::fs::write(&path, "node = \"a\"\nlog_level = \"loud\"\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err();
+        assert_eq!(e.pos.line, 2);
+        assert!(
+            e.message
+                .starts_with("log_level: \"loud\" is not a log level"),
+            "{}",
+            e.message
+        );
+        std::fs::write(&path, "log_level = \"debug\"\n").unwrap();
+        assert!(Config::load(Some(&path)).is_ok());
     }
 
     #[test]

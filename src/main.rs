@@ -28,8 +28,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    // `run` sets up its own logging once it has read `log_level` from its configuration.
+    if !matches!(cli.command, Command::Run(_)) {
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    }
     let result = match &cli.command {
         Command::Check(args) => cli::check::run(args),
         Command::Plan(args) => cli::plan::run(args),

@@ -32,7 +32,6 @@ pub struct Settings {
     pub node: String,
     pub table: String,
     /// The whole file, for the keys only the daemon reads.
-    #[allow(dead_code)]
     pub config: Config,
 }
 

@@ -1,1 +1,211 @@
-//! The daemon: watch the manifest directory, reconcile the kernel, signals and systemd.
+//! The daemon (`netpold run`): keeps the kernel in step with the manifest directory.
+//!
+//! ## Model
+//! One thread, the main loop, owns the dataplane and does every sync; everything else
+//! (inotify, signals) only sends `Event`s to it over a channel. So a transaction is
+//! never interrupted: a SIGTERM that arrives mid-sync is read after the sync ends, and
+//! the daemon exits leaving the rules in the kernel.
+//!
+//! ## When a sync runs
+//! - at start;
+//! - `debounce` after the last relevant file event (each event restarts the timer), so
+//!   an editor's save or a `git checkout` of many files is one reload;
+//! - on SIGHUP, which re-reads everything and programs unconditionally (a full replace
+//!   repairs a table someone deleted), bracketed by `RELOADING=1`/`READY=1`;
+//! - every `resync` interval, in case an event was missed; it logs and programs only if
+//!   something differs;
+//! - after a failed transaction, with backoff (`reconcile::backoff`).
+//!
+//! ## Where the rest lives
+//! `source` keeps each file's last good content (persisted by `state`), `reconcile`
+//! does one sync and writes its log line, `watch` holds the inotify watches, `notify`
+//! speaks systemd's notification protocol.
+
+pub mod notify;
+pub mod reconcile;
+pub mod source;
+pub mod state;
+pub mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use crate::dataplane::Dataplane;
+use notify::Notifier;
+use reconcile::{Outcome, Reconciler, Trigger};
+use source::Source;
+use state::StateDir;
+use watch::{FsEvent, Watcher};
+
+pub struct Options {
+    pub manifests: PathBuf,
+    pub node: String,
+    pub table: String,
+    /// Where last good contents are kept across restarts; `None`: in memory only.
+    pub state_dir: Option<PathBuf>,
+    pub debounce: Duration,
+    pub resync: Duration,
+}
+
+/// What the main loop reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Files(Vec<FsEvent>),
+    Hangup,
+    /// SIGTERM or SIGINT, by name.
+    Terminate(&'static str),
+}
+
+pub struct Daemon<D> {
+    // Declared before `watcher`, so it is dropped first and the watcher's reader
+    // thread, woken by the watches' removal, finds the channel closed.
+    events: Receiver<Event>,
+    sender: Sender<Event>,
+    watcher: Watcher,
+    reconciler: Reconciler<D>,
+    notifier: Notifier,
+    debounce: Duration,
+    resync: Duration,
+}
+
+impl<D: Dataplane> Daemon<D> {
+    pub fn new(options: Options, dataplane: D, notifier: Notifier) -> std::io::Result<Daemon<D>> {
+        let (sender, events) = mpsc::channel();
+        let watcher = Watcher::start(&options.manifests, sender.clone())?;
+        let source = Source::new(
+            &options.manifests,
+            options.state_dir.as_deref().map(StateDir::new),
+        );
+        Ok(Daemon {
+            events,
+            sender,
+            watcher,
+            reconciler: Reconciler::new(source, dataplane, &options.node, &options.table),
+            notifier,
+            debounce: options.debounce,
+            resync: options.resync,
+        })
+    }
+
+    /// A handle for sending events, as the signal thread does.
+    pub fn sender(&self) -> Sender<Event> {
+        self.sender.clone()
+    }
+
+    /// SIGHUP, SIGTERM and SIGINT become events. Once this returns, their default
+    /// actions no longer apply.
+    pub fn forward_signals(&self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])?;
+        let sender = self.sender();
+        std::thread::Builder::new()
+            .name("signals".to_owned())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    let event = match signal {
+                        SIGHUP => Event::Hangup,
+                        SIGTERM => Event::Terminate("SIGTERM"),
+                        _ => Event::Terminate("SIGINT"),
+                    };
+                    if sender.send(event).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Runs until SIGTERM or SIGINT; returns the dataplane.
+    pub fn run(mut self) -> D {
+        let mut ready = false;
+        let mut retry_at = self.sync(Trigger::Start, &mut ready);
+        let mut resync_at = Instant::now() + self.resync;
+        let mut debounce_at: Option<Instant> = None;
+        let watchdog_every = self.notifier.watchdog_interval();
+        let mut watchdog_at = watchdog_every.map(|every| Instant::now() + every);
+        loop {
+            let deadline = [debounce_at, retry_at, watchdog_at, Some(resync_at)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(resync_at);
+            match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Event::Files(batch)) => {
+                    if self.watcher.is_relevant(&batch) {
+                        debounce_at = Some(Instant::now() + self.debounce);
+                    }
+                }
+                Ok(Event::Hangup) => {
+                    // Before the first programming systemd is still waiting for READY=1,
+                    // which `sync` sends when it comes.
+                    let was_ready = ready;
+                    if was_ready {
+                        self.notifier.reloading();
+                    }
+                    retry_at = self.sync(Trigger::Hangup, &mut ready);
+                    if was_ready {
+                        self.notifier.ready();
+                    }
+                    debounce_at = None;
+                    resync_at = Instant::now() + self.resync;
+                }
+                Ok(Event::Terminate(signal)) => {
+                    log::info!("{signal}: exiting; the rules programmed last stay in the kernel");
+                    self.notifier.stopping();
+                    return self.reconciler.into_dataplane();
+                }
+                // The loop holds a sender itself, so the channel never disconnects.
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            }
+            let now = Instant::now();
+            if let (Some(at), Some(every)) = (watchdog_at, watchdog_every)
+                && at <= now
+            {
+                self.notifier.watchdog();
+                watchdog_at = Some(now + every);
+            }
+            let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+            let trigger = if due(debounce_at) {
+                Trigger::Change
+            } else if due(retry_at) {
+                Trigger::Retry
+            } else if resync_at <= now {
+                Trigger::Rescan
+            } else {
+                continue;
+            };
+            retry_at = self.sync(trigger, &mut ready);
+            debounce_at = None;
+            resync_at = Instant::now() + self.resync;
+        }
+    }
+
+    /// Re-arms the watches, syncs and tells systemd; returns when to retry, if needed.
+    fn sync(&mut self, trigger: Trigger, ready: &mut bool) -> Option<Instant> {
+        // A whole WatchdogSec for the sync, however long since the last ping.
+        self.notifier.watchdog();
+        // Watches first: a change made while the directory is read is seen again.
+        self.watcher.rearm();
+        let Outcome {
+            line,
+            status,
+            programmed,
+            retry_in,
+        } = self.reconciler.sync(trigger);
+        if line.is_some() {
+            self.notifier.status(&status);
+        }
+        if programmed && !*ready {
+            self.notifier.ready();
+            *ready = true;
+        }
+        retry_in.map(|after| Instant::now() + after)
+    }
+}

@@ -896,3 +896,63 @@ impl Context {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(elems: &[ElemSpec]) -> Vec<(Vec<u8>, u32, bool)> {
+        elems
+            .iter()
+            .map(|e| (e.key.clone(), e.flags, !e.userdata.is_empty()))
+            .collect()
+    }
+
+    #[test]
+    fn intervals_start_with_an_end_marker_at_zero_and_end_one_past() {
+        let elems = interval_elements(vec![(0x0a00_0000, 0x0aff_ffff)], 4);
+        assert_eq!(
+            keys(&elems),
+            [
+                (vec![0, 0, 0, 0], ELEM_INTERVAL_END, false),
+                (vec![10, 0, 0, 0], 0, false),
+                (vec![11, 0, 0, 0], ELEM_INTERVAL_END, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn touching_ranges_merge_and_a_range_to_the_top_is_open() {
+        let elems = interval_elements(vec![(0, 9), (10, 20), (30, 0xffff)], 2);
+        assert_eq!(
+            keys(&elems),
+            [
+                (vec![0, 0], 0, false),
+                (vec![0, 21], ELEM_INTERVAL_END, false),
+                (vec![0, 30], 0, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn prefixes_load_only_their_bytes_or_mask_at_full_width() {
+        let mut out = vec![payload(PAYLOAD_NETWORK, 12, 4, REG_1)];
+        prefix_match(&"10.0.0.0/8".parse().unwrap(), CMP_EQ, &mut out);
+        assert_eq!(out[0], payload(PAYLOAD_NETWORK, 12, 1, REG_1));
+        assert_eq!(out[1], cmp(CMP_EQ, vec![10]));
+
+        let mut out = vec![payload(PAYLOAD_NETWORK, 8, 16, REG_1)];
+        prefix_match(&"fe80::/10".parse().unwrap(), CMP_NEQ, &mut out);
+        let mut mask = vec![0xff, 0xc0];
+        mask.resize(16, 0);
+        let mut network = vec![0xfe, 0x80];
+        network.resize(16, 0);
+        assert_eq!(out[1], bitwise(mask));
+        assert_eq!(out[2], cmp(CMP_NEQ, network));
+    }
+
+    #[test]
+    fn interface_names_are_nul_padded_to_ifnamsiz() {
+        assert_eq!(ifname_key("veth0"), b"veth0\0\0\0\0\0\0\0\0\0\0\0".to_vec());
+    }
+}

@@ -56,7 +56,11 @@ impl Kernel {
             .map_err(|e| Error(format!("cannot send the transaction to the kernel: {e}")))?;
         let replies = self.replies(finished)?;
         if let Some(&(seq, errno)) = replies.errors.first() {
-            let what = descriptions.get(seq).unwrap_or("an unknown message");
+            let what = if seq == finished.seqs.end {
+                "committing the transaction"
+            } else {
+                descriptions.get(seq).unwrap_or("an unknown message")
+            };
             let others = match replies.errors.len() {
                 1 => String::new(),
                 n => format!(" ({} more errors)", n - 1),

@@ -1,0 +1,511 @@
+//! One sync: load the directory, compile, program the kernel when the desired ruleset
+//! differs from the one programmed last, and say in one log line what happened.
+//!
+//! The reconciler owns the dataplane and is driven by one thread, so a transaction is
+//! never interrupted: a signal is handled after the sync in flight. What the kernel
+//! holds is tracked as the last ruleset programmed successfully; a failed transaction
+//! leaves it as it was (the kernel applies all of a batch or none), and the next sync
+//! or a retry with backoff tries again. Every sync logs exactly one line starting with
+//! `sync N:`, at INFO, at WARN when files are held or nothing is programmed, at ERROR
+//! when a transaction failed; the problems behind it are logged just before it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::source::{Load, Source};
+use crate::compile;
+use crate::dataplane::{Applied, Dataplane};
+use crate::ir::Ruleset;
+use crate::model::Model;
+
+/// Why a sync runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Start,
+    /// The directory changed (after the debounce).
+    Change,
+    /// SIGHUP: re-read everything and program unconditionally.
+    Hangup,
+    /// The periodic rescan, for events the watcher missed.
+    Rescan,
+    /// A failed transaction is tried again.
+    Retry,
+}
+
+/// What a sync did, for the caller's notifications and timers.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The `sync N:` line and its level; `None` for a rescan that found nothing new.
+    pub line: Option<(log::Level, String)>,
+    /// One line for systemd's `STATUS=`.
+    pub status: String,
+    /// A transaction succeeded.
+    pub programmed: bool,
+    /// When to try again after a failed transaction.
+    pub retry_in: Option<Duration>,
+}
+
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Counts of what is enforced, for `STATUS=`.
+#[derive(Clone, Copy, Debug, Default)]
+struct Enforced {
+    policies: usize,
+    endpoints: usize,
+    local: usize,
+}
+
+pub struct Reconciler<D> {
+    source: Source,
+    dataplane: D,
+    node: String,
+    table: String,
+    /// The last ruleset the kernel accepted.
+    programmed: Option<Ruleset>,
+    enforced: Enforced,
+    /// The model of the previous load, to say what changed.
+    model: Option<Model>,
+    /// Nothing is programmed before the first load in which every file is valid
+    /// (or stands in with its last good content).
+    complete_load_seen: bool,
+    syncs: u64,
+    /// Consecutive failed transactions, for the backoff.
+    failures: u32,
+    directory_unreadable: bool,
+}
+
+impl<D: Dataplane> Reconciler<D> {
+    pub fn new(source: Source, dataplane: D, node: &str, table: &str) -> Self {
+        Reconciler {
+            source,
+            dataplane,
+            node: node.to_owned(),
+            table: table.to_owned(),
+            programmed: None,
+            enforced: Enforced::default(),
+            model: None,
+            complete_load_seen: false,
+            syncs: 0,
+            failures: 0,
+            directory_unreadable: false,
+        }
+    }
+
+    pub fn into_dataplane(self) -> D {
+        self.dataplane
+    }
+
+    /// Loads, compiles and programs if needed; logs the problems and the `sync N:` line.
+    pub fn sync(&mut self, trigger: Trigger) -> Outcome {
+        let started = Instant::now();
+        let load = match self.source.reload() {
+            Ok(load) => load,
+            Err(e) => return self.without_directory(trigger, &e, started),
+        };
+        let was_unreadable = std::mem::replace(&mut self.directory_unreadable, false);
+        let load_time = started.elapsed();
+        let news = load.files_touched() || was_unreadable || self.failures > 0;
+        let previous = self.model.replace(load.model.clone());
+        if load.complete() {
+            self.complete_load_seen = true;
+        }
+        if !self.complete_load_seen {
+            if trigger == Trigger::Rescan && !news {
+                return self.quiet();
+            }
+            let (errors, files) = error_counts(&load);
+            let text = format!(
+                "not programmed: {} in {}; nothing is programmed before the first valid load",
+                count(errors, "error", "errors"),
+                count(files, "file", "files")
+            );
+            let status = format!("waiting for a valid manifest directory: {text}");
+            return self.report(
+                log::Level::Warn,
+                &load,
+                vec![text],
+                Outcome {
+                    line: None,
+                    status,
+                    programmed: false,
+                    retry_in: None,
+                },
+            );
+        }
+
+        let compile_started = Instant::now();
+        let desired = compile::compile(&load.model, &self.node, &self.table);
+        let compile_time = compile_started.elapsed();
+        let differs = self.programmed.as_ref() != Some(&desired);
+        if trigger == Trigger::Rescan && !differs && !news {
+            return self.quiet();
+        }
+
+        let mut parts = Vec::new();
+        match trigger {
+            Trigger::Start => {}
+            Trigger::Hangup => parts.push("SIGHUP".to_owned()),
+            Trigger::Rescan => parts.push("rescan".to_owned()),
+            Trigger::Retry => parts.push("retry".to_owned()),
+            Trigger::Change => {}
+        }
+        if let Some(previous) = previous.filter(|_| load.files_touched()) {
+            parts.push(format!(
+                "{}: {}",
+                files_summary(&load),
+                ModelDelta::between(&previous, &load.model)
+            ));
+        }
+        parts.extend(held_summary(&load));
+
+        let enforced = Enforced {
+            policies: load.model.policies.len(),
+            endpoints: load.model.endpoints.len(),
+            local: load
+                .model
+                .endpoints
+                .values()
+                .filter(|e| e.is_local(&self.node))
+                .count(),
+        };
+        let contents = format!(
+            "{}, {} ({} local), {}: {}, {}, {}, {}",
+            count(load.model.namespaces.len(), "namespace", "namespaces"),
+            count(enforced.endpoints, "endpoint", "endpoints"),
+            enforced.local,
+            count(enforced.policies, "policy", "policies"),
+            count(desired.chains.len(), "chain", "chains"),
+            count(desired.rule_count(), "rule", "rules"),
+            count(desired.sets.len(), "set", "sets"),
+            count(desired.maps.len(), "map", "maps"),
+        );
+        let held_files = load.held.iter().filter(|h| h.last_good).count();
+        let held_status = if held_files > 0 {
+            format!(
+                "; {} held at last good content",
+                count(held_files, "file", "files")
+            )
+        } else {
+            String::new()
+        };
+
+        let mut level = if load.held.is_empty() {
+            log::Level::Info
+        } else {
+            log::Level::Warn
+        };
+        let mut outcome = Outcome {
+            line: None,
+            status: String::new(),
+            programmed: false,
+            retry_in: None,
+        };
+        let mut kernel_time = None;
+        if differs || trigger == Trigger::Hangup {
+            let kernel_started = Instant::now();
+            match self.dataplane.replace(&desired) {
+                Ok(applied) => {
+                    kernel_time = Some(applied.elapsed);
+                    parts.push(format!("programmed {contents} {}", transaction(&applied)));
+                    self.programmed = Some(desired);
+                    self.enforced = enforced;
+                    self.failures = 0;
+                    outcome.programmed = true;
+                }
+                Err(e) => {
+                    kernel_time = Some(kernel_started.elapsed());
+                    self.failures += 1;
+                    let retry_in = backoff(self.failures);
+                    parts.push(format!(
+                        "transaction failed: {e}; the kernel keeps {}; retrying in {} s",
+                        if self.programmed.is_some() {
+                            "the ruleset programmed before"
+                        } else {
+                            "what it held"
+                        },
+                        retry_in.as_secs()
+                    ));
+                    level = log::Level::Error;
+                    outcome.retry_in = Some(retry_in);
+                }
+            }
+        } else {
+            // The kernel already holds the desired ruleset: nothing is left to retry.
+            self.failures = 0;
+            parts.push(format!(
+                "no change to the ruleset ({} read, {} parsed)",
+                count(load.files, "file", "files"),
+                load.parsed
+            ));
+        }
+        outcome.status = match (&self.programmed, outcome.retry_in) {
+            (Some(_), None) => format!(
+                "enforcing {} on {} ({} local){held_status}",
+                count(self.enforced.policies, "policy", "policies"),
+                count(self.enforced.endpoints, "endpoint", "endpoints"),
+                self.enforced.local
+            ),
+            (Some(_), Some(_)) => {
+                "the last transaction failed; the previously programmed ruleset stays; retrying"
+                    .to_owned()
+            }
+            (None, _) => "the first transaction failed; retrying".to_owned(),
+        };
+        let mut timing = format!(
+            "{} ms (load {} ms, compile {} ms",
+            ms(started.elapsed()),
+            ms(load_time),
+            ms(compile_time)
+        );
+        if let Some(kernel) = kernel_time {
+            timing.push_str(&format!(", kernel {} ms", ms(kernel)));
+        }
+        timing.push(')');
+        parts.push(format!("in {timing}"));
+        self.report(level, &load, parts, outcome)
+    }
+
+    /// The directory cannot be listed. What is enforced stays: a directory deleted by
+    /// accident must not open the firewall. SIGHUP still re-programs the ruleset
+    /// programmed last, which repairs a table someone deleted.
+    fn without_directory(
+        &mut self,
+        trigger: Trigger,
+        e: &std::io::Error,
+        started: Instant,
+    ) -> Outcome {
+        let first_time = !std::mem::replace(&mut self.directory_unreadable, true);
+        if !first_time && matches!(trigger, Trigger::Rescan | Trigger::Retry) {
+            return self.quiet();
+        }
+        let mut level = log::Level::Error;
+        let mut programmed = false;
+        let what = match (&self.programmed, trigger) {
+            (Some(ruleset), Trigger::Hangup) => match self.dataplane.replace(ruleset) {
+                Ok(applied) => {
+                    programmed = true;
+                    level = log::Level::Warn;
+                    format!(
+                        "re-programmed the ruleset programmed last {}",
+                        transaction(&applied)
+                    )
+                }
+                Err(e) => format!("re-programming the ruleset programmed last failed: {e}"),
+            },
+            (Some(_), _) => "the ruleset programmed last stays enforced".to_owned(),
+            (None, _) => "nothing is programmed".to_owned(),
+        };
+        self.syncs += 1;
+        let line = format!(
+            "sync {}: manifest directory {}: {e}; {what} in {} ms",
+            self.syncs,
+            self.source.dir().display(),
+            ms(started.elapsed())
+        );
+        log::log!(level, "{line}");
+        Outcome {
+            status: format!("manifest directory unreadable ({e}); {what}"),
+            line: Some((level, line)),
+            programmed,
+            retry_in: None,
+        }
+    }
+
+    fn quiet(&self) -> Outcome {
+        Outcome {
+            line: None,
+            status: String::new(),
+            programmed: false,
+            retry_in: None,
+        }
+    }
+
+    /// Logs the problems, then the one `sync N:` line.
+    fn report(
+        &mut self,
+        level: log::Level,
+        load: &Load,
+        parts: Vec<String>,
+        mut outcome: Outcome,
+    ) -> Outcome {
+        for problem in &load.problems {
+            log::warn!("{problem}");
+        }
+        self.syncs += 1;
+        let line = format!("sync {}: {}", self.syncs, join_parts(&parts));
+        log::log!(level, "{line}");
+        outcome.line = Some((level, line));
+        outcome
+    }
+}
+
+/// 1 s, doubling, at most 30 s.
+fn backoff(failures: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(RETRY_MAX)
+}
+
+/// `a: b; c; programmed … in …`: the trigger and the file summary lead with a colon,
+/// the rest are separated by semicolons and the timing by a space.
+fn join_parts(parts: &[String]) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            let lead = matches!(parts[i - 1].as_str(), "SIGHUP" | "rescan" | "retry");
+            out.push_str(if lead {
+                ": "
+            } else if part.starts_with("in ") {
+                " "
+            } else {
+                "; "
+            });
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+fn transaction(applied: &Applied) -> String {
+    format!(
+        "in 1 transaction ({} messages, {})",
+        applied.messages,
+        size(applied.bytes)
+    )
+}
+
+fn error_counts(load: &Load) -> (usize, usize) {
+    let mut files: Vec<&str> = load.problems.iter().map(|p| p.file.as_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    (load.problems.len(), files.len())
+}
+
+/// `web.yaml changed`, `a.yaml, b.yaml added, c.yaml removed`; long lists become counts.
+fn files_summary(load: &Load) -> String {
+    let mut parts = Vec::new();
+    for (names, what) in [
+        (&load.changed, "changed"),
+        (&load.added, "added"),
+        (&load.removed, "removed"),
+    ] {
+        match names.len() {
+            0 => {}
+            1..=3 => parts.push(format!("{} {what}", names.join(", "))),
+            n => parts.push(format!("{n} files {what}")),
+        }
+    }
+    parts.join(", ")
+}
+
+/// `kept last good content of web.yaml (1 error)`, `not loaded (never valid): new.yaml (2 errors)`.
+fn held_summary(load: &Load) -> Vec<String> {
+    let describe = |last_good: bool| {
+        load.held
+            .iter()
+            .filter(|h| h.last_good == last_good)
+            .map(|h| match h.errors {
+                0 => format!("{} (in conflict with enforced content)", h.file),
+                n => format!("{} ({})", h.file, count(n, "error", "errors")),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut parts = Vec::new();
+    let kept = describe(true);
+    if !kept.is_empty() {
+        parts.push(format!("kept last good content of {}", kept.join(", ")));
+    }
+    let ignored = describe(false);
+    if !ignored.is_empty() {
+        parts.push(format!("not loaded (never valid): {}", ignored.join(", ")));
+    }
+    parts
+}
+
+/// Objects added, removed and changed between two models, by identity. Where an
+/// object was written (its origin) does not count as a change.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ModelDelta {
+    /// Namespaces, endpoints, policies.
+    pub added: [usize; 3],
+    pub removed: [usize; 3],
+    pub changed: [usize; 3],
+}
+
+impl ModelDelta {
+    pub fn between(old: &Model, new: &Model) -> ModelDelta {
+        let mut delta = ModelDelta::default();
+        delta.tally(0, &old.namespaces, &new.namespaces, |a, b| {
+            a.labels == b.labels
+        });
+        delta.tally(1, &old.endpoints, &new.endpoints, |a, b| {
+            (&a.labels, &a.node, &a.interface, &a.ips, &a.ports)
+                == (&b.labels, &b.node, &b.interface, &b.ips, &b.ports)
+        });
+        delta.tally(2, &old.policies, &new.policies, |a, b| {
+            (&a.pod_selector, &a.ingress, &a.egress) == (&b.pod_selector, &b.ingress, &b.egress)
+        });
+        delta
+    }
+
+    fn tally<K: Ord, V>(
+        &mut self,
+        i: usize,
+        old: &BTreeMap<K, V>,
+        new: &BTreeMap<K, V>,
+        same: impl Fn(&V, &V) -> bool,
+    ) {
+        for (k, v) in new {
+            match old.get(k) {
+                None => self.added[i] += 1,
+                Some(o) if !same(o, v) => self.changed[i] += 1,
+                Some(_) => {}
+            }
+        }
+        self.removed[i] = old.keys().filter(|k| !new.contains_key(*k)).count();
+    }
+}
+
+impl std::fmt::Display for ModelDelta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const NOUNS: [(&str, &str); 3] = [
+            ("namespace", "namespaces"),
+            ("endpoint", "endpoints"),
+            ("policy", "policies"),
+        ];
+        let mut parts = Vec::new();
+        for (counts, what) in [
+            (&self.added, "added"),
+            (&self.removed, "removed"),
+            (&self.changed, "changed"),
+        ] {
+            for (n, (one, many)) in counts.iter().zip(NOUNS) {
+                if *n > 0 {
+                    parts.push(format!("{} {what}", count(*n, one, many)));
+                }
+            }
+        }
+        if parts.is_empty() {
+            f.write_str("no object changed")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+fn size(bytes: usize) -> String {
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{} KB", bytes.div_ceil(1024))
+    }
+}

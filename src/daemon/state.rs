@@ -1,0 +1,196 @@
+//! Last good contents kept on disk, so that a daemon restarted while a file is broken
+//! still enforces what that file last said correctly. One state file per manifest file,
+//! named by a hash of its relative path and holding the path and the bytes; each is
+//! written to a temporary name and renamed, so a crash leaves the old or the new copy.
+//! The state directory is a convenience: when it cannot be used the daemon warns and
+//! goes on, enforcing exactly as it would without it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8] = b"netpold last-good v1\n";
+const SUFFIX: &str = ".lastgood";
+
+pub struct StateDir {
+    dir: PathBuf,
+    /// Set after a failure was logged, so a read-only state directory warns once,
+    /// not once per file and sync.
+    warned: bool,
+}
+
+impl StateDir {
+    /// Last good contents live in `<state_dir>/last-good`.
+    pub fn new(state_dir: &Path) -> StateDir {
+        StateDir {
+            dir: state_dir.join("last-good"),
+            warned: false,
+        }
+    }
+
+    /// Every stored file: relative path → bytes. Unreadable or foreign entries are skipped.
+    pub fn load(&mut self) -> BTreeMap<String, Vec<u8>> {
+        let mut stored = BTreeMap::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return stored,
+            Err(e) => {
+                self.warn(&format!("cannot read {}: {e}", self.dir.display()));
+                return stored;
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(&SUFFIX[1..]) {
+                continue;
+            }
+            match fs::read(&path).map(|bytes| decode(&bytes)) {
+                Ok(Some((rel, content))) if path == self.path_of(&rel) => {
+                    stored.insert(rel, content);
+                }
+                Ok(_) => log::warn!("{}: not a netpold state file; ignored", path.display()),
+                Err(e) => self.warn(&format!("cannot read {}: {e}", path.display())),
+            }
+        }
+        stored
+    }
+
+    pub fn save(&mut self, rel: &str, content: &[u8]) {
+        let path = self.path_of(rel);
+        let tmp = path.with_extension("tmp");
+        // Manifests may say more about the network than others should read.
+        let written = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .and_then(|()| {
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
+                file.write_all(&encode(rel, content))?;
+                file.sync_all()?;
+                fs::rename(&tmp, &path)
+            });
+        match written {
+            Ok(()) => self.warned = false,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                self.warn(&format!(
+                    "cannot write {}: {e}; a restart while {rel} is broken would not enforce its last good content",
+                    path.display()
+                ));
+            }
+        }
+    }
+
+    pub fn forget(&mut self, rel: &str) {
+        match fs::remove_file(self.path_of(rel)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => self.warn(&format!("cannot remove the last good copy of {rel}: {e}")),
+        }
+    }
+
+    fn warn(&mut self, message: &str) {
+        if !self.warned {
+            log::warn!("state directory: {message}");
+            self.warned = true;
+        }
+    }
+
+    fn path_of(&self, rel: &str) -> PathBuf {
+        self.dir
+            .join(format!("{:016x}{SUFFIX}", fnv1a(rel.as_bytes())))
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// `MAGIC`, the lengths of the path and of the content in decimal and a newline, the
+/// path, then the content. The content's length catches a file cut short by a crash:
+/// a truncated manifest could still parse, as fewer objects.
+fn encode(rel: &str, content: &[u8]) -> Vec<u8> {
+    let header = format!("{} {}\n", rel.len(), content.len());
+    let mut out = Vec::with_capacity(MAGIC.len() + header.len() + rel.len() + content.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(rel.as_bytes());
+    out.extend_from_slice(content);
+    out
+}
+
+fn decode(bytes: &[u8]) -> Option<(String, Vec<u8>)> {
+    let rest = bytes.strip_prefix(MAGIC)?;
+    let newline = rest.iter().position(|&b| b == b'\n')?;
+    let (path_len, content_len) = std::str::from_utf8(&rest[..newline])
+        .ok()?
+        .split_once(' ')?;
+    let (path_len, content_len): (usize, usize) =
+        (path_len.parse().ok()?, content_len.parse().ok()?);
+    let rest = &rest[newline + 1..];
+    let rel = std::str::from_utf8(rest.get(..path_len)?).ok()?;
+    let content = &rest[path_len..];
+    (content.len() == content_len).then(|| (rel.to_owned(), content.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_files_load_back_and_forgotten_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDir::new(dir.path());
+        state.save("a.yaml", b"kind: x\n");
+        state.save("sub/b\nodd.yaml", b"");
+        state.save("a.yaml", b"kind: y\n");
+        let loaded = StateDir::new(dir.path()).load();
+        assert_eq!(
+            loaded,
+            BTreeMap::from([
+                ("a.yaml".to_owned(), b"kind: y\n".to_vec()),
+                ("sub/b\nodd.yaml".to_owned(), Vec::new()),
+            ])
+        );
+        state.forget("a.yaml");
+        assert_eq!(StateDir::new(dir.path()).load().len(), 1);
+    }
+
+    #[test]
+    fn an_unwritable_state_directory_is_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        fs::write(&blocker, "").unwrap();
+        let mut state = StateDir::new(&blocker);
+        state.save("a.yaml", b"x");
+        state.forget("a.yaml");
+        assert!(state.load().is_empty());
+    }
+
+    #[test]
+    fn foreign_files_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDir::new(dir.path());
+        state.save("a.yaml", b"x");
+        fs::write(state.dir.join("0000000000000000.lastgood"), b"junk").unwrap();
+        // Cut short, as by a crash between write and rename.
+        let mut cut = encode("c.yaml", b"kind: Namespace\n");
+        cut.truncate(cut.len() - 3);
+        fs::write(state.path_of("c.yaml"), cut).unwrap();
+        fs::write(
+            state.dir.join("1111111111111111.lastgood"),
+            encode("b.yaml", b"y"),
+        )
+        .unwrap();
+        assert_eq!(state.load().keys().collect::<Vec<_>>(), ["a.yaml"]);
+    }
+}

@@ -1,0 +1,645 @@
+//! The daemon against a fake dataplane: the reconciler's decisions sync by sync, then
+//! the whole loop with real inotify in a temporary directory.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::reconcile::{Outcome, Reconciler, Trigger};
+use super::source::Source;
+use super::state::StateDir;
+use super::*;
+use crate::dataplane::{Applied, Dataplane, Error};
+use crate::ir::Ruleset;
+
+/// Records every transaction; fails the next `fail` ones.
+#[derive(Clone, Default)]
+struct Fake(Arc<Mutex<FakeState>>);
+
+#[derive(Default)]
+struct FakeState {
+    replaced: Vec<Ruleset>,
+    fail: usize,
+}
+
+impl Fake {
+    fn calls(&self) -> usize {
+        self.0.lock().unwrap().replaced.len()
+    }
+    fn last(&self) -> Option<Ruleset> {
+        self.0.lock().unwrap().replaced.last().cloned()
+    }
+    fn fail_next(&self, n: usize) {
+        self.0.lock().unwrap().fail = n;
+    }
+}
+
+impl Dataplane for Fake {
+    fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error> {
+        let mut state = self.0.lock().unwrap();
+        if state.fail > 0 {
+            state.fail -= 1;
+            return Err(Error(
+                "chain ep_0123_in, rule 2: Operation not permitted".to_owned(),
+            ));
+        }
+        state.replaced.push(desired.clone());
+        Ok(Applied {
+            messages: 12,
+            bytes: 3000,
+            elapsed: Duration::from_millis(1),
+        })
+    }
+}
+
+/// A local WorkloadEndpoint `default/<name>` labelled `app: <name>`.
+fn endpoint(name: &str, interface: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: netpold.io/v1\nkind: WorkloadEndpoint\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\nspec: {{interfaceName: {interface}, ips: [\"{ip}\"]}}\n"
+    )
+}
+
+/// A policy isolating `app: <app>` for ingress.
+fn policy(name: &str, app: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}}}\nspec: {{podSelector: {{matchLabels: {{app: {app}}}}}, ingress: []}}\n"
+    )
+}
+
+/// Parses (a syntax error on line 1).
+const BROKEN: &str = "kind: [unclosed\n";
+
+/// Interfaces that have dispatch entries: the local endpoints programmed.
+fn interfaces(ruleset: &Ruleset) -> BTreeSet<String> {
+    ruleset
+        .maps
+        .values()
+        .flat_map(|m| m.entries.keys().cloned())
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn write(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+fn reconciler(dir: &Path, state: Option<&Path>, fake: &Fake) -> Reconciler<Fake> {
+    let source = Source::new(dir, state.map(StateDir::new));
+    Reconciler::new(source, fake.clone(), "n1", "netpold")
+}
+
+fn line(outcome: &Outcome) -> &str {
+    &outcome.line.as_ref().expect("a sync line").1
+}
+
+fn level(outcome: &Outcome) -> log::Level {
+    outcome.line.as_ref().expect("a sync line").0
+}
+
+#[test]
+fn nothing_is_programmed_before_the_first_valid_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    write(dir, "b.yaml", BROKEN);
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    let first = r.sync(Trigger::Start);
+    assert_eq!(fake.calls(), 0);
+    assert!(!first.programmed);
+    assert_eq!(level(&first), log::Level::Warn);
+    assert!(
+        line(&first).starts_with(
+            "sync 1: not programmed: 1 error in 1 file; nothing is programmed before the first valid load"
+        ),
+        "{}",
+        line(&first)
+    );
+    // A rescan that finds nothing new says nothing.
+    assert!(r.sync(Trigger::Rescan).line.is_none());
+    write(dir, "b.yaml", &policy("p", "a"));
+    let second = r.sync(Trigger::Change);
+    assert!(second.programmed);
+    assert_eq!(fake.calls(), 1);
+    assert_eq!(interfaces(&fake.last().unwrap()), set(&["veth-a"]));
+    assert!(line(&second).starts_with("sync 2: "), "{}", line(&second));
+    assert!(
+        line(&second).contains("programmed 1 namespace, 1 endpoint (1 local), 1 policy: "),
+        "{}",
+        line(&second)
+    );
+    assert!(
+        second
+            .status
+            .starts_with("enforcing 1 policy on 1 endpoint")
+    );
+}
+
+#[test]
+fn a_broken_file_keeps_its_last_good_content_until_fixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    assert!(r.sync(Trigger::Start).programmed);
+
+    write(dir, "a.yaml", BROKEN);
+    write(dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
+    let held = r.sync(Trigger::Change);
+    assert_eq!(
+        interfaces(&fake.last().unwrap()),
+        set(&["veth-a", "veth-b"])
+    );
+    assert_eq!(level(&held), log::Level::Warn);
+    let expected = format!(
+        "kept last good content of {}/a.yaml (1 error)",
+        dir.display()
+    );
+    assert!(line(&held).contains(&expected), "{}", line(&held));
+    assert!(held.status.contains("1 file held at last good content"));
+
+    // Fixed: its new content replaces the old.
+    write(dir, "a.yaml", &endpoint("a", "veth-c", "10.0.0.1"));
+    let fixed = r.sync(Trigger::Change);
+    assert_eq!(level(&fixed), log::Level::Info);
+    assert_eq!(
+        interfaces(&fake.last().unwrap()),
+        set(&["veth-b", "veth-c"])
+    );
+    assert!(
+        line(&fixed).contains("a.yaml changed: 1 endpoint changed"),
+        "{}",
+        line(&fixed)
+    );
+}
+
+#[test]
+fn a_file_that_was_never_valid_contributes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    r.sync(Trigger::Start);
+    // One valid object and one invalid: the file as a whole is not loaded.
+    let mixed = format!(
+        "{}---\n{}",
+        endpoint("new", "veth-new", "10.0.0.9"),
+        endpoint("bad", "veth-bad", "10.0.0.300")
+    );
+    write(dir, "new.yaml", &mixed);
+    let outcome = r.sync(Trigger::Change);
+    assert_eq!(fake.calls(), 1, "the ruleset is unchanged");
+    assert!(
+        line(&outcome).contains("not loaded (never valid): ")
+            && line(&outcome).contains("new.yaml (1 error)"),
+        "{}",
+        line(&outcome)
+    );
+    assert!(line(&outcome).contains("no change to the ruleset"));
+}
+
+#[test]
+fn an_unchanged_ruleset_is_not_programmed_again_but_sighup_replaces_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    r.sync(Trigger::Start);
+    // Same objects, different text.
+    write(
+        dir,
+        "a.yaml",
+        &format!("# a comment\n{}", endpoint("a", "veth-a", "10.0.0.1")),
+    );
+    let touched = r.sync(Trigger::Change);
+    assert_eq!(fake.calls(), 1);
+    assert!(
+        line(&touched).starts_with("sync 2: ")
+            && line(&touched).contains("a.yaml changed: no object changed; no change to the ruleset (1 file read, 1 parsed)"),
+        "{}",
+        line(&touched)
+    );
+    assert!(r.sync(Trigger::Rescan).line.is_none());
+    assert_eq!(fake.calls(), 1);
+
+    let hup = r.sync(Trigger::Hangup);
+    assert_eq!(fake.calls(), 2);
+    assert!(hup.programmed);
+    assert!(
+        line(&hup).starts_with("sync 3: SIGHUP: programmed "),
+        "{}",
+        line(&hup)
+    );
+}
+
+#[test]
+fn a_failed_transaction_is_retried_with_backoff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    let fake = Fake::default();
+    fake.fail_next(2);
+    let mut r = reconciler(dir, None, &fake);
+    let first = r.sync(Trigger::Start);
+    assert_eq!(level(&first), log::Level::Error);
+    assert!(!first.programmed);
+    assert_eq!(first.retry_in, Some(Duration::from_secs(1)));
+    assert!(
+        line(&first)
+            .contains("transaction failed: chain ep_0123_in, rule 2: Operation not permitted"),
+        "{}",
+        line(&first)
+    );
+    let second = r.sync(Trigger::Retry);
+    assert_eq!(second.retry_in, Some(Duration::from_secs(2)));
+    assert!(line(&second).starts_with("sync 2: retry: transaction failed"));
+    let third = r.sync(Trigger::Retry);
+    assert!(third.programmed);
+    assert_eq!(third.retry_in, None);
+    assert_eq!(fake.calls(), 1);
+    assert!(line(&third).starts_with("sync 3: retry: programmed "));
+
+    // After a success, a failure on a change keeps what was programmed and retries.
+    write(dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
+    fake.fail_next(1);
+    let failed = r.sync(Trigger::Change);
+    assert_eq!(failed.retry_in, Some(Duration::from_secs(1)));
+    assert!(
+        failed
+            .status
+            .contains("the previously programmed ruleset stays")
+    );
+    assert!(r.sync(Trigger::Retry).programmed);
+    assert_eq!(
+        interfaces(&fake.last().unwrap()),
+        set(&["veth-a", "veth-b"])
+    );
+
+    // A failed change that is undone before the retry leaves nothing to retry.
+    write(dir, "c.yaml", &endpoint("c", "veth-c", "10.0.0.3"));
+    fake.fail_next(1);
+    assert!(r.sync(Trigger::Change).retry_in.is_some());
+    fs::remove_file(dir.join("c.yaml")).unwrap();
+    let undone = r.sync(Trigger::Retry);
+    assert_eq!(undone.retry_in, None);
+    assert!(
+        line(&undone).contains("no change to the ruleset"),
+        "{}",
+        line(&undone)
+    );
+    assert!(r.sync(Trigger::Rescan).line.is_none());
+}
+
+#[test]
+fn backoff_doubles_up_to_thirty_seconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    let fake = Fake::default();
+    fake.fail_next(7);
+    let mut r = reconciler(tmp.path(), None, &fake);
+    let waits: Vec<u64> = (0..7)
+        .map(|_| r.sync(Trigger::Retry).retry_in.unwrap().as_secs())
+        .collect();
+    assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+}
+
+#[test]
+fn last_good_content_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let state = tmp.path().join("state");
+    write(&dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    write(&dir, "gone.yaml", &endpoint("g", "veth-g", "10.0.0.7"));
+    let fake = Fake::default();
+    reconciler(&dir, Some(&state), &fake).sync(Trigger::Start);
+
+    // Broken (and one file deleted) while the daemon is down.
+    write(&dir, "a.yaml", BROKEN);
+    fs::remove_file(dir.join("gone.yaml")).unwrap();
+    let after = Fake::default();
+    let outcome = reconciler(&dir, Some(&state), &after).sync(Trigger::Start);
+    assert!(outcome.programmed, "{}", line(&outcome));
+    assert_eq!(interfaces(&after.last().unwrap()), set(&["veth-a"]));
+    assert!(line(&outcome).contains("kept last good content of"));
+
+    // Without the state directory the same start programs nothing.
+    let fresh = Fake::default();
+    reconciler(&dir, None, &fresh).sync(Trigger::Start);
+    assert_eq!(fresh.calls(), 0);
+}
+
+#[test]
+fn a_conflict_with_enforced_content_rejects_the_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "b.yaml", &endpoint("x", "veth-x", "10.0.0.1"));
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    r.sync(Trigger::Start);
+    // a.yaml sorts first, so the duplicate is reported in b.yaml, which did not change.
+    write(dir, "a.yaml", &endpoint("x", "veth-y", "10.0.0.2"));
+    let outcome = r.sync(Trigger::Change);
+    assert_eq!(fake.calls(), 1);
+    assert_eq!(interfaces(&fake.last().unwrap()), set(&["veth-x"]));
+    assert!(
+        line(&outcome).contains("not loaded (never valid): "),
+        "{}",
+        line(&outcome)
+    );
+
+    // An address taken from another endpoint: refused, whichever endpoint the
+    // clash is reported on (the later by identity).
+    write(dir, "a.yaml", &endpoint("w", "veth-w", "10.0.0.1"));
+    let clash = r.sync(Trigger::Change);
+    assert!(
+        line(&clash).contains("a.yaml (in conflict with enforced content)"),
+        "{}",
+        line(&clash)
+    );
+    assert_eq!(interfaces(&fake.last().unwrap()), set(&["veth-x"]));
+    write(dir, "a.yaml", &endpoint("z", "veth-z", "10.0.0.1"));
+    let clash = r.sync(Trigger::Change);
+    assert!(
+        line(&clash).contains("a.yaml (1 error)"),
+        "{}",
+        line(&clash)
+    );
+    assert_eq!(interfaces(&fake.last().unwrap()), set(&["veth-x"]));
+}
+
+#[test]
+fn a_missing_directory_keeps_what_is_enforced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    write(&dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    let fake = Fake::default();
+    let mut r = reconciler(&dir, None, &fake);
+    r.sync(Trigger::Start);
+    fs::remove_dir_all(&dir).unwrap();
+    let gone = r.sync(Trigger::Change);
+    assert_eq!(fake.calls(), 1);
+    assert_eq!(level(&gone), log::Level::Error);
+    assert!(
+        line(&gone).starts_with(&format!("sync 2: manifest directory {}: ", dir.display()))
+            && line(&gone).contains("the ruleset programmed last stays enforced"),
+        "{}",
+        line(&gone)
+    );
+    assert!(r.sync(Trigger::Rescan).line.is_none(), "said once");
+    // SIGHUP re-programs what was enforced (a repair), not an empty table.
+    let hup = r.sync(Trigger::Hangup);
+    assert_eq!(fake.calls(), 2);
+    assert!(line(&hup).starts_with("sync 3: "));
+    assert_eq!(interfaces(&fake.last().unwrap()), set(&["veth-a"]));
+
+    write(&dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
+    let back = r.sync(Trigger::Change);
+    assert!(line(&back).starts_with("sync 4: "), "{}", line(&back));
+    assert_eq!(interfaces(&fake.last().unwrap()), set(&["veth-b"]));
+}
+
+#[test]
+fn every_sync_logs_one_numbered_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    let mut lines = vec![r.sync(Trigger::Start).line];
+    write(dir, "p.yaml", &policy("p", "a"));
+    lines.push(r.sync(Trigger::Change).line);
+    lines.push(r.sync(Trigger::Rescan).line);
+    lines.push(r.sync(Trigger::Hangup).line);
+    fs::remove_file(dir.join("p.yaml")).unwrap();
+    lines.push(r.sync(Trigger::Rescan).line);
+    let lines: Vec<String> = lines.into_iter().flatten().map(|(_, l)| l).collect();
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.starts_with(&format!("sync {}: ", i + 1)), "{l}");
+        assert!(l.contains(" ms (load "), "{l}");
+    }
+    assert!(
+        lines[1].contains("p.yaml added: 1 policy added; programmed"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[3].contains("rescan: ") && lines[3].contains("p.yaml removed: 1 policy removed"),
+        "{}",
+        lines[3]
+    );
+}
+
+// The loop, with real inotify.
+
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How long a change may take to be programmed: the debounce plus a generous margin
+/// for a loaded test machine.
+const WITHIN: Duration = Duration::from_secs(5);
+
+struct Running {
+    sender: std::sync::mpsc::Sender<Event>,
+    thread: JoinHandle<Fake>,
+    fake: Fake,
+}
+
+impl Running {
+    fn start(dir: &Path) -> Running {
+        let fake = Fake::default();
+        let options = Options {
+            manifests: dir.to_path_buf(),
+            node: "n1".to_owned(),
+            table: "netpold".to_owned(),
+            state_dir: None,
+            debounce: DEBOUNCE,
+            resync: Duration::from_secs(3600),
+        };
+        let daemon = Daemon::new(options, fake.clone(), Notifier::none()).unwrap();
+        let sender = daemon.sender();
+        let thread = std::thread::spawn(move || daemon.run());
+        Running {
+            sender,
+            thread,
+            fake,
+        }
+    }
+
+    /// Waits until the last programmed ruleset has exactly these interfaces.
+    fn expect(&self, names: &[&str]) -> Duration {
+        let started = Instant::now();
+        let want = set(names);
+        loop {
+            if self.fake.last().is_some_and(|r| interfaces(&r) == want) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < WITHIN,
+                "expected {want:?}, programmed {:?}",
+                self.fake.last().map(|r| interfaces(&r))
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stop(self) -> Fake {
+        self.sender.send(Event::Terminate("test")).unwrap();
+        self.thread.join().unwrap()
+    }
+}
+
+fn tree() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("manifests.d");
+    write(&dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    (tmp, dir)
+}
+
+#[test]
+fn watch_sees_rename_saves_deletes_and_new_subdirectories() {
+    let (_tmp, dir) = tree();
+    let running = Running::start(&dir);
+    running.expect(&["veth-a"]);
+
+    // An editor's save: a temporary file renamed over the original.
+    write(&dir, ".a.yaml.swp", &endpoint("a", "veth-a2", "10.0.0.1"));
+    fs::rename(dir.join(".a.yaml.swp"), dir.join("a.yaml")).unwrap();
+    running.expect(&["veth-a2"]);
+
+    write(
+        &dir,
+        "sub/deeper/b.yaml",
+        &endpoint("b", "veth-b", "10.0.0.2"),
+    );
+    running.expect(&["veth-a2", "veth-b"]);
+    // The new subdirectory is watched too.
+    write(
+        &dir,
+        "sub/deeper/b.yaml",
+        &endpoint("b", "veth-b2", "10.0.0.2"),
+    );
+    running.expect(&["veth-a2", "veth-b2"]);
+
+    fs::remove_file(dir.join("a.yaml")).unwrap();
+    running.expect(&["veth-b2"]);
+    running.stop();
+}
+
+#[test]
+fn watch_sees_the_directory_removed_recreated_and_replaced() {
+    let (tmp, dir) = tree();
+    let running = Running::start(&dir);
+    running.expect(&["veth-a"]);
+
+    fs::remove_dir_all(&dir).unwrap();
+    std::thread::sleep(DEBOUNCE * 4);
+    // Deleting the directory does not empty the table.
+    assert_eq!(interfaces(&running.fake.last().unwrap()), set(&["veth-a"]));
+    assert_eq!(running.fake.calls(), 1);
+
+    write(&dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
+    running.expect(&["veth-b"]);
+
+    // `mv dir dir.old && mv new dir`.
+    let new = tmp.path().join("new");
+    write(&new, "c.yaml", &endpoint("c", "veth-c", "10.0.0.3"));
+    fs::rename(&dir, tmp.path().join("old")).unwrap();
+    fs::rename(&new, &dir).unwrap();
+    running.expect(&["veth-c"]);
+    // Watches follow the new directory.
+    write(&dir, "d.yaml", &endpoint("d", "veth-d", "10.0.0.4"));
+    running.expect(&["veth-c", "veth-d"]);
+    running.stop();
+}
+
+#[test]
+fn watch_follows_an_atomic_symlink_swap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    write(
+        &root.join("rev1"),
+        "a.yaml",
+        &endpoint("a", "veth-a", "10.0.0.1"),
+    );
+    write(
+        &root.join("rev2"),
+        "sub/b.yaml",
+        &endpoint("b", "veth-b", "10.0.0.2"),
+    );
+    let dir = root.join("manifests.d");
+    std::os::unix::fs::symlink("rev1", &dir).unwrap();
+    let running = Running::start(&dir);
+    running.expect(&["veth-a"]);
+
+    // `ln -s rev2 tmp && mv -T tmp manifests.d`
+    std::os::unix::fs::symlink("rev2", root.join("tmp")).unwrap();
+    fs::rename(root.join("tmp"), &dir).unwrap();
+    let took = running.expect(&["veth-b"]);
+    assert!(took < WITHIN);
+    // The new target's tree is watched, the old one's is not needed any more.
+    write(
+        &root.join("rev2"),
+        "sub/b.yaml",
+        &endpoint("b", "veth-b2", "10.0.0.2"),
+    );
+    running.expect(&["veth-b2"]);
+    let calls = running.fake.calls();
+    write(
+        &root.join("rev1"),
+        "a.yaml",
+        &endpoint("a", "veth-z", "10.0.0.1"),
+    );
+    std::thread::sleep(DEBOUNCE * 4);
+    assert_eq!(running.fake.calls(), calls);
+    running.stop();
+}
+
+#[test]
+fn a_burst_of_changes_is_one_reload() {
+    let (_tmp, dir) = tree();
+    let running = Running::start(&dir);
+    running.expect(&["veth-a"]);
+    for i in 0..20 {
+        write(
+            &dir,
+            &format!("e{i:02}.yaml"),
+            &endpoint(
+                &format!("e{i}"),
+                &format!("veth-e{i}"),
+                &format!("10.0.1.{i}"),
+            ),
+        );
+    }
+    let mut want: Vec<String> = (0..20).map(|i| format!("veth-e{i}")).collect();
+    want.push("veth-a".to_owned());
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    running.expect(&want);
+    let fake = running.stop();
+    // One for the start, and one or (on a slow machine, a pause mid-burst) two more.
+    assert!(fake.calls() <= 3, "{} transactions", fake.calls());
+}
+
+#[test]
+fn sighup_reprograms_and_terminate_exits() {
+    let (_tmp, dir) = tree();
+    let running = Running::start(&dir);
+    running.expect(&["veth-a"]);
+    running.sender.send(Event::Hangup).unwrap();
+    let started = Instant::now();
+    while running.fake.calls() < 2 {
+        assert!(started.elapsed() < WITHIN, "SIGHUP did not program");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let fake = running.stop();
+    assert_eq!(fake.calls(), 2);
+}
