@@ -153,26 +153,13 @@ log_level = "info"
 TOML
 log="$work/daemon.log"
 syncs() { grep -c 'sync [0-9]*:' "$log" 2>/dev/null || true; }
-oneshot=""
 wait_sync() { # wait for sync number $1
-  if [ -n "$oneshot" ]; then program_once; return; fi
   for _ in $(seq 200); do
     [ "$(syncs)" -ge "$1" ] && { grep 'sync [0-9]*:' "$log" | sed -n "$1p" | sed 's/.*\(sync [0-9]*:\)/  netpold: \1/'; return; }
-    if ! kill -0 "$daemon" 2>/dev/null; then
-      # TEMPORARY until the daemon lands on main: program once per step instead.
-      if grep -q "not built yet" "$log"; then
-        echo "  (netpold run is not built yet: programming with netpold apply at each step)"
-        daemon=""; oneshot=1; program_once; return
-      fi
-      cat "$log" >&2; echo "netpold exited" >&2; exit 1
-    fi
+    kill -0 "$daemon" 2>/dev/null || { cat "$log" >&2; echo "netpold exited" >&2; exit 1; }
     sleep 0.1
   done
   cat "$log" >&2; echo "no sync $1 from netpold within 20 s" >&2; exit 1
-}
-
-program_once() {
-  ip netns exec "$host" "$bin" apply --config /dev/null --manifests "$m" --node demo
 }
 
 # Probes: "from to proto port | expected | reason", run at once per source namespace.
@@ -262,12 +249,10 @@ table \
   "db       intruder udp 53  | allowed | db-egress-dns-only: UDP 53 to anywhere"
 
 echo
-if [ -n "$daemon" ]; then
-  echo "== stopping netpold (SIGTERM; its rules stay until the host namespace is deleted)"
-  kill -TERM "$daemon"
-  status=0
-  wait "$daemon" || status=$?
-  daemon=""
-  echo "  netpold exited with status $status"
-fi
+echo "== stopping netpold (SIGTERM; its rules stay until the host namespace is deleted)"
+kill -TERM "$daemon"
+status=0
+wait "$daemon" || status=$?
+daemon=""
+echo "  netpold exited with status $status"
 echo "== cleaning up: deleting ${#namespaces[@]} namespaces"

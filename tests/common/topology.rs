@@ -260,7 +260,44 @@ impl Topology {
         };
         topo.write("endpoints.yaml", &topo.endpoints_yaml());
         topo.start_servers();
+        topo.warm_up(outside_addrs);
         topo
+    }
+
+    /// Waits until every path works before any rule exists: a fresh veth can drop its
+    /// first packets until the kernel has activated it, and a lost ARP or neighbour
+    /// solicitation costs a one-second retry, longer than a probe waits.
+    fn warm_up(&self, outside_addrs: &[&str]) {
+        let mut paths: Vec<(String, String, Fam)> = Vec::new();
+        for w in &self.wls {
+            for fam in [V4, V6] {
+                if w.ip(fam).is_some() {
+                    paths.push(("host".into(), w.id(), fam));
+                    if w.place != Place::Remote {
+                        paths.push((w.id(), "host".into(), fam));
+                    }
+                }
+            }
+        }
+        for fam in [V4, V6] {
+            paths.push(("outside".into(), "host".into(), fam));
+        }
+        for a in outside_addrs {
+            let fam = if a.contains(':') { V6 } else { V4 };
+            paths.push(("host".into(), (*a).to_owned(), fam));
+        }
+        let rows: Vec<Row> = paths
+            .iter()
+            .map(|(f, t, fam)| (f.as_str(), t.as_str(), "udp", 53, *fam, PASS))
+            .collect();
+        let end = Instant::now() + Duration::from_secs(15);
+        while let Some(table) = self.mismatches(&rows) {
+            assert!(
+                Instant::now() < end,
+                "the test network does not work:\n{table}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn manifests(&self) -> &Path {
