@@ -86,6 +86,14 @@ for name in frontend backend db intruder internet; do
   for _ in $(seq 50); do grep -q ready "$work/serve-$name" && break; sleep 0.1; done
 done
 
+# Until a fresh veth is up and its neighbours are known, a first packet can be lost
+# (and retried only after a second): warm every path up before anything is enforced.
+for _ in $(seq 20); do
+  for name in frontend backend db intruder internet; do echo "$name udp ${addr[$name]} 53"; done >"$work/warm"
+  ip netns exec "$host" python3 "$probe" batch 0.5 <"$work/warm" | grep -qv allowed || break
+  sleep 0.2
+done
+
 # The manifests: one endpoint per workload, a default-deny for shop, and two allows.
 m="$work/manifests"
 mkdir -p "$m"
