@@ -3,7 +3,7 @@
 
   probe.py serve NAME PORT...        answer on every port, TCP and UDP (and SCTP where the
                                      kernel has it), IPv4 and IPv6; prints "ready" once bound
-  probe.py probe tcp|udp|sctp HOST PORT
+  probe.py probe tcp|udp|sctp|icmp HOST PORT
                                      one probe; prints allowed / blocked / refused / unsupported
   probe.py hold HOST PORT            one TCP connection kept open: prints "connected", then
                                      for every stdin line sends it and prints "echo" or "timeout"
@@ -11,11 +11,14 @@
                                      on stdin, prints "ID VERDICT" lines once every probe has
                                      finished
 
+(icmp: an echo request over a raw socket, so root; PORT is ignored.)
 "allowed" means a reply came back; "blocked" means nothing did within the timeout (a drop);
 "refused" means the packet arrived but nothing listened (a RST or an ICMP error).
 """
 import errno
+import random
 import socket
+import struct
 import sys
 import threading
 import time
@@ -109,7 +112,53 @@ def serve(name, ports):
     threading.Event().wait()
 
 
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ping(dst, src, timeout):
+    """One ICMP echo over a raw socket (root); "allowed" when its reply comes back."""
+    fam = family(dst)
+    v6 = fam == socket.AF_INET6
+    s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+    ident = random.randrange(1, 0xFFFF)
+    try:
+        if src:
+            s.bind((src, 0))
+        addr = socket.getaddrinfo(dst, None, fam)[0][4]
+        request, reply = (128, 129) if v6 else (8, 0)
+        header = struct.pack("!BBHHH", request, 0, 0, ident, 1) + b"netpold-probe"
+        if not v6:  # the kernel computes ICMPv6 checksums itself
+            header = header[:2] + struct.pack("!H", checksum(header)) + header[4:]
+        s.sendto(header, addr)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "blocked"
+            s.settimeout(left)
+            try:
+                data = s.recv(2048)
+            except socket.timeout:
+                return "blocked"
+            if not v6:
+                data = data[(data[0] & 0x0F) * 4:]  # a raw IPv4 socket returns the IP header
+            if len(data) >= 8 and data[0] == reply and struct.unpack("!H", data[4:6])[0] == ident:
+                return "allowed"
+    except OSError as e:
+        return "error: %s" % e.strerror
+    finally:
+        s.close()
+
+
 def probe(proto, dst, port, src=None, timeout=TIMEOUT):
+    if proto == "icmp":
+        return ping(dst, src, timeout)
     fam = family(dst)
     try:
         if proto == "sctp":

@@ -35,6 +35,7 @@ fn no_policy_allows_everything() {
         ("db", "web", "udp", 53, Both, PASS),
         ("outside", "db", "tcp", 5432, Both, PASS),
         ("web", "outside", "udp", 9000, Both, PASS),
+        ("web", "db", "icmp", 0, Both, PASS),
     ]);
 }
 
@@ -65,6 +66,7 @@ spec:
         ("db", "web", "tcp", 443, Both, DROP),
         ("outside", "db", "tcp", 5432, Both, DROP),
         ("outside", "web", "udp", 53, Both, DROP),
+        ("web", "db", "icmp", 0, Both, DROP),
         // Egress is not isolated, and the replies come back.
         ("web", "outside", "tcp", 80, Both, PASS),
         ("db", "outside", "udp", 53, Both, PASS),
@@ -340,6 +342,7 @@ fn ip_block_with_except() {
     let wls = vec![
         wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),
         wl("a/db", "app: db", &["10.0.0.2", "fd00::2"]),
+        wl("a/cache", "app: cache", &["10.0.0.3", "fd00::3"]),
     ];
     let outside = [
         "198.51.100.10",
@@ -373,6 +376,18 @@ spec:
   podSelector: {matchLabels: {app: db}}
   ingress:
   - from: [{ipBlock: {cidr: 192.168.50.0/24}}]
+---
+# /0 in both families; an ipBlock matches endpoints' addresses too.
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: cache-egress-everywhere-but, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: cache}}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - ipBlock: {cidr: 0.0.0.0/0, except: [198.51.100.0/24]}
+    - ipBlock: {cidr: '::/0', except: ['2001:db8:1::/48']}
 ",
     ) else {
         return;
@@ -391,6 +406,12 @@ spec:
         ("outside", "db", "tcp", 5432, V4, PASS),
         ("outside@198.51.100.10", "db", "udp", 53, V4, DROP),
         ("outside", "db", "tcp", 5432, V6, DROP),
+        ("cache", "203.0.113.5", "tcp", 80, V4, PASS),
+        ("cache", "198.51.100.10", "tcp", 80, V4, DROP),
+        ("cache", "2001:db8:2::5", "udp", 53, V6, PASS),
+        ("cache", "2001:db8:1::1:5", "udp", 53, V6, DROP),
+        ("cache", "web", "tcp", 80, Both, PASS),
+        ("cache", "host", "udp", 53, Both, PASS),
     ]);
 }
 
@@ -1143,5 +1164,56 @@ spec:
         ("web", "db", "sctp", 9000, Both, PASS),
         ("web", "db", "sctp", 5001, Both, PASS),
         ("web", "db", "sctp", 80, Both, DROP),
+    ]);
+}
+
+#[test]
+fn rules_without_ports_allow_every_protocol_and_rules_with_ports_no_icmp() {
+    let wls = vec![
+        wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),
+        wl("a/any", "app: any", &["10.0.0.2", "fd00::2"]),
+        wl("a/http", "app: http", &["10.0.0.3", "fd00::3"]),
+        wl("a/none", "app: none", &["10.0.0.4", "fd00::4"]),
+    ];
+    let Some(t) = setup(
+        "icmp",
+        wls,
+        &[],
+        "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: any-from-web, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: any}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: http-only, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: http}}
+  ingress: [{ports: [{port: 80}]}]
+---
+# A selector that matches nothing is valid and allows nothing.
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: none-from-nowhere, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: none}}
+  ingress: [{from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: no-such-namespace}}}]}]
+",
+    ) else {
+        return;
+    };
+    t.check(&[
+        ("web", "any", "icmp", 0, Both, PASS),
+        ("web", "any", "udp", 9000, Both, PASS),
+        ("web", "any", "sctp", 9000, Both, PASS),
+        ("outside", "any", "icmp", 0, Both, DROP),
+        ("web", "http", "tcp", 80, Both, PASS),
+        ("web", "http", "icmp", 0, Both, DROP),
+        ("web", "none", "icmp", 0, Both, DROP),
+        ("web", "none", "tcp", 80, Both, DROP),
+        ("outside", "none", "udp", 53, Both, DROP),
     ]);
 }

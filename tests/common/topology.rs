@@ -54,7 +54,8 @@ pub enum Verdict {
 pub const PASS: Verdict = Verdict::Pass;
 pub const DROP: Verdict = Verdict::Drop;
 
-/// One row of a scenario's table: (from, to, proto, port, family, expected).
+/// One row of a scenario's table: (from, to, proto, port, family, expected); proto
+/// `tcp`, `udp`, `sctp`, or `icmp` (an echo request, port 0).
 /// `from`/`to`: a workload's name, `host`, `outside`, or (for `to`) an address or `gw`
 /// (the host's own address on the workload's veth);
 /// `from` may carry `@ADDR` to send from that source address.
@@ -474,10 +475,17 @@ impl Topology {
         let mut flows = Vec::new();
         for &(from, to, proto, port, fam, expect) in rows {
             assert!(
-                ["tcp", "udp", "sctp"].contains(&proto),
-                "protocol {proto}: tcp, udp or sctp"
+                ["tcp", "udp", "sctp", "icmp"].contains(&proto),
+                "protocol {proto}: tcp, udp, sctp or icmp (echo; port 0)"
             );
-            assert!(PORTS.contains(&port), "no server listens on {port}");
+            assert!(
+                if proto == "icmp" {
+                    port == 0
+                } else {
+                    PORTS.contains(&port)
+                },
+                "no server listens on {proto}/{port}"
+            );
             let fams: &[Fam] = match fam {
                 Both => &[V4, V6],
                 V4 => &[V4],
