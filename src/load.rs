@@ -16,7 +16,7 @@ pub struct Loaded {
 
 /// How a file under `dir` is named in messages: the directory as the user gave it,
 /// joined with the path below it.
-fn display_under(dir: &Path, rel: &str) -> String {
+pub fn display_under(dir: &Path, rel: &str) -> String {
     let joined = dir.join(rel).display().to_string();
     joined
         .strip_prefix("./")

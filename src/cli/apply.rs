@@ -1,11 +1,10 @@
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::{Common, EXIT_INVALID, EXIT_OK};
 use netpold::dataplane::Dataplane;
-use netpold::{compile, load, nft};
+use netpold::{compile, nft};
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
@@ -26,18 +25,13 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
         .common
         .settings(args.node.as_deref(), args.table.as_deref())?;
     let started = Instant::now();
-    let loaded = load::load_dir(&settings.manifests)
-        .with_context(|| format!("manifest directory {}", settings.manifests.display()))?;
-    if !loaded.problems.is_empty() {
-        for problem in &loaded.problems {
-            eprintln!("{problem}");
-        }
-        eprintln!(
-            "{} errors: nothing programmed; the kernel keeps what it had",
-            loaded.problems.len()
-        );
+    let Some(loaded) = super::load_valid(
+        &settings,
+        "nothing programmed; the kernel keeps what it had",
+    )?
+    else {
         return Ok(EXIT_INVALID);
-    }
+    };
     let loaded_at = started.elapsed();
     let ruleset = compile::compile(&loaded.model, &settings.node, &settings.table);
     let compiled_at = started.elapsed();

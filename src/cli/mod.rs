@@ -58,3 +58,23 @@ impl Common {
         })
     }
 }
+
+/// Loads the whole manifest directory for `plan` and `apply`. When anything is
+/// invalid, prints every problem and `what_happens`, and returns `None`: neither
+/// verb acts on part of a directory.
+pub fn load_valid(
+    settings: &Settings,
+    what_happens: &str,
+) -> anyhow::Result<Option<netpold::load::Loaded>> {
+    use anyhow::Context;
+    let loaded = netpold::load::load_dir(&settings.manifests)
+        .with_context(|| format!("manifest directory {}", settings.manifests.display()))?;
+    if loaded.problems.is_empty() {
+        return Ok(Some(loaded));
+    }
+    for problem in &loaded.problems {
+        eprintln!("{problem}");
+    }
+    eprintln!("{} errors: {what_happens}", loaded.problems.len());
+    Ok(None)
+}

@@ -1,10 +1,9 @@
 use std::io::Write;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::{Common, EXIT_INVALID, EXIT_OK};
-use netpold::{compile, load, render};
+use netpold::{compile, render};
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
@@ -25,15 +24,9 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
         .common
         .settings(args.node.as_deref(), args.table.as_deref())?;
     let started = std::time::Instant::now();
-    let loaded = load::load_dir(&settings.manifests)
-        .with_context(|| format!("manifest directory {}", settings.manifests.display()))?;
-    if !loaded.problems.is_empty() {
-        for problem in &loaded.problems {
-            eprintln!("{problem}");
-        }
-        eprintln!("{} errors: no plan", loaded.problems.len());
+    let Some(loaded) = super::load_valid(&settings, "no plan")? else {
         return Ok(EXIT_INVALID);
-    }
+    };
     let loaded_at = started.elapsed();
     let ruleset = compile::compile(&loaded.model, &settings.node, &settings.table);
     let compiled_at = started.elapsed();

@@ -30,6 +30,7 @@ pub mod watch;
 #[cfg(test)]
 mod tests;
 
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -78,7 +79,10 @@ impl<D: Dataplane> Daemon<D> {
         let watcher = Watcher::start(&options.manifests, sender.clone())?;
         let source = Source::new(
             &options.manifests,
-            options.state_dir.as_deref().map(StateDir::new),
+            options
+                .state_dir
+                .as_deref()
+                .map(|dir| StateDir::new(dir, &options.manifests)),
         );
         Ok(Daemon {
             events,
@@ -193,12 +197,22 @@ impl<D: Dataplane> Daemon<D> {
         self.notifier.watchdog();
         // Watches first: a change made while the directory is read is seen again.
         self.watcher.rearm();
-        let Outcome {
+        // Nothing a file says may take the daemon down: a panic here is a bug, and the
+        // kernel still holds the rules programmed last, which is the safe state.
+        let reconciler = &mut self.reconciler;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| reconciler.sync(trigger)));
+        let Ok(Outcome {
             line,
             status,
             programmed,
             retry_in,
-        } = self.reconciler.sync(trigger);
+        }) = outcome
+        else {
+            log::error!(
+                "sync failed with an internal error (a bug; the panic message is above); the kernel keeps the rules programmed last"
+            );
+            return None;
+        };
         if line.is_some() {
             self.notifier.status(&status);
         }

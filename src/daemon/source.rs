@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use super::state::StateDir;
 use crate::diag::Diagnostic;
+use crate::load::display_under;
 use crate::manifest::node::Pos;
 use crate::manifest::{self, MAX_FILE_BYTES, RawObject};
 use crate::model::Model;
@@ -406,15 +407,6 @@ fn unreadable(problem: Diagnostic) -> Current {
 /// Whether `rel` is `dir` or below it (`.` is the manifest directory itself).
 fn is_under(rel: &str, dir: &str) -> bool {
     dir == "." || rel == dir || rel.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
-}
-
-/// How a file under `dir` is named in messages, as `check` names it.
-fn display_under(dir: &Path, rel: &str) -> String {
-    let joined = dir.join(rel).display().to_string();
-    joined
-        .strip_prefix("./")
-        .map(str::to_owned)
-        .unwrap_or(joined)
 }
 
 /// Reads a file of at most `MAX_FILE_BYTES`. Opened non-blocking so that a FIFO

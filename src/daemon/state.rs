@@ -22,10 +22,16 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// Last good contents live in `<state_dir>/last-good`.
-    pub fn new(state_dir: &Path) -> StateDir {
+    /// Last good contents of the files below `manifests` live in
+    /// `<state_dir>/last-good/<hash of the manifest directory's path>`: a daemon pointed
+    /// at another directory, or a second one sharing the state directory, never takes
+    /// another's content for its own. The path is taken as configured (made absolute,
+    /// not resolved), so a symlink swapped to a new checkout keeps its state.
+    pub fn new(state_dir: &Path, manifests: &Path) -> StateDir {
+        let manifests = std::path::absolute(manifests).unwrap_or_else(|_| manifests.to_owned());
+        let scope = fnv1a(manifests.as_os_str().as_encoded_bytes());
         StateDir {
-            dir: state_dir.join("last-good"),
+            dir: state_dir.join("last-good").join(format!("{scope:016x}")),
             warned: false,
         }
     }
@@ -147,13 +153,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_manifest_directory_has_its_own_state() {
+        let dir = tempfile::tempdir().unwrap();
+        StateDir::new(dir.path(), Path::new("/srv/a")).save("p.yaml", b"kind: a\n");
+        assert!(
+            StateDir::new(dir.path(), Path::new("/srv/b"))
+                .load()
+                .is_empty()
+        );
+        assert_eq!(
+            StateDir::new(dir.path(), Path::new("/srv/a")).load().len(),
+            1
+        );
+    }
+
+    #[test]
     fn saved_files_load_back_and_forgotten_ones_do_not() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = StateDir::new(dir.path());
+        let mut state = StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d"));
         state.save("a.yaml", b"kind: x\n");
         state.save("sub/b\nodd.yaml", b"");
         state.save("a.yaml", b"kind: y\n");
-        let loaded = StateDir::new(dir.path()).load();
+        let loaded = StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d")).load();
         assert_eq!(
             loaded,
             BTreeMap::from([
@@ -162,7 +183,12 @@ mod tests {
             ])
         );
         state.forget("a.yaml");
-        assert_eq!(StateDir::new(dir.path()).load().len(), 1);
+        assert_eq!(
+            StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d"))
+                .load()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -170,7 +196,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
         fs::write(&blocker, "").unwrap();
-        let mut state = StateDir::new(&blocker);
+        let mut state = StateDir::new(&blocker, Path::new("/m"));
         state.save("a.yaml", b"x");
         state.forget("a.yaml");
         assert!(state.load().is_empty());
@@ -179,7 +205,7 @@ mod tests {
     #[test]
     fn foreign_files_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = StateDir::new(dir.path());
+        let mut state = StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d"));
         state.save("a.yaml", b"x");
         fs::write(state.dir.join("0000000000000000.lastgood"), b"junk").unwrap();
         // Cut short, as by a crash between write and rename.

@@ -92,7 +92,7 @@ fn write(dir: &Path, rel: &str, text: &str) {
 }
 
 fn reconciler(dir: &Path, state: Option<&Path>, fake: &Fake) -> Reconciler<Fake> {
-    let source = Source::new(dir, state.map(StateDir::new));
+    let source = Source::new(dir, state.map(|s| StateDir::new(s, dir)));
     Reconciler::new(source, fake.clone(), "n1", "netpold")
 }
 
