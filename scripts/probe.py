@@ -1,55 +1,249 @@
 #!/usr/bin/env python3
-"""Tiny TCP/UDP peers for the demo: `serve PORT...` answers on every port; `probe
-tcp|udp HOST PORT` prints allowed / blocked (timeout) / refused."""
+"""Tiny TCP/UDP(/SCTP) peers for the end-to-end tests and the demo.
+
+  probe.py serve NAME PORT...        answer on every port, TCP and UDP (and SCTP where the
+                                     kernel has it), IPv4 and IPv6; prints "ready" once bound
+  probe.py probe tcp|udp|sctp|icmp HOST PORT
+                                     one probe; prints allowed / blocked / refused / unsupported
+  probe.py hold HOST PORT            one TCP connection kept open: prints "connected", then
+                                     for every stdin line sends it and prints "echo" or "timeout"
+  probe.py batch [TIMEOUT]           many probes at once: reads lines "ID PROTO DST PORT [SRC]"
+                                     on stdin, prints "ID VERDICT" lines once every probe has
+                                     finished
+
+(icmp: an echo request over a raw socket, so root; PORT is ignored.)
+"allowed" means a reply came back; "blocked" means nothing did within the timeout (a drop);
+"refused" means the packet arrived but nothing listened (a RST or an ICMP error).
+"""
+import errno
+import random
 import socket
+import struct
 import sys
 import threading
+import time
+
+TIMEOUT = 0.8
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python < 3.12 lacks the name
 
 
-def serve(ports):
-    def tcp(port):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def sctp_socket(fam):
+    return socket.socket(fam, socket.SOCK_STREAM, socket.IPPROTO_SCTP)
+
+
+def sctp_supported():
+    try:
+        sctp_socket(socket.AF_INET).close()
+        return True
+    except OSError:
+        return False
+
+
+def serve(name, ports):
+    reply = ("hello %s\n" % name).encode()
+
+    def echo(c):
+        # Greet, then echo until the peer closes (`hold` keeps a connection open).
+        try:
+            c.sendall(reply)
+            while True:
+                data = c.recv(2048)
+                if not data:
+                    break
+                c.sendall(data)
+        except OSError:
+            pass
+        c.close()
+
+    def stream(sock):
+        sock.listen(128)
+        while True:
+            c, _ = sock.accept()
+            threading.Thread(target=echo, args=(c,), daemon=True).start()
+
+    def dgram(sock):
+        # Answer from the address the datagram was sent to (a host with several
+        # addresses would otherwise answer from its route's source, which the prober's
+        # connected socket and conntrack would not take for a reply).
+        v6 = sock.family == socket.AF_INET6
+        level = socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP
+        info = socket.IPV6_PKTINFO if v6 else IP_PKTINFO
+        while True:
+            _, anc, _, peer = sock.recvmsg(2048, socket.CMSG_SPACE(64))
+            cmsg = [(lv, ty, data) for lv, ty, data in anc if lv == level and ty == info]
+            if cmsg and not v6:
+                # struct in_pktinfo {ifindex; spec_dst; addr}: send from addr.
+                data = cmsg[0][2]
+                cmsg = [(level, info, bytes(4) + data[8:12] + bytes(4))]
+            elif cmsg:
+                # struct in6_pktinfo {addr; ifindex}: any interface.
+                cmsg = [(level, info, cmsg[0][2][:16] + bytes(4))]
+            try:
+                sock.sendmsg([reply], cmsg, 0, peer)
+            except OSError:
+                pass
+
+    def bound(fam, kind, proto, port):
+        s = socket.socket(fam, kind, proto)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
-        s.listen(64)
-        while True:
-            c, _ = s.accept()
-            c.sendall(b"hello\n")
-            c.close()
+        if fam == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", port))
+        return s
 
-    def udp(port):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("0.0.0.0", port))
-        while True:
-            data, peer = s.recvfrom(2048)
-            s.sendto(b"hello\n", peer)
-
-    for p in ports:
-        threading.Thread(target=tcp, args=(p,), daemon=True).start()
-        threading.Thread(target=udp, args=(p,), daemon=True).start()
+    sctp = sctp_supported()
+    for port in ports:
+        for fam in (socket.AF_INET, socket.AF_INET6):
+            threading.Thread(target=stream, args=(bound(fam, socket.SOCK_STREAM, 0, port),), daemon=True).start()
+            u = bound(fam, socket.SOCK_DGRAM, 0, port)
+            if fam == socket.AF_INET6:
+                u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            else:
+                u.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            threading.Thread(target=dgram, args=(u,), daemon=True).start()
+            if sctp:
+                s = bound(fam, socket.SOCK_STREAM, socket.IPPROTO_SCTP, port)
+                threading.Thread(target=stream, args=(s,), daemon=True).start()
+    print("ready", flush=True)
     threading.Event().wait()
 
 
-def probe(proto, host, port):
-    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    s = socket.socket(socket.AF_INET, kind)
-    s.settimeout(1.0)
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ping(dst, src, timeout):
+    """One ICMP echo over a raw socket (root); "allowed" when its reply comes back."""
+    fam = family(dst)
+    v6 = fam == socket.AF_INET6
+    s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP)
+    ident = random.randrange(1, 0xFFFF)
     try:
-        if proto == "tcp":
-            s.connect((host, port))
-            s.recv(16)
+        if src:
+            s.bind((src, 0))
+        addr = socket.getaddrinfo(dst, None, fam)[0][4]
+        request, reply = (128, 129) if v6 else (8, 0)
+        header = struct.pack("!BBHHH", request, 0, 0, ident, 1) + b"netpold-probe"
+        if not v6:  # the kernel computes ICMPv6 checksums itself
+            header = header[:2] + struct.pack("!H", checksum(header)) + header[4:]
+        s.sendto(header, addr)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "blocked"
+            s.settimeout(left)
+            try:
+                data = s.recv(2048)
+            except socket.timeout:
+                return "blocked"
+            if not v6:
+                data = data[(data[0] & 0x0F) * 4:]  # a raw IPv4 socket returns the IP header
+            if len(data) >= 8 and data[0] == reply and struct.unpack("!H", data[4:6])[0] == ident:
+                return "allowed"
+    except OSError as e:
+        return "error: %s" % e.strerror
+    finally:
+        s.close()
+
+
+def probe(proto, dst, port, src=None, timeout=TIMEOUT):
+    if proto == "icmp":
+        return ping(dst, src, timeout)
+    fam = family(dst)
+    try:
+        if proto == "sctp":
+            s = sctp_socket(fam)
         else:
-            s.sendto(b"ping", (host, port))
-            s.recvfrom(16)
-        print("allowed")
-    except socket.timeout:
-        print("blocked")
+            s = socket.socket(fam, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    except OSError as e:
+        if e.errno in (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EPROTOTYPE):
+            return "unsupported"
+        raise
+    deadline = time.monotonic() + timeout
+    # getaddrinfo reads a scope (fe80::1%eth0) into the sockaddr.
+    addr = socket.getaddrinfo(dst, port, fam, s.type)[0][4]
+    try:
+        if src:
+            s.bind((src, 0))
+        if proto in ("tcp", "sctp"):
+            s.settimeout(timeout)
+            try:
+                s.connect(addr)
+            except socket.timeout:
+                return "blocked"
+            s.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                return "allowed" if s.recv(64) else "closed"
+            except socket.timeout:
+                return "connected-no-data"
+        # UDP: resend until the deadline, so one lost datagram is not a verdict.
+        s.connect(addr)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "blocked"
+            s.send(b"ping")
+            s.settimeout(min(0.2, left))
+            try:
+                s.recv(64)
+                return "allowed"
+            except socket.timeout:
+                continue
     except ConnectionRefusedError:
-        print("refused")
+        return "refused"
+    except OSError as e:
+        return "error: %s" % e.strerror
+    finally:
+        s.close()
+
+
+def batch(timeout):
+    flows = [line.split() for line in sys.stdin if line.strip()]
+    results = {}
+
+    def one(f):
+        results[f[0]] = probe(f[1], f[2], int(f[3]), f[4] if len(f) > 4 else None, timeout)
+
+    threads = [threading.Thread(target=one, args=(f,)) for f in flows]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for f in flows:
+        print(f[0], results[f[0]])
+    sys.stdout.flush()
+
+
+def hold(dst, port):
+    s = socket.create_connection((dst, port), timeout=TIMEOUT)
+    s.recv(64)
+    print("connected", flush=True)
+    for line in sys.stdin:
+        s.settimeout(TIMEOUT)
+        try:
+            s.sendall(line.encode())
+            got = s.recv(2048)
+            print("echo" if got else "closed", flush=True)
+        except OSError:
+            print("timeout", flush=True)
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "serve":
-        serve([int(p) for p in sys.argv[2:]])
+    if sys.argv[1] == "hold":
+        hold(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "serve":
+        serve(sys.argv[2], [int(p) for p in sys.argv[3:]])
+    elif sys.argv[1] == "batch":
+        batch(float(sys.argv[2]) if len(sys.argv) > 2 else TIMEOUT)
     else:
-        probe(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        print(probe(sys.argv[2], sys.argv[3], int(sys.argv[4])))

@@ -136,11 +136,15 @@ fn policy_and_anti_spoofing_hold_for_real_packets() {
 
     let _servers = [
         Started(
-            python(&w2, &[PROBE, "serve", "6379", "22"])
+            python(&w2, &[PROBE, "serve", "backend", "6379", "22"])
                 .spawn()
                 .unwrap(),
         ),
-        Started(python(&ext, &[PROBE, "serve", "80"]).spawn().unwrap()),
+        Started(
+            python(&ext, &[PROBE, "serve", "outside", "80"])
+                .spawn()
+                .unwrap(),
+        ),
     ];
     std::thread::sleep(Duration::from_millis(500));
     // Before: everything flows.
