@@ -2,7 +2,9 @@
 //! namespace that routes between workload namespaces and an uplink. Proves with the
 //! kernel what the unit tests prove with the IR: the policy allows what it allows,
 //! drops what it does not, and spoofed sources never get through. Root only; fails
-//! instead of skipping under `CI=true`.
+//! instead of skipping under `CI=true`. This is the `netpold plan | nft -f -` path on
+//! purpose, for operators who load plans themselves; `e2e_semantics.rs` and
+//! `e2e_dynamic.rs` send packets through what `netpold apply` and `netpold run` program.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
