@@ -117,6 +117,10 @@ fn block_key(block: &IpBlock) -> String {
     format!("{} except {}", block.cidr, excepts.join(","))
 }
 
+/// Beyond this many addresses (of one family, link-local included) an endpoint's
+/// anti-spoofing rule looks its addresses up in a named set.
+const MAX_INLINE_OWN_ADDRESSES: usize = 8;
+
 fn family_digit(family: Family) -> char {
     match family {
         Family::V4 => '4',
@@ -447,9 +451,17 @@ impl<'m> Compiler<'m> {
                 own.sort();
                 // One `!=` per address rather than `!= { … }`: an anonymous set per
                 // endpoint makes the kernel's transaction cost grow with the square
-                // of the endpoint count.
+                // of the endpoint count. An endpoint with many addresses gets a named
+                // set instead, as a rule takes at most 128 expressions.
                 let spoof: Vec<Match> = if own.is_empty() {
                     vec![Match::Family(family)]
+                } else if own.len() > MAX_INLINE_OWN_ADDRESSES {
+                    vec![Match::Addr {
+                        side: AddrSide::Src,
+                        family,
+                        negate: true,
+                        source: AddrSource::Set(self.own_addresses_set(ep, family, &own)),
+                    }]
                 } else {
                     own.into_iter()
                         .map(|net| Match::Addr {
@@ -679,6 +691,34 @@ impl<'m> Compiler<'m> {
                 },
             );
         }
+        name
+    }
+
+    /// The addresses an endpoint may send from, for one with too many to list in a rule.
+    fn own_addresses_set(&mut self, ep: &Endpoint, family: Family, own: &[IpNet]) -> String {
+        let name = self.names.get(
+            &format!("a{}", family_digit(family)),
+            &format!("own\0{}\0{}", ep.namespace, ep.name),
+            "",
+        );
+        let elements = own
+            .iter()
+            .map(|net| {
+                if net.prefix_len() == net.max_prefix_len() {
+                    Element::Addr(net.addr())
+                } else {
+                    Element::Range(net.network(), net.broadcast())
+                }
+            })
+            .collect();
+        self.out.sets.insert(
+            name.clone(),
+            Set {
+                kind: SetKind::Interval(family),
+                elements,
+                comment: bounded_comment(&format!("addresses of endpoint {}", ep.id())),
+            },
+        );
         name
     }
 
@@ -1052,6 +1092,32 @@ spec:
             dport: 53,
             ct,
         }
+    }
+
+    #[test]
+    fn an_endpoint_with_many_addresses_checks_them_in_a_set() {
+        use crate::ir::eval::{CtInfo, run};
+        let ips: Vec<String> = (1..=12).map(|i| format!("10.0.1.{i}")).collect();
+        let rs = compiled(&format!(
+            "apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: router, namespace: a}}
+spec: {{node: n1, interfaceName: veth-r, ips: [{}]}}
+",
+            ips.join(", ")
+        ));
+        let own: Vec<&String> = rs.sets.keys().filter(|n| n.starts_with("a4_")).collect();
+        assert_eq!(own.len(), 1, "{:?}", rs.sets.keys());
+        assert_eq!(rs.sets[own[0]].elements.len(), 12);
+        let accepted = |src: &str| {
+            run(
+                &rs,
+                &packet("veth-r", "uplink0", src, "192.0.2.1", CtInfo::New),
+            )
+            .accepted
+        };
+        assert!(accepted("10.0.1.1") && accepted("10.0.1.12"));
+        assert!(!accepted("10.0.1.13") && !accepted("10.0.0.1"));
     }
 
     #[test]

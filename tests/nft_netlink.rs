@@ -303,3 +303,100 @@ fn a_transaction_larger_than_the_socket_buffers_goes_in_whole() {
     assert_eq!(listed.matches(" accept comment ").count(), 20_000);
     assert!(listed.contains("ip saddr 10.0.78.31 accept comment \"rule number 19999 "));
 }
+
+#[test]
+fn an_endpoint_with_many_addresses_programs_and_matches_nft() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    // More addresses than fit in one rule's expressions: the anti-spoofing rule
+    // switches to a named set, which nft and netpold must program alike.
+    let v4: Vec<String> = (1..=70).map(|i| format!("10.9.0.{i}")).collect();
+    let v6: Vec<String> = (1..=20).map(|i| format!("fd00:9::{i:x}")).collect();
+    let ips: Vec<String> = v4.iter().chain(&v6).map(|ip| format!("\"{ip}\"")).collect();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("router.yaml"),
+        format!(
+            "apiVersion: netpold.io/v1\nkind: WorkloadEndpoint\nmetadata: {{name: router, namespace: edge}}\nspec: {{node: n1, interfaceName: veth-r, ips: [{}]}}\n",
+            ips.join(", ")
+        ),
+    )
+    .unwrap();
+    assert_same_as_nft(dir.path(), "n1", "an endpoint with 90 addresses");
+    let text = plan(dir.path(), "n1");
+    assert!(text.contains("ip saddr != @a4_"), "{text}");
+    assert!(text.contains("ip6 saddr != @a6_"), "{text}");
+}
+
+#[test]
+fn a_rule_beyond_the_kernels_expression_limit_is_refused_before_sending() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    let ns = Netns::new("nl-toolong");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/default-deny-web");
+    apply(&ns, &dir, "edge-1");
+    let before = list(&ns, &[]);
+    let matches: Vec<Match> = (0..70u32)
+        .map(|i| Match::Addr {
+            side: AddrSide::Src,
+            family: Family::V4,
+            negate: true,
+            source: AddrSource::List(vec![ipnet::IpNet::from(std::net::IpAddr::V4(
+                std::net::Ipv4Addr::from(0x0a00_0000 + i),
+            ))]),
+        })
+        .collect();
+    let too_long = tiny_ruleset(vec![
+        Rule::new(matches, Verdict::Drop).with_comment("seventy addresses"),
+    ]);
+    let err = in_netns(&ns, move || {
+        let mut kernel = Kernel::open("netpold").unwrap();
+        kernel.replace(&too_long).unwrap_err()
+    });
+    let msg = err.to_string();
+    assert!(
+        msg.contains("rule 1 of chain c (seventy addresses) needs 143 expressions")
+            && msg.contains("nothing was changed"),
+        "{msg}"
+    );
+    assert_eq!(list(&ns, &[]), before);
+}
+
+#[test]
+fn without_cap_net_admin_apply_says_so_at_once() {
+    if !can_run(&["ip", "nft", "setpriv"]) {
+        return;
+    }
+    let ns = Netns::new("nl-noperm");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/default-deny-web");
+    let started = std::time::Instant::now();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+        ])
+        .args([
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            BIN,
+            "apply",
+        ])
+        .args(["--config", "/dev/null", "--node", "edge-1", "--manifests"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("starting the transaction") && err.contains("Operation not permitted"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -129,6 +129,8 @@ impl<D: Dataplane> Daemon<D> {
         let mut retry_at = self.sync(Trigger::Start, &mut ready);
         let mut resync_at = Instant::now() + self.resync;
         let mut debounce_at: Option<Instant> = None;
+        // When the first change not yet synced was seen.
+        let mut changes_since: Option<Instant> = None;
         let watchdog_every = self.notifier.watchdog_interval();
         let mut watchdog_at = watchdog_every.map(|every| Instant::now() + every);
         loop {
@@ -143,7 +145,11 @@ impl<D: Dataplane> Daemon<D> {
             {
                 Ok(Event::Files(batch)) => {
                     if self.watcher.is_relevant(&batch) {
-                        debounce_at = Some(Instant::now() + self.debounce);
+                        // Each event restarts the quiet period, but a directory that is
+                        // never quiet still syncs every `max_debounce`.
+                        let now = Instant::now();
+                        let first = *changes_since.get_or_insert(now);
+                        debounce_at = Some((now + self.debounce).min(first + self.max_debounce()));
                     }
                 }
                 Ok(Event::Hangup) => {
@@ -158,6 +164,7 @@ impl<D: Dataplane> Daemon<D> {
                         self.notifier.ready();
                     }
                     debounce_at = None;
+                    changes_since = None;
                     resync_at = Instant::now() + self.resync;
                 }
                 Ok(Event::Terminate(signal)) => {
@@ -187,8 +194,14 @@ impl<D: Dataplane> Daemon<D> {
             };
             retry_at = self.sync(trigger, &mut ready);
             debounce_at = None;
+            changes_since = None;
             resync_at = Instant::now() + self.resync;
         }
+    }
+
+    /// The longest a stream of changes can put a sync off.
+    fn max_debounce(&self) -> Duration {
+        (self.debounce * 10).max(Duration::from_secs(1))
     }
 
     /// Re-arms the watches, syncs and tells systemd; returns when to retry, if needed.

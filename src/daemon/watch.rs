@@ -20,7 +20,7 @@ use std::sync::mpsc::Sender;
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 
 use super::Event;
-use crate::manifest::is_ignored_name;
+use crate::manifest::{has_manifest_extension, is_ignored_name};
 
 /// One inotify event, owned.
 #[derive(Clone, Debug)]
@@ -191,10 +191,14 @@ impl Watcher {
                 _ => false,
             };
         }
-        // Editor swap files, backups and hidden entries are never loaded.
-        e.name
-            .as_ref()
-            .is_none_or(|name| !is_ignored_name(name.as_bytes()))
+        // Editor swap files, backups, hidden entries and files that are not manifests
+        // (a log written next to them, say) are never loaded, so they never delay a
+        // sync either. Directories count whatever their name.
+        e.name.as_ref().is_none_or(|name| {
+            let name = name.as_bytes();
+            !is_ignored_name(name)
+                && (e.mask.contains(EventMask::ISDIR) || has_manifest_extension(name))
+        })
     }
 }
 

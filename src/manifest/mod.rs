@@ -50,7 +50,7 @@ pub fn is_ignored_name(name: &[u8]) -> bool {
         .any(|part| part.starts_with(b"dpkg-") || part.starts_with(b"rpm"))
 }
 
-fn has_manifest_extension(name: &[u8]) -> bool {
+pub fn has_manifest_extension(name: &[u8]) -> bool {
     [b".yaml".as_slice(), b".yml", b".json"]
         .iter()
         .any(|ext| name.len() > ext.len() && name.ends_with(ext))
@@ -118,6 +118,16 @@ pub fn scan_dir(dir: &Path) -> Result<(Vec<SourceFile>, Vec<Diagnostic>), std::i
                             continue;
                         }
                     }
+                }
+                // Messages, the daemon and its state directory name files by their
+                // text; two names that differ only in invalid bytes would be one.
+                if std::str::from_utf8(&child_rel).is_err() {
+                    problems.push(Diagnostic::new(
+                        String::from_utf8_lossy(&child_rel).into_owned(),
+                        Pos { line: 1, col: 1 },
+                        "the file name is not valid UTF-8; rename the file",
+                    ));
+                    continue;
                 }
                 found.push((child_rel, entry.path()));
             }
@@ -409,6 +419,24 @@ mod tests {
         for name in ["a.yaml", "b.json", "c.yml", "dir", "#x.yaml"] {
             assert!(!is_ignored_name(name.as_bytes()), "{name}");
         }
+    }
+
+    #[test]
+    fn file_names_that_are_not_utf8_are_refused_not_merged() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        for name in [&b"a\xfe.yaml"[..], b"a\xff.yaml", b"ok.yaml"] {
+            fs::write(
+                dir.path().join(std::ffi::OsStr::from_bytes(name)),
+                "kind: A\n",
+            )
+            .unwrap();
+        }
+        let (files, problems) = scan_dir(dir.path()).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.display.as_str()).collect();
+        assert_eq!(names, ["ok.yaml"]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].to_string().contains("not valid UTF-8; rename"));
     }
 
     #[test]

@@ -241,15 +241,20 @@ fn merged(mut ranges: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
 
 /// Interval-set elements for inclusive ranges of `width`-byte big-endian keys: nft's
 /// encoding, a start element per range and an end marker one past it, led by an end
-/// marker at zero when the first range does not start there.
-fn interval_elements(ranges: Vec<(u128, u128)>, width: usize) -> Vec<ElemSpec> {
+/// marker at zero when the first range does not start there. nft merges touching
+/// ranges of anonymous sets (`merge`) but keeps a named set's elements as given.
+fn interval_elements(mut ranges: Vec<(u128, u128)>, width: usize, merge: bool) -> Vec<ElemSpec> {
     let key = |v: u128| v.to_be_bytes()[16 - width..].to_vec();
     let max = if width == 16 {
         u128::MAX
     } else {
         (1u128 << (8 * width)) - 1
     };
-    let ranges = merged(ranges);
+    if merge {
+        ranges = merged(ranges);
+    } else {
+        ranges.sort_unstable();
+    }
     let mut out = Vec::new();
     if ranges.first().is_some_and(|r| r.0 != 0) {
         out.push(ElemSpec {
@@ -324,8 +329,13 @@ impl Descriptions {
     }
 }
 
+/// The kernel's limit on expressions in one rule (NFT_RULE_MAXEXPRS).
+const MAX_RULE_EXPRESSIONS: usize = 128;
+
 pub struct Encoder<'a> {
     batch: Batch,
+    /// Why the ruleset cannot be sent, found while encoding it; nothing is sent then.
+    refused: Option<String>,
     table: CString,
     sets: BTreeMap<&'a str, SetRef>,
     next_set_id: u32,
@@ -336,6 +346,7 @@ impl<'a> Encoder<'a> {
     pub fn new(table: &str, first_seq: u32) -> Encoder<'a> {
         Encoder {
             batch: Batch::new(first_seq),
+            refused: None,
             table: c_string(table),
             sets: BTreeMap::new(),
             next_set_id: 1,
@@ -347,8 +358,12 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    pub fn finish(self) -> (super::ffi::Finished, Descriptions) {
-        (self.batch.finish(), self.descriptions)
+    /// The finished batch, or why it must not be sent.
+    pub fn finish(self) -> Result<(super::ffi::Finished, Descriptions), String> {
+        match self.refused {
+            Some(why) => Err(why),
+            None => Ok((self.batch.finish(), self.descriptions)),
+        }
     }
 
     fn describe(&mut self, seq: u32, text: String) {
@@ -463,7 +478,7 @@ impl<'a> Encoder<'a> {
                         Element::AddrPort(..) => None,
                     })
                     .collect();
-                interval_elements(ranges, key_len as usize)
+                interval_elements(ranges, key_len as usize, false)
             }
             SetKind::AddrPort(_) => set
                 .elements
@@ -638,6 +653,19 @@ impl<'a> Encoder<'a> {
                 }
             }
         }
+        if exprs.len() > MAX_RULE_EXPRESSIONS {
+            // Checked here, not left to the kernel: it bounds the message size the
+            // batch buffer relies on.
+            self.refused.get_or_insert_with(|| {
+                format!(
+                    "rule {} of chain {chain} ({}) needs {} expressions; the kernel takes at most {MAX_RULE_EXPRESSIONS}",
+                    index + 1,
+                    rule.comment.as_deref().unwrap_or("no comment"),
+                    exprs.len()
+                )
+            });
+            return;
+        }
         let userdata = rule
             .comment
             .as_deref()
@@ -726,6 +754,7 @@ impl<'a> Encoder<'a> {
                                     .map(|&(a, b)| (u128::from(a), u128::from(b)))
                                     .collect(),
                                 2,
+                                true,
                             )
                         } else {
                             ranges
@@ -808,7 +837,7 @@ impl<'a> Encoder<'a> {
             _ => {
                 let interval = nets.iter().any(|n| !is_host(n));
                 let elems = if interval {
-                    interval_elements(nets.iter().map(net_range).collect(), len as usize)
+                    interval_elements(nets.iter().map(net_range).collect(), len as usize, true)
                 } else {
                     nets.iter()
                         .map(|n| ElemSpec {
@@ -910,7 +939,7 @@ mod tests {
 
     #[test]
     fn intervals_start_with_an_end_marker_at_zero_and_end_one_past() {
-        let elems = interval_elements(vec![(0x0a00_0000, 0x0aff_ffff)], 4);
+        let elems = interval_elements(vec![(0x0a00_0000, 0x0aff_ffff)], 4, false);
         assert_eq!(
             keys(&elems),
             [
@@ -923,7 +952,7 @@ mod tests {
 
     #[test]
     fn touching_ranges_merge_and_a_range_to_the_top_is_open() {
-        let elems = interval_elements(vec![(0, 9), (10, 20), (30, 0xffff)], 2);
+        let elems = interval_elements(vec![(0, 9), (10, 20), (30, 0xffff)], 2, true);
         assert_eq!(
             keys(&elems),
             [

@@ -169,15 +169,29 @@ impl Batch {
     }
 
     /// Starts a message; the caller writes its payload into the returned header.
+    ///
+    /// Every message is written asking for an ACK, and the request is taken back from
+    /// the previous one: so the last message asks, whatever happens to its header
+    /// afterwards (libnftnl moves a message that overflows a page to the next page,
+    /// leaving our pointer on a stale copy; clearing the flag on such a copy only
+    /// costs one extra ACK).
     fn header(&mut self, msg_type: u32, flags: i32) -> (*mut libc::nlmsghdr, u32) {
+        if let Some(previous) = self.last_message.take() {
+            // SAFETY: `previous` points into a page of this batch (the page, or the
+            // stale copy left behind when the message moved on), allocated until the
+            // batch is freed.
+            unsafe { (*previous.as_ptr()).nlmsg_flags &= !(libc::NLM_F_ACK as u16) };
+        }
         let seq = self.take_seq();
-        // SAFETY: `buffer()` has room for `MAX_MESSAGE` bytes (see `new`).
+        // SAFETY: `buffer()` has room for `MAX_MESSAGE` bytes (see `new`), and no
+        // message is larger: `Encoder` bounds expressions per rule, libnftnl splits
+        // element lists, names and comments are short.
         let nlh = unsafe {
             sys::nftnl_nlmsg_build_hdr(
                 self.buffer(),
                 msg_type as u16,
                 FAMILY_INET,
-                (flags | libc::NLM_F_REQUEST) as u16,
+                (flags | libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16,
                 seq,
             )
         };
@@ -391,14 +405,9 @@ impl Batch {
         }
     }
 
-    /// Closes the batch. The last message asks for an acknowledgement: errors are
-    /// always reported, so that one ACK and no error means the kernel took it all.
+    /// Closes the batch. The last message asks for an acknowledgement (see `header`):
+    /// errors are always reported, so that ACK and no error means the kernel took it all.
     pub fn finish(mut self) -> Finished {
-        if let Some(last) = self.last_message {
-            // SAFETY: `last` points at the header of the last message written into
-            // the batch buffer, which lives as long as `self.raw`.
-            unsafe { (*last.as_ptr()).nlmsg_flags |= libc::NLM_F_ACK as u16 };
-        }
         let last_seq = self.next_seq.wrapping_sub(1);
         let end_seq = self.take_seq();
         // SAFETY: as for the begin message.
@@ -406,7 +415,8 @@ impl Batch {
         self.advance();
         Finished {
             batch: self.raw,
-            seqs: self.first_seq.wrapping_add(1)..end_seq,
+            begin_seq: self.first_seq,
+            end_seq,
             ack_seq: last_seq,
             messages: self.messages + 2,
         }
@@ -415,8 +425,10 @@ impl Batch {
 
 pub struct Finished {
     batch: Owned<sys::nftnl_batch>,
-    /// The sequence numbers of the messages between begin and end.
-    pub seqs: std::ops::Range<u32>,
+    /// Sequence numbers of the batch-begin and batch-end messages; the messages
+    /// between them have the numbers in between (modulo 2^32).
+    pub begin_seq: u32,
+    pub end_seq: u32,
     pub ack_seq: u32,
     pub messages: usize,
 }
@@ -437,6 +449,39 @@ impl Finished {
             sys::nftnl_batch_iovec(self.batch.raw(), iov.as_mut_ptr(), n as u32);
             iov
         }
+    }
+
+    /// Whether `seq` belongs to this batch, begin and end included, across a wrap of
+    /// the 32-bit counter.
+    pub fn owns(&self, seq: u32) -> bool {
+        seq.wrapping_sub(self.begin_seq) <= self.end_seq.wrapping_sub(self.begin_seq)
+    }
+
+    /// 1-based position of a message between begin and end.
+    pub fn position(&self, seq: u32) -> u32 {
+        seq.wrapping_sub(self.begin_seq)
+    }
+
+    /// Sequence numbers of the messages that ask for an acknowledgement, read back
+    /// from the bytes that would be sent.
+    #[cfg(test)]
+    pub fn acked_seqs(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for iov in self.iovecs() {
+            // SAFETY: each iovec points at a page of this batch, `iov_len` bytes long.
+            let mut page =
+                unsafe { std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len) };
+            while page.len() >= 16 {
+                let len = u32::from_ne_bytes(page[0..4].try_into().unwrap()) as usize;
+                let flags = u16::from_ne_bytes(page[6..8].try_into().unwrap());
+                let seq = u32::from_ne_bytes(page[8..12].try_into().unwrap());
+                if flags & libc::NLM_F_ACK as u16 != 0 {
+                    out.push(seq);
+                }
+                page = &page[len.div_ceil(4) * 4..];
+            }
+        }
+        out
     }
 
     pub fn bytes(&self) -> usize {
@@ -566,4 +611,59 @@ fn kernel_address() -> libc::sockaddr_nl {
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
     addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rule message of a few KiB, so a batch page holds a few hundred.
+    fn big_rule(batch: &mut Batch) {
+        let exprs: Vec<Expr> = (0..100)
+            .map(|i| Expr {
+                name: c"cmp",
+                attrs: vec![
+                    Attr::U32(1, 1),
+                    Attr::U32(2, 0),
+                    Attr::Bytes(3, vec![i; 16]),
+                ],
+            })
+            .collect();
+        batch.rule(
+            c"t",
+            &RuleSpec {
+                chain: c"c",
+                exprs: &exprs,
+                userdata: &[0; 100],
+            },
+        );
+    }
+
+    #[test]
+    fn the_last_message_asks_for_an_ack_even_when_it_moved_to_a_new_page() {
+        let mut crossings = 0;
+        for n in 1..=400u32 {
+            let mut batch = Batch::new(1000);
+            for _ in 0..n {
+                big_rule(&mut batch);
+            }
+            let finished = batch.finish();
+            let pages = finished.iovecs().len();
+            let acked = finished.acked_seqs();
+            // Messages have the numbers 1001..=1000 + n; batch end is 1001 + n.
+            assert_eq!(acked.last(), Some(&(1000 + n)), "n = {n}: {acked:?}");
+            // Each page switch may leave one earlier message asking too: harmless.
+            assert!(
+                acked.len() <= pages,
+                "n = {n}: {acked:?} with {pages} pages"
+            );
+            if pages > 1 && acked.len() > 1 {
+                crossings += 1;
+            }
+        }
+        assert!(
+            crossings > 0,
+            "no batch had its last message moved to a new page"
+        );
+    }
 }

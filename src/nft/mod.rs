@@ -50,14 +50,17 @@ impl Kernel {
         finished: &ffi::Finished,
         descriptions: &encode::Descriptions,
     ) -> Result<(), Error> {
-        self.next_seq = finished.seqs.end.wrapping_add(1);
+        self.next_seq = finished.end_seq.wrapping_add(1);
         self.socket
             .send(finished)
             .map_err(|e| Error(format!("cannot send the transaction to the kernel: {e}")))?;
         let replies = self.replies(finished)?;
         if let Some(&(seq, errno)) = replies.errors.first() {
-            let what = if seq == finished.seqs.end {
-                "committing the transaction"
+            // The kernel answers for the batch as a whole (a missing CAP_NET_ADMIN,
+            // say) on its first message, and for a failed commit on the first message
+            // after it, so those two name the transaction rather than one object.
+            let what = if seq == finished.begin_seq {
+                "starting the transaction"
             } else {
                 descriptions.get(seq).unwrap_or("an unknown message")
             };
@@ -67,7 +70,7 @@ impl Kernel {
             };
             return Err(Error(format!(
                 "the kernel refused the transaction at message {} of {} ({what}): {}{others}; nothing was changed",
-                seq.wrapping_sub(finished.seqs.start) + 1,
+                finished.position(seq),
                 finished.messages - 2,
                 io::Error::from_raw_os_error(errno)
             )));
@@ -86,10 +89,13 @@ impl Kernel {
         let mut buf = ffi::RecvBuf::new(256 * 1024);
         let deadline = Instant::now() + REPLY_TIMEOUT;
         loop {
-            let data = self
-                .socket
-                .recv_nowait(&mut buf)
-                .map_err(|e| Error(format!("reading the kernel's answer: {e}")))?;
+            let data = match self.socket.recv_nowait(&mut buf) {
+                Ok(data) => data,
+                // Replies beyond the receive buffer are lost (ENOBUFS); only errors can
+                // be that many, so the transaction failed: report what was read.
+                Err(_) if !out.errors.is_empty() => return Ok(out),
+                Err(e) => return Err(Error(format!("reading the kernel's answer: {e}"))),
+            };
             if data.is_empty() {
                 if out.acked || !out.errors.is_empty() {
                     return Ok(out);
@@ -106,8 +112,7 @@ impl Kernel {
                 continue;
             }
             for (seq, errno) in parse_replies(data) {
-                let ours = finished.seqs.contains(&seq) || seq == finished.seqs.end;
-                if !ours {
+                if !finished.owns(seq) {
                     continue;
                 }
                 if errno != 0 {
@@ -152,7 +157,11 @@ impl Dataplane for Kernel {
         let started = Instant::now();
         let mut encoder = encode::Encoder::new(&self.table, self.next_seq);
         encoder.replace(desired);
-        let (finished, descriptions) = encoder.finish();
+        let (finished, descriptions) = encoder.finish().map_err(|why| {
+            Error(format!(
+                "cannot program this ruleset: {why}; nothing was changed"
+            ))
+        })?;
         let bytes = finished.bytes();
         self.send(&finished, &descriptions)?;
         Ok(Applied {

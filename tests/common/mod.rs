@@ -147,6 +147,11 @@ pub fn scenario(rng: &mut Rng) -> Scenario {
             ips.push(format!("fd00::{i}"));
         }
         addresses.extend(ips.iter().map(|s| s.parse::<IpAddr>().unwrap()));
+        // Now and then more addresses than an anti-spoofing rule lists inline (they
+        // are members of sets, but not probed, to keep the probe count down).
+        if rng.chance(10) {
+            ips.extend((1..=9).map(|k| format!("10.{i}.0.{k}")));
+        }
         let tier = if rng.chance(50) { ", tier: x" } else { "" };
         let mut ports = Vec::new();
         if rng.chance(60) {
