@@ -20,11 +20,11 @@ enum Command {
     /// Validate manifests; print `path:line:col: error: ...` per problem
     Check(cli::check::CheckArgs),
     /// Print the ruleset `run` would program, as `nft -f` input
-    Plan(cli::plan::PlanArgs),
+    Plan(cli::NodeArgs),
     /// Program the current network namespace once, as `run` does on start, and exit
-    Apply(cli::apply::ApplyArgs),
+    Apply(cli::NodeArgs),
     /// The daemon: program the current network namespace and keep it in step with the directory
-    Run(cli::run::RunArgs),
+    Run(cli::NodeArgs),
 }
 
 fn main() -> ExitCode {

@@ -1,29 +1,13 @@
 use std::time::Instant;
 
-use clap::Args;
-
-use super::{Common, EXIT_INVALID, EXIT_OK};
+use super::{EXIT_INVALID, EXIT_OK, NodeArgs};
 use netpold::dataplane::Dataplane;
 use netpold::{compile, nft};
 
-#[derive(Args, Debug)]
-pub struct ApplyArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Node whose endpoints are enforced [default: the hostname]
-    #[arg(long, value_name = "N")]
-    pub node: Option<String>,
-    /// nftables table (family inet) [default: netpold]
-    #[arg(long, value_name = "T")]
-    pub table: Option<String>,
-}
-
 /// Programs the current network namespace once, as `run` does on start: nothing is
 /// programmed unless the whole directory is valid.
-pub fn run(args: &ApplyArgs) -> anyhow::Result<u8> {
-    let settings = args
-        .common
-        .settings(args.node.as_deref(), args.table.as_deref())?;
+pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
+    let settings = args.settings()?;
     let started = Instant::now();
     let Some(loaded) = super::load_valid(
         &settings,

@@ -26,6 +26,26 @@ pub struct Common {
     pub manifests: Option<PathBuf>,
 }
 
+/// Options of the verbs that compile for a node: `plan`, `apply`, `run`.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Node whose endpoints are enforced [default: the hostname]
+    #[arg(long, value_name = "N")]
+    pub node: Option<String>,
+    /// nftables table (family inet) [default: netpold]
+    #[arg(long, value_name = "T")]
+    pub table: Option<String>,
+}
+
+impl NodeArgs {
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        self.common
+            .settings(self.node.as_deref(), self.table.as_deref())
+    }
+}
+
 /// Settings after flags override the configuration file.
 pub struct Settings {
     pub manifests: PathBuf,

@@ -1,28 +1,12 @@
 use std::io::Write;
 
-use clap::Args;
-
-use super::{Common, EXIT_INVALID, EXIT_OK};
+use super::{EXIT_INVALID, EXIT_OK, NodeArgs};
 use netpold::{compile, render};
-
-#[derive(Args, Debug)]
-pub struct PlanArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Node whose endpoints get chains [default: the hostname]
-    #[arg(long, value_name = "N")]
-    pub node: Option<String>,
-    /// nftables table (family inet) [default: netpold]
-    #[arg(long, value_name = "T")]
-    pub table: Option<String>,
-}
 
 /// Prints the ruleset `run` would program, as `nft -f` input. Invalid manifests
 /// print their problems on stderr and no plan: a partial plan would mislead.
-pub fn run(args: &PlanArgs) -> anyhow::Result<u8> {
-    let settings = args
-        .common
-        .settings(args.node.as_deref(), args.table.as_deref())?;
+pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
+    let settings = args.settings()?;
     let started = std::time::Instant::now();
     let Some(loaded) = super::load_valid(&settings, "no plan")? else {
         return Ok(EXIT_INVALID);

@@ -1,30 +1,14 @@
 use std::time::Duration;
 
-use clap::Args;
-
-use super::{Common, EXIT_OK};
+use super::{EXIT_OK, NodeArgs};
 use netpold::daemon::notify::Notifier;
 use netpold::daemon::{Daemon, Options};
 use netpold::{config, nft};
 
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Node whose endpoints are enforced [default: the hostname]
-    #[arg(long, value_name = "N")]
-    pub node: Option<String>,
-    /// nftables table (family inet) [default: netpold]
-    #[arg(long, value_name = "T")]
-    pub table: Option<String>,
-}
-
 /// The daemon, in the foreground, until SIGTERM or SIGINT (then exit code 0, the rules
 /// staying in the kernel). Only set-up failures return an error.
-pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
-    let settings = args
-        .common
-        .settings(args.node.as_deref(), args.table.as_deref())?;
+pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
+    let settings = args.settings()?;
     init_logging(settings.config.log_level.as_deref());
     let cfg = &settings.config;
     let options = Options {
