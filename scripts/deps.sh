@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages netpold's build, tests and demo need (as root).
 set -euo pipefail
-packages=(gcc libc6-dev pkg-config libnftnl-dev libmnl-dev nftables iproute2 python3)
+# systemd for systemd-analyze (unit checks), util-linux for setpriv (a test runs netpold unprivileged).
+packages=(gcc libc6-dev pkg-config libnftnl-dev libmnl-dev nftables iproute2 python3 systemd util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
