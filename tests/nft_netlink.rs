@@ -17,32 +17,10 @@ use netpold::nft::Kernel;
 
 mod common;
 use common::netns::{Netns, can_run};
+use common::topology::program_node;
 use common::{NODE, Rng, scenario};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netpold");
-
-fn apply(ns: &Netns, dir: &Path, node: &str) {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            BIN,
-            "apply",
-            "--config",
-            "/dev/null",
-        ])
-        .arg("--manifests")
-        .arg(dir)
-        .args(["--node", node])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "netpold apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn plan(dir: &Path, node: &str) -> String {
     let out = Command::new(BIN)
@@ -126,7 +104,7 @@ fn assert_same_text(ours: &str, theirs: &str, what: &str) {
 fn assert_same_as_nft(dir: &Path, node: &str, what: &str) {
     let ours = Netns::new("nl-ours");
     let theirs = Netns::new("nl-nft");
-    apply(&ours, dir, node);
+    program_node(&ours, dir, node);
     let text = plan(dir, node);
     let (ok, _, err) = theirs.nft(&["-f", "-"], Some(&text));
     assert!(ok, "{what}: nft -f: {err}");
@@ -188,7 +166,7 @@ fn apply_replaces_our_table_and_leaves_others_alone() {
     let (ok, _, err) = ns.nft(&["-f", "-"], Some(foreign));
     assert!(ok, "{err}");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/named-port");
-    apply(&ns, &dir, "edge-1");
+    program_node(&ns, &dir, "edge-1");
     // A rule added behind our back is gone after the next apply: the table is
     // replaced, not appended to.
     let (ok, _, err) = ns.nft(
@@ -196,7 +174,7 @@ fn apply_replaces_our_table_and_leaves_others_alone() {
         None,
     );
     assert!(ok, "{err}");
-    apply(&ns, &dir, "edge-1");
+    program_node(&ns, &dir, "edge-1");
     let ours = list(&ns, &[]);
     assert!(!ours.contains("\t\tdrop\n"), "{ours}");
     let (ok, other, err) = ns.nft(&["list", "table", "ip", "other"], None);
@@ -241,7 +219,7 @@ fn a_refused_transaction_names_the_object_and_changes_nothing() {
     }
     let ns = Netns::new("nl-refused");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/default-deny-web");
-    apply(&ns, &dir, "edge-1");
+    program_node(&ns, &dir, "edge-1");
     let before = list(&ns, &[]);
     // The second rule looks up a set the transaction never declares.
     let broken = tiny_ruleset(vec![
@@ -336,7 +314,7 @@ fn a_rule_beyond_the_kernels_expression_limit_is_refused_before_sending() {
     }
     let ns = Netns::new("nl-toolong");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/default-deny-web");
-    apply(&ns, &dir, "edge-1");
+    program_node(&ns, &dir, "edge-1");
     let before = list(&ns, &[]);
     let matches: Vec<Match> = (0..70u32)
         .map(|i| Match::Addr {

@@ -1,6 +1,7 @@
 use std::time::Instant;
 
 use super::{EXIT_INVALID, EXIT_OK, NodeArgs};
+use netpold::daemon::reconcile;
 use netpold::dataplane::Dataplane;
 use netpold::{compile, nft};
 
@@ -21,29 +22,16 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
     let compiled_at = started.elapsed();
     let mut kernel = nft::Kernel::open(&settings.table)?;
     let applied = kernel.replace(&ruleset)?;
-    let m = &loaded.model;
-    let local = m
-        .endpoints
-        .values()
-        .filter(|e| e.is_local(&settings.node))
-        .count();
     eprintln!(
-        "netpold: programmed table inet {} for node {}: {} namespaces, {} endpoints ({local} local), {} policies -> {} sets, {} maps, {} chains, {} rules in 1 transaction ({} messages, {} KiB) in {:.1?} (load {:.1?}, compile {:.1?}, kernel {:.1?})",
+        "netpold: programmed table inet {} for node {}: {} {} in {} ms (load {} ms, compile {} ms, kernel {} ms)",
         settings.table,
         settings.node,
-        m.namespaces.len(),
-        m.endpoints.len(),
-        m.policies.len(),
-        ruleset.sets.len(),
-        ruleset.maps.len(),
-        ruleset.chains.len(),
-        ruleset.rule_count(),
-        applied.messages,
-        applied.bytes.div_ceil(1024),
-        started.elapsed(),
-        loaded_at,
-        compiled_at - loaded_at,
-        applied.elapsed,
+        reconcile::contents(&loaded.model, &settings.node, &ruleset),
+        reconcile::transaction(&applied),
+        started.elapsed().as_millis(),
+        loaded_at.as_millis(),
+        (compiled_at - loaded_at).as_millis(),
+        applied.elapsed.as_millis(),
     );
     Ok(EXIT_OK)
 }

@@ -15,11 +15,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
     let ruleset = compile::compile(&loaded.model, &settings.node, &settings.table);
     let compiled_at = started.elapsed();
     let m = &loaded.model;
-    let local = m
-        .endpoints
-        .values()
-        .filter(|e| e.is_local(&settings.node))
-        .count();
+    let local = m.local_endpoints(&settings.node);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

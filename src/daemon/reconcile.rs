@@ -162,24 +162,9 @@ impl<D: Dataplane> Reconciler<D> {
         let enforced = Enforced {
             policies: load.model.policies.len(),
             endpoints: load.model.endpoints.len(),
-            local: load
-                .model
-                .endpoints
-                .values()
-                .filter(|e| e.is_local(&self.node))
-                .count(),
+            local: load.model.local_endpoints(&self.node),
         };
-        let contents = format!(
-            "{}, {} ({} local), {}: {}, {}, {}, {}",
-            count(load.model.namespaces.len(), "namespace", "namespaces"),
-            count(enforced.endpoints, "endpoint", "endpoints"),
-            enforced.local,
-            count(enforced.policies, "policy", "policies"),
-            count(desired.chains.len(), "chain", "chains"),
-            count(desired.rule_count(), "rule", "rules"),
-            count(desired.sets.len(), "set", "sets"),
-            count(desired.maps.len(), "map", "maps"),
-        );
+        let contents = contents(&load.model, &self.node, &desired);
         let held_files = load.held.iter().filter(|h| h.last_good).count();
         let held_status = if held_files > 0 {
             format!(
@@ -367,7 +352,24 @@ fn join_parts(parts: &[String]) -> String {
     out
 }
 
-fn transaction(applied: &Applied) -> String {
+/// What a ruleset enforces, as the sync line (and `apply`) says it:
+/// `1 namespace, 3 endpoints (3 local), 1 policy: 10 chains, 32 rules, 2 sets, 2 maps`.
+pub fn contents(model: &Model, node: &str, ruleset: &Ruleset) -> String {
+    format!(
+        "{}, {} ({} local), {}: {}, {}, {}, {}",
+        count(model.namespaces.len(), "namespace", "namespaces"),
+        count(model.endpoints.len(), "endpoint", "endpoints"),
+        model.local_endpoints(node),
+        count(model.policies.len(), "policy", "policies"),
+        count(ruleset.chains.len(), "chain", "chains"),
+        count(ruleset.rule_count(), "rule", "rules"),
+        count(ruleset.sets.len(), "set", "sets"),
+        count(ruleset.maps.len(), "map", "maps"),
+    )
+}
+
+/// `in 1 transaction (57 messages, 13 KB)`.
+pub fn transaction(applied: &Applied) -> String {
     format!(
         "in 1 transaction ({} messages, {})",
         applied.messages,

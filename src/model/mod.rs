@@ -243,6 +243,11 @@ pub struct Model {
 }
 
 impl Model {
+    /// How many endpoints `node` enforces (the rest are selector members only).
+    pub fn local_endpoints(&self, node: &str) -> usize {
+        self.endpoints.values().filter(|e| e.is_local(node)).count()
+    }
+
     /// Converts and validates raw objects; returns the model of everything that
     /// validated and the list of every problem found (empty when all is valid).
     pub fn build(raw: &[RawObject]) -> (Model, Vec<Diagnostic>) {

@@ -614,10 +614,15 @@ pub fn write_atomic(path: &Path, text: &str) {
 /// Programs `host` once from `dir` with `netpold apply`, which exits 0 once the
 /// kernel holds the rules.
 pub fn program(host: &Netns, dir: &Path) {
+    program_node(host, dir, NODE);
+}
+
+/// `program` for another node name.
+pub fn program_node(host: &Netns, dir: &Path, node: &str) {
     let out = in_ns(&host.name, NETPOLD)
         .args(["apply", "--config", "/dev/null", "--manifests"])
         .arg(dir)
-        .args(["--node", NODE])
+        .args(["--node", node])
         .output()
         .unwrap();
     assert!(
