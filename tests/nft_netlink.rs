@@ -683,10 +683,14 @@ fn every_ir_construct_programs_exactly_what_nft_would() {
             ],
         ),
     );
-    rs.chains
-        .insert("base_input".into(), chain(base(Hook::Input, 0, true), vec![]));
-    rs.chains
-        .insert("base_output".into(), chain(base(Hook::Output, 3, true), vec![]));
+    rs.chains.insert(
+        "base_input".into(),
+        chain(base(Hook::Input, 0, true), vec![]),
+    );
+    rs.chains.insert(
+        "base_output".into(),
+        chain(base(Hook::Output, 3, true), vec![]),
+    );
 
     let ours = Netns::new("nl-ir-ours");
     let theirs = Netns::new("nl-ir-nft");

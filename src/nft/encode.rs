@@ -310,22 +310,71 @@ struct SetRef {
     id: u32,
 }
 
-/// What each message of the transaction does, for error reports.
-pub struct Descriptions {
-    first_seq: u32,
-    texts: Vec<String>,
+/// What one message of the transaction does, kept as references into the ruleset
+/// and put into words only when the kernel refuses it.
+#[derive(Clone, Copy)]
+enum Message<'a> {
+    AddTable(&'a str),
+    DeleteTable(&'a str),
+    Chain(&'a str),
+    Set(&'a str),
+    Elements {
+        set: &'a str,
+        count: usize,
+    },
+    AnonymousSet {
+        chain: &'a str,
+    },
+    AnonymousElements {
+        chain: &'a str,
+        count: usize,
+    },
+    Rule {
+        chain: &'a str,
+        index: usize,
+        comment: Option<&'a str>,
+    },
 }
 
-impl Descriptions {
-    pub fn get(&self, seq: u32) -> Option<&str> {
-        let i = seq.wrapping_sub(self.first_seq) as usize;
-        self.texts.get(i).map(String::as_str)
-    }
-
-    fn cover(&mut self, seqs: std::ops::Range<u32>, text: impl Fn() -> String) {
-        for _ in seqs {
-            self.texts.push(text());
+impl std::fmt::Display for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Message::AddTable(t) => write!(f, "add table inet {t}"),
+            Message::DeleteTable(t) => write!(f, "delete table inet {t}"),
+            Message::Chain(c) => write!(f, "add chain {c}"),
+            Message::Set(s) => write!(f, "add set {s}"),
+            Message::Elements { set, count } => write!(f, "add {count} elements to set {set}"),
+            Message::AnonymousSet { chain } => {
+                write!(f, "add set (anonymous, for a rule in {chain})")
+            }
+            Message::AnonymousElements { chain, count } => write!(
+                f,
+                "add {count} elements to set (anonymous, for a rule in {chain})"
+            ),
+            Message::Rule {
+                chain,
+                index,
+                comment,
+            } => write!(
+                f,
+                "add rule {} of chain {chain} ({})",
+                index + 1,
+                comment.unwrap_or("no comment")
+            ),
         }
+    }
+}
+
+/// What each message of the transaction does, for error reports.
+pub struct Descriptions<'a> {
+    first_seq: u32,
+    messages: Vec<Message<'a>>,
+}
+
+impl Descriptions<'_> {
+    pub fn get(&self, seq: u32) -> Option<String> {
+        let i = seq.wrapping_sub(self.first_seq) as usize;
+        self.messages.get(i).map(ToString::to_string)
     }
 }
 
@@ -339,7 +388,7 @@ pub struct Encoder<'a> {
     table: CString,
     sets: BTreeMap<&'a str, SetRef>,
     next_set_id: u32,
-    pub descriptions: Descriptions,
+    descriptions: Descriptions<'a>,
 }
 
 impl<'a> Encoder<'a> {
@@ -353,22 +402,29 @@ impl<'a> Encoder<'a> {
             descriptions: Descriptions {
                 // The batch-begin message takes `first_seq`.
                 first_seq: first_seq.wrapping_add(1),
-                texts: Vec::new(),
+                messages: Vec::new(),
             },
         }
     }
 
     /// The finished batch, or why it must not be sent.
-    pub fn finish(self) -> Result<(super::ffi::Finished, Descriptions), String> {
+    pub fn finish(self) -> Result<(super::ffi::Finished, Descriptions<'a>), String> {
         match self.refused {
             Some(why) => Err(why),
             None => Ok((self.batch.finish(), self.descriptions)),
         }
     }
 
-    fn describe(&mut self, seq: u32, text: String) {
+    /// Records what the messages `seqs` (one or more in a row) do.
+    fn describe(&mut self, seqs: std::ops::Range<u32>, what: Message<'a>) {
+        let n = seqs.end.wrapping_sub(seqs.start) as usize;
         self.descriptions
-            .cover(seq..seq.wrapping_add(1), || text.clone());
+            .messages
+            .extend(std::iter::repeat_n(what, n));
+    }
+
+    fn one(seq: u32) -> std::ops::Range<u32> {
+        seq..seq.wrapping_add(1)
     }
 
     fn set_id(&mut self) -> u32 {
@@ -384,11 +440,11 @@ impl<'a> Encoder<'a> {
         let table = self.table.clone();
         let name = rs.table.as_str();
         let seq = self.batch.table(&table, false);
-        self.describe(seq, format!("add table inet {name}"));
+        self.describe(Self::one(seq), Message::AddTable(name));
         let seq = self.batch.table(&table, true);
-        self.describe(seq, format!("delete table inet {name}"));
+        self.describe(Self::one(seq), Message::DeleteTable(name));
         let seq = self.batch.table(&table, false);
-        self.describe(seq, format!("add table inet {name}"));
+        self.describe(Self::one(seq), Message::AddTable(name));
         // The order `plan` prints them in, so handles and listings match nft's.
         let mut order = crate::render::chain_order(rs);
         order.extend(
@@ -413,7 +469,7 @@ impl<'a> Encoder<'a> {
         }
     }
 
-    fn chain(&mut self, name: &str, chain: &ir::Chain) {
+    fn chain(&mut self, name: &'a str, chain: &ir::Chain) {
         let c_name = c_string(name);
         let userdata = comment_udata(&chain.comment);
         let hook = chain.base.map(|b| Hook {
@@ -435,7 +491,7 @@ impl<'a> Encoder<'a> {
             userdata: &userdata,
         };
         let seq = self.batch.chain(&self.table, &spec);
-        self.describe(seq, format!("add chain {name}"));
+        self.describe(Self::one(seq), Message::Chain(name));
     }
 
     fn named_set(&mut self, name: &'a str, set: &ir::Set) {
@@ -557,13 +613,12 @@ impl<'a> Encoder<'a> {
         self.sets.insert(name, SetRef { name: c_name, id });
     }
 
-    fn add_set(&mut self, name: &str, spec: &SetSpec, elems: &[ElemSpec]) {
+    fn add_set(&mut self, name: &'a str, spec: &SetSpec, elems: &[ElemSpec]) {
         let seq = self.batch.set(&self.table, spec);
-        self.describe(seq, format!("add set {name}"));
+        self.describe(Self::one(seq), Message::Set(name));
         let seqs = self.batch.elements(&self.table, spec, elems, false);
         let count = elems.len();
-        self.descriptions
-            .cover(seqs, || format!("add {count} elements to set {name}"));
+        self.describe(seqs, Message::Elements { set: name, count });
     }
 
     /// An anonymous constant set, created right before the rule that uses it.
@@ -573,7 +628,7 @@ impl<'a> Encoder<'a> {
         key_len: u32,
         interval: bool,
         elems: Vec<ElemSpec>,
-        chain: &str,
+        chain: &'a str,
     ) -> SetRef {
         let id = self.set_id();
         let name = c"__set%d";
@@ -592,11 +647,11 @@ impl<'a> Encoder<'a> {
             size: Some(u32::try_from(elems.len()).unwrap_or(u32::MAX)),
             userdata: &userdata,
         };
-        self.add_set(
-            &format!("(anonymous, for a rule in {chain})"),
-            &spec,
-            &elems,
-        );
+        let seq = self.batch.set(&self.table, &spec);
+        self.describe(Self::one(seq), Message::AnonymousSet { chain });
+        let seqs = self.batch.elements(&self.table, &spec, &elems, false);
+        let count = elems.len();
+        self.describe(seqs, Message::AnonymousElements { chain, count });
         SetRef {
             name: name.to_owned(),
             id,
@@ -612,7 +667,7 @@ impl<'a> Encoder<'a> {
         })
     }
 
-    fn rule(&mut self, chain: &str, index: usize, rule: &ir::Rule) {
+    fn rule(&mut self, chain: &'a str, index: usize, rule: &'a ir::Rule) {
         let mut exprs = Vec::new();
         let mut ctx = Context::default();
         for m in &rule.matches {
@@ -678,14 +733,17 @@ impl<'a> Encoder<'a> {
             userdata: &userdata,
         };
         let seq = self.batch.rule(&self.table, &spec);
-        let what = rule.comment.as_deref().unwrap_or("no comment");
         self.describe(
-            seq,
-            format!("add rule {} of chain {chain} ({what})", index + 1),
+            Self::one(seq),
+            Message::Rule {
+                chain,
+                index,
+                comment: rule.comment.as_deref(),
+            },
         );
     }
 
-    fn match_exprs(&mut self, m: &Match, ctx: &mut Context, out: &mut Vec<Expr>, chain: &str) {
+    fn match_exprs(&mut self, m: &Match, ctx: &mut Context, out: &mut Vec<Expr>, chain: &'a str) {
         match m {
             Match::Ct(state) => {
                 let mask = match state {
@@ -827,7 +885,7 @@ impl<'a> Encoder<'a> {
         family: Family,
         negate: bool,
         out: &mut Vec<Expr>,
-        chain: &str,
+        chain: &'a str,
     ) {
         let op = if negate { CMP_NEQ } else { CMP_EQ };
         let (key_type, len) = addr_type(family);

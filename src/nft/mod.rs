@@ -60,9 +60,11 @@ impl Kernel {
             // say) on its first message, and for a failed commit on the first message
             // after it, so those two name the transaction rather than one object.
             let what = if seq == finished.begin_seq {
-                "starting the transaction"
+                "starting the transaction".to_owned()
             } else {
-                descriptions.get(seq).unwrap_or("an unknown message")
+                descriptions
+                    .get(seq)
+                    .unwrap_or_else(|| "an unknown message".to_owned())
             };
             let others = match replies.errors.len() {
                 1 => String::new(),
