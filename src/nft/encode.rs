@@ -588,6 +588,11 @@ impl<'a> Encoder<'a> {
             .entries
             .iter()
             .map(|(ifname, verdict)| {
+                if matches!(verdict, ir::Verdict::Map { .. }) {
+                    self.refused.get_or_insert_with(|| {
+                        format!("map {name}: entry {ifname:?} looks up another map, which nftables cannot do")
+                    });
+                }
                 let (code, chain) = verdict_code(verdict);
                 ElemSpec {
                     key: ifname_key(ifname),
@@ -616,7 +621,7 @@ impl<'a> Encoder<'a> {
     fn add_set(&mut self, name: &'a str, spec: &SetSpec, elems: &[ElemSpec]) {
         let seq = self.batch.set(&self.table, spec);
         self.describe(Self::one(seq), Message::Set(name));
-        let seqs = self.batch.elements(&self.table, spec, elems, false);
+        let seqs = self.batch.elements(&self.table, spec, elems);
         let count = elems.len();
         self.describe(seqs, Message::Elements { set: name, count });
     }
@@ -649,7 +654,7 @@ impl<'a> Encoder<'a> {
         };
         let seq = self.batch.set(&self.table, &spec);
         self.describe(Self::one(seq), Message::AnonymousSet { chain });
-        let seqs = self.batch.elements(&self.table, &spec, &elems, false);
+        let seqs = self.batch.elements(&self.table, &spec, &elems);
         let count = elems.len();
         self.describe(seqs, Message::AnonymousElements { chain, count });
         SetRef {
@@ -953,7 +958,7 @@ fn verdict_code(v: &ir::Verdict) -> (i32, Option<&str>) {
         ir::Verdict::Return => (NFT_RETURN, None),
         ir::Verdict::Jump(c) => (NFT_JUMP, Some(c)),
         ir::Verdict::Goto(c) => (NFT_GOTO, Some(c)),
-        // A map inside a map is not something the compiler builds.
+        // Refused by `verdict_map` (a map entry) and never reaches here from a rule.
         ir::Verdict::Map { .. } => (NF_DROP, None),
     }
 }

@@ -286,14 +286,13 @@ impl Batch {
         seq
     }
 
-    /// Adds (or deletes) elements of a set; libnftnl splits them over as many
+    /// Adds elements to a set; libnftnl splits them over as many
     /// messages as they need. Returns the sequence numbers used.
     pub fn elements(
         &mut self,
         table: &CStr,
         spec: &SetSpec,
         elems: &[ElemSpec],
-        delete: bool,
     ) -> std::ops::Range<u32> {
         let start = self.next_seq;
         if elems.is_empty() {
@@ -340,16 +339,11 @@ impl Batch {
                 sys::nftnl_set_elem_add(s.raw(), e);
             }
             let iter = Owned::new(sys::nftnl_set_elems_iter_create(s.raw()));
-            let (msg_type, flags) = if delete {
-                (libc::NFT_MSG_DELSETELEM, 0)
-            } else {
-                (
-                    libc::NFT_MSG_NEWSETELEM,
-                    libc::NLM_F_CREATE | libc::NLM_F_EXCL,
-                )
-            };
             while !sys::nftnl_set_elems_iter_cur(iter.raw()).is_null() {
-                let (nlh, _) = self.header(msg_type as u32, flags);
+                let (nlh, _) = self.header(
+                    libc::NFT_MSG_NEWSETELEM as u32,
+                    libc::NLM_F_CREATE | libc::NLM_F_EXCL,
+                );
                 let more = sys::nftnl_set_elems_nlmsg_build_payload_iter(nlh, iter.raw());
                 self.advance();
                 if more <= 0 {
