@@ -250,21 +250,17 @@ impl Source {
                 && good(rel).is_none_or(|g| current[rel].bytes.as_ref() != Some(&g.bytes))
         };
         loop {
-            let mut raw = Vec::new();
+            let mut raw: Vec<&RawObject> = Vec::new();
             for (rel, choice) in &choices {
                 match choice {
-                    Choice::Current => raw.extend(current[rel].objects.iter().cloned()),
+                    Choice::Current => raw.extend(current[rel].objects.iter()),
                     Choice::LastGood => {
-                        raw.extend(
-                            good(rel)
-                                .into_iter()
-                                .flat_map(|g| g.objects.iter().cloned()),
-                        );
+                        raw.extend(good(rel).into_iter().flat_map(|g| g.objects.iter()));
                     }
                     Choice::Nothing => {}
                 }
             }
-            let (model, found) = Model::build(&raw);
+            let (model, found) = Model::build(raw);
             if found.is_empty() {
                 return (model, problems, choices);
             }

@@ -250,7 +250,7 @@ impl Model {
 
     /// Converts and validates raw objects; returns the model of everything that
     /// validated and the list of every problem found (empty when all is valid).
-    pub fn build(raw: &[RawObject]) -> (Model, Vec<Diagnostic>) {
+    pub fn build<'r>(raw: impl IntoIterator<Item = &'r RawObject>) -> (Model, Vec<Diagnostic>) {
         let mut problems = Vec::new();
         // Duplicates are found on the raw identity, so that an object with other
         // problems still reveals that it is defined twice.
