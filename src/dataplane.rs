@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::ir::Ruleset;
+use crate::ir::diff::Delta;
 
 /// What one transaction did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,4 +26,8 @@ pub struct Error(pub String);
 pub trait Dataplane {
     /// Replaces our whole table with `desired` in one transaction.
     fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error>;
+
+    /// Sends only `delta`, which turns the ruleset the table holds (the last one
+    /// programmed) into `desired`, in one transaction.
+    fn update(&mut self, desired: &Ruleset, delta: &Delta) -> Result<Applied, Error>;
 }

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use super::source::{Load, Source};
 use crate::compile;
-use crate::dataplane::{Applied, Dataplane};
+use crate::dataplane::{Applied, Dataplane, Error};
 use crate::ir::Ruleset;
+use crate::ir::diff::{self, NeedsReplace};
 use crate::model::Model;
 
 /// Why a sync runs.
@@ -189,10 +190,14 @@ impl<D: Dataplane> Reconciler<D> {
         let mut kernel_time = None;
         if differs || trigger == Trigger::Hangup {
             let kernel_started = Instant::now();
-            match self.dataplane.replace(&desired) {
+            let (result, how) = self.program(&desired, trigger == Trigger::Hangup);
+            match result {
                 Ok(applied) => {
-                    kernel_time = Some(applied.elapsed);
-                    parts.push(format!("programmed {contents} {}", transaction(&applied)));
+                    kernel_time = Some(kernel_started.elapsed());
+                    parts.push(format!(
+                        "programmed {contents} {how} {}",
+                        transaction(&applied)
+                    ));
                     self.programmed = Some(desired);
                     self.enforced = enforced;
                     self.failures = 0;
@@ -294,6 +299,38 @@ impl<D: Dataplane> Reconciler<D> {
             line: Some((level, line)),
             programmed,
             retry_in: None,
+        }
+    }
+
+    /// Programs `desired`: only the delta from the ruleset programmed last, or the whole
+    /// table at the first transaction, on SIGHUP, when the delta cannot express the
+    /// change, after a failed transaction, and when the kernel refuses the delta (the
+    /// table was changed behind our back). Says which in the returned words.
+    fn program(
+        &mut self,
+        desired: &Ruleset,
+        force_replace: bool,
+    ) -> (Result<Applied, Error>, String) {
+        let delta = match (&self.programmed, force_replace || self.failures > 0) {
+            (Some(held), false) => diff::diff(held, desired),
+            (Some(_), true) => Err(NeedsReplace("every object".to_owned())),
+            (None, _) => Err(NeedsReplace("the first transaction".to_owned())),
+        };
+        match delta {
+            Ok(delta) => match self.dataplane.update(desired, &delta) {
+                Ok(applied) => (Ok(applied), format!("(changed: {})", delta.summary())),
+                Err(e) => {
+                    log::warn!("the kernel refused the change ({e}); replacing the whole table");
+                    (
+                        self.dataplane.replace(desired),
+                        "(replaced the whole table after the change was refused)".to_owned(),
+                    )
+                }
+            },
+            Err(NeedsReplace(why)) => (
+                self.dataplane.replace(desired),
+                format!("(replaced the whole table: {why})"),
+            ),
         }
     }
 

@@ -15,19 +15,24 @@ use super::*;
 use crate::dataplane::{Applied, Dataplane, Error};
 use crate::ir::Ruleset;
 
-/// Records every transaction; fails the next `fail` ones.
+/// Records the table after every transaction; fails the next `fail` ones.
 #[derive(Clone, Default)]
 struct Fake(Arc<Mutex<FakeState>>);
 
 #[derive(Default)]
 struct FakeState {
     replaced: Vec<Ruleset>,
+    /// Transactions that were deltas rather than replacements.
+    updates: usize,
     fail: usize,
 }
 
 impl Fake {
     fn calls(&self) -> usize {
         self.0.lock().unwrap().replaced.len()
+    }
+    fn updates(&self) -> usize {
+        self.0.lock().unwrap().updates
     }
     fn last(&self) -> Option<Ruleset> {
         self.0.lock().unwrap().replaced.last().cloned()
@@ -37,21 +42,47 @@ impl Fake {
     }
 }
 
+fn refuse(state: &mut FakeState) -> Result<(), Error> {
+    if state.fail > 0 {
+        state.fail -= 1;
+        return Err(Error(
+            "chain ep_0123_in, rule 2: Operation not permitted".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+const APPLIED: Applied = Applied {
+    messages: 12,
+    bytes: 3000,
+    elapsed: Duration::from_millis(1),
+};
+
 impl Dataplane for Fake {
     fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error> {
         let mut state = self.0.lock().unwrap();
-        if state.fail > 0 {
-            state.fail -= 1;
-            return Err(Error(
-                "chain ep_0123_in, rule 2: Operation not permitted".to_owned(),
-            ));
-        }
+        refuse(&mut state)?;
         state.replaced.push(desired.clone());
-        Ok(Applied {
-            messages: 12,
-            bytes: 3000,
-            elapsed: Duration::from_millis(1),
-        })
+        Ok(APPLIED)
+    }
+
+    fn update(
+        &mut self,
+        desired: &Ruleset,
+        delta: &crate::ir::diff::Delta,
+    ) -> Result<Applied, Error> {
+        let mut state = self.0.lock().unwrap();
+        refuse(&mut state)?;
+        let held = state.replaced.last().expect("a delta follows a replace");
+        // What a kernel holding `held` would hold after the delta.
+        let after = crate::ir::diff::apply(held, delta, desired);
+        assert_eq!(
+            &after, desired,
+            "the delta must lead to the desired ruleset"
+        );
+        state.replaced.push(after);
+        state.updates += 1;
+        Ok(APPLIED)
     }
 }
 
@@ -244,6 +275,55 @@ fn an_unchanged_ruleset_is_not_programmed_again_but_sighup_replaces_it() {
 }
 
 #[test]
+fn changes_are_deltas_and_a_refused_delta_replaces_the_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    write(dir, "p.yaml", &policy("p", "a"));
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    let first = r.sync(Trigger::Start);
+    assert!(line(&first).contains("(replaced the whole table: the first transaction)"));
+    assert_eq!(fake.updates(), 0);
+
+    // The Fake checks that each delta turns what it holds into the desired ruleset.
+    write(dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
+    let added = r.sync(Trigger::Change);
+    assert!(added.programmed);
+    assert!(line(&added).contains("(changed: "), "{}", line(&added));
+    assert!(line(&added).contains("2 chains added"), "{}", line(&added));
+    assert_eq!(fake.updates(), 1);
+    write(dir, "p.yaml", &policy("p", "b"));
+    assert!(r.sync(Trigger::Change).programmed);
+    fs::remove_file(dir.join("a.yaml")).unwrap();
+    let removed = r.sync(Trigger::Change);
+    assert!(
+        line(&removed).contains("2 chains removed"),
+        "{}",
+        line(&removed)
+    );
+    assert_eq!(fake.updates(), 3);
+
+    // A refused delta (the table changed behind our back) is followed at once by a
+    // replacement of the whole table.
+    write(dir, "c.yaml", &endpoint("c", "veth-c", "10.0.0.3"));
+    fake.fail_next(1);
+    let repaired = r.sync(Trigger::Change);
+    assert!(repaired.programmed);
+    assert!(
+        line(&repaired).contains("(replaced the whole table after the change was refused)"),
+        "{}",
+        line(&repaired)
+    );
+    assert_eq!(fake.updates(), 3);
+
+    // SIGHUP replaces the whole table.
+    let hup = r.sync(Trigger::Hangup);
+    assert!(line(&hup).contains("(replaced the whole table: every object)"));
+    assert_eq!(fake.updates(), 3);
+}
+
+#[test]
 fn a_failed_transaction_is_retried_with_backoff() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -270,9 +350,10 @@ fn a_failed_transaction_is_retried_with_backoff() {
     assert_eq!(fake.calls(), 1);
     assert!(line(&third).starts_with("sync 3: retry: programmed "));
 
-    // After a success, a failure on a change keeps what was programmed and retries.
+    // After a success, a failure on a change (the delta, then the whole table) keeps
+    // what was programmed and retries.
     write(dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
-    fake.fail_next(1);
+    fake.fail_next(2);
     let failed = r.sync(Trigger::Change);
     assert_eq!(failed.retry_in, Some(Duration::from_secs(1)));
     assert!(
@@ -288,7 +369,7 @@ fn a_failed_transaction_is_retried_with_backoff() {
 
     // A failed change that is undone before the retry leaves nothing to retry.
     write(dir, "c.yaml", &endpoint("c", "veth-c", "10.0.0.3"));
-    fake.fail_next(1);
+    fake.fail_next(2);
     assert!(r.sync(Trigger::Change).retry_in.is_some());
     fs::remove_file(dir.join("c.yaml")).unwrap();
     let undone = r.sync(Trigger::Retry);

@@ -12,6 +12,7 @@
 //! compiler emits accepts in policy chains and one drop at the end of an isolated
 //! endpoint's chain.
 
+pub mod diff;
 pub mod eval;
 
 use std::collections::{BTreeMap, BTreeSet};

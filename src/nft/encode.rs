@@ -12,7 +12,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::ffi::{Attr, Batch, ChainSpec, ElemSpec, Expr, Hook, RuleSpec, SetSpec};
-use crate::ir::{self, AddrSide, AddrSource, CtState, Element, Family, IfSide, Match, SetKind};
+use crate::ir::{
+    self, AddrSide, AddrSource, CtState, Element, Family, IfSide, Match, SetKind, diff,
+};
 use crate::model::Protocol;
 
 // nftables constants (linux/netfilter/nf_tables.h, nft's datatype.h).
@@ -302,6 +304,106 @@ fn is_host(net: &IpNet) -> bool {
     net.prefix_len() == net.max_prefix_len()
 }
 
+/// A named set's type as the kernel knows it.
+struct SetShape {
+    flags: u32,
+    key_type: u32,
+    key_len: u32,
+    byteorder: u32,
+}
+
+impl SetShape {
+    fn of(kind: SetKind) -> SetShape {
+        let (flags, key_type, key_len, byteorder) = match kind {
+            SetKind::Addr(f) => {
+                let (t, l) = addr_type(f);
+                (0, t, l, BYTEORDER_BIG)
+            }
+            SetKind::Interval(f) => {
+                let (t, l) = addr_type(f);
+                (SET_INTERVAL, t, l, BYTEORDER_BIG)
+            }
+            SetKind::AddrPort(f) => {
+                // A concatenation: each part padded to 4 bytes, types packed 6 bits apiece.
+                let (t, l) = addr_type(f);
+                (0, (t << TYPE_BITS) | TYPE_INET_SERVICE, l + 4, 0)
+            }
+        };
+        SetShape {
+            flags,
+            key_type,
+            key_len,
+            byteorder,
+        }
+    }
+
+    fn spec<'s>(&self, name: &'s CString, id: u32, userdata: &'s [u8]) -> SetSpec<'s> {
+        SetSpec {
+            name,
+            id,
+            flags: self.flags,
+            key_type: self.key_type,
+            key_len: self.key_len,
+            data: None,
+            size: None,
+            userdata,
+        }
+    }
+}
+
+fn map_spec<'s>(name: &'s CString, id: u32, userdata: &'s [u8]) -> SetSpec<'s> {
+    SetSpec {
+        name,
+        id,
+        flags: SET_MAP,
+        key_type: TYPE_IFNAME,
+        key_len: IFNAMSIZ as u32,
+        data: Some((DATA_VERDICT, 0)),
+        size: None,
+        userdata,
+    }
+}
+
+/// The kernel's elements for `elements` of a set of `kind`. For an interval set that is
+/// the whole set (its end markers depend on every range).
+fn element_specs<'e>(kind: SetKind, elements: impl Iterator<Item = &'e Element>) -> Vec<ElemSpec> {
+    let plain = |key: Vec<u8>| ElemSpec {
+        key,
+        flags: 0,
+        verdict: None,
+        userdata: Vec::new(),
+    };
+    match kind {
+        SetKind::Addr(_) => elements
+            .filter_map(|e| match e {
+                Element::Addr(ip) => Some(plain(addr_bytes(ip))),
+                _ => None,
+            })
+            .collect(),
+        SetKind::Interval(_) => {
+            let ranges = elements
+                .filter_map(|e| match e {
+                    Element::Addr(ip) => Some((addr_value(ip), addr_value(ip))),
+                    Element::Range(a, b) => Some((addr_value(a), addr_value(b))),
+                    Element::AddrPort(..) => None,
+                })
+                .collect();
+            interval_elements(ranges, SetShape::of(kind).key_len as usize, false)
+        }
+        SetKind::AddrPort(_) => elements
+            .filter_map(|e| match e {
+                Element::AddrPort(ip, port) => {
+                    let mut key = addr_bytes(ip);
+                    key.extend_from_slice(&port.to_be_bytes());
+                    key.extend_from_slice(&[0, 0]);
+                    Some(plain(key))
+                }
+                _ => None,
+            })
+            .collect(),
+    }
+}
+
 /// A set as rules refer to it: by name and, inside the transaction that creates
 /// it, by id.
 #[derive(Clone)]
@@ -334,6 +436,14 @@ enum Message<'a> {
         index: usize,
         comment: Option<&'a str>,
     },
+    RemoveElements {
+        set: &'a str,
+        count: usize,
+    },
+    FlushSet(&'a str),
+    FlushChain(&'a str),
+    DeleteChain(&'a str),
+    DeleteSet(&'a str),
 }
 
 impl std::fmt::Display for Message<'_> {
@@ -351,6 +461,13 @@ impl std::fmt::Display for Message<'_> {
                 f,
                 "add {count} elements to set (anonymous, for a rule in {chain})"
             ),
+            Message::RemoveElements { set, count } => {
+                write!(f, "remove {count} elements from set {set}")
+            }
+            Message::FlushSet(s) => write!(f, "flush set {s}"),
+            Message::FlushChain(c) => write!(f, "flush chain {c}"),
+            Message::DeleteChain(c) => write!(f, "delete chain {c}"),
+            Message::DeleteSet(s) => write!(f, "delete set {s}"),
             Message::Rule {
                 chain,
                 index,
@@ -495,98 +612,26 @@ impl<'a> Encoder<'a> {
     }
 
     fn named_set(&mut self, name: &'a str, set: &ir::Set) {
-        let (flags, key_type, key_len, byteorder) = match set.kind {
-            SetKind::Addr(f) => {
-                let (t, l) = addr_type(f);
-                (0, t, l, BYTEORDER_BIG)
-            }
-            SetKind::Interval(f) => {
-                let (t, l) = addr_type(f);
-                (SET_INTERVAL, t, l, BYTEORDER_BIG)
-            }
-            SetKind::AddrPort(f) => {
-                // A concatenation: each part padded to 4 bytes, types packed 6 bits apiece.
-                let (t, l) = addr_type(f);
-                (0, (t << TYPE_BITS) | TYPE_INET_SERVICE, l + 4, 0)
-            }
-        };
-        let elems: Vec<ElemSpec> = match set.kind {
-            SetKind::Addr(_) => set
-                .elements
-                .iter()
-                .filter_map(|e| match e {
-                    Element::Addr(ip) => Some(ElemSpec {
-                        key: addr_bytes(ip),
-                        flags: 0,
-                        verdict: None,
-                        userdata: Vec::new(),
-                    }),
-                    _ => None,
-                })
-                .collect(),
-            SetKind::Interval(_) => {
-                let ranges = set
-                    .elements
-                    .iter()
-                    .filter_map(|e| match e {
-                        Element::Addr(ip) => Some((addr_value(ip), addr_value(ip))),
-                        Element::Range(a, b) => Some((addr_value(a), addr_value(b))),
-                        Element::AddrPort(..) => None,
-                    })
-                    .collect();
-                interval_elements(ranges, key_len as usize, false)
-            }
-            SetKind::AddrPort(_) => set
-                .elements
-                .iter()
-                .filter_map(|e| match e {
-                    Element::AddrPort(ip, port) => {
-                        let mut key = addr_bytes(ip);
-                        key.extend_from_slice(&port.to_be_bytes());
-                        key.extend_from_slice(&[0, 0]);
-                        Some(ElemSpec {
-                            key,
-                            flags: 0,
-                            verdict: None,
-                            userdata: Vec::new(),
-                        })
-                    }
-                    _ => None,
-                })
-                .collect(),
-        };
+        let elems = element_specs(set.kind, set.elements.iter());
+        let shape = SetShape::of(set.kind);
         let comment = comment_value(&set.comment);
         let userdata = udata(&[
-            (UDATA_SET_KEYBYTEORDER, &byteorder.to_ne_bytes()),
+            (UDATA_SET_KEYBYTEORDER, &shape.byteorder.to_ne_bytes()),
             (UDATA_SET_COMMENT, &comment),
         ]);
         let id = self.set_id();
         let c_name = c_string(name);
-        let spec = SetSpec {
-            name: &c_name,
-            id,
-            flags,
-            key_type,
-            key_len,
-            data: None,
-            size: None,
-            userdata: &userdata,
-        };
+        let spec = shape.spec(&c_name, id, &userdata);
         self.add_set(name, &spec, &elems);
         self.sets.insert(name, SetRef { name: c_name, id });
     }
 
-    fn verdict_map(&mut self, name: &'a str, map: &ir::VerdictMap) {
-        let comment = comment_value(&map.comment);
-        let userdata = udata(&[
-            (UDATA_SET_KEYBYTEORDER, &BYTEORDER_HOST.to_ne_bytes()),
-            (UDATA_SET_DATABYTEORDER, &0u32.to_ne_bytes()),
-            (UDATA_SET_DATA_INTERVAL, &0u32.to_ne_bytes()),
-            (UDATA_SET_COMMENT, &comment),
-        ]);
-        let elems: Vec<ElemSpec> = map
-            .entries
-            .iter()
+    fn map_entries<'e>(
+        &mut self,
+        name: &str,
+        entries: impl Iterator<Item = (&'e str, &'e ir::Verdict)>,
+    ) -> Vec<ElemSpec> {
+        entries
             .map(|(ifname, verdict)| {
                 if matches!(verdict, ir::Verdict::Map { .. }) {
                     self.refused.get_or_insert_with(|| {
@@ -601,21 +646,123 @@ impl<'a> Encoder<'a> {
                     userdata: Vec::new(),
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    fn verdict_map(&mut self, name: &'a str, map: &ir::VerdictMap) {
+        let comment = comment_value(&map.comment);
+        let userdata = udata(&[
+            (UDATA_SET_KEYBYTEORDER, &BYTEORDER_HOST.to_ne_bytes()),
+            (UDATA_SET_DATABYTEORDER, &0u32.to_ne_bytes()),
+            (UDATA_SET_DATA_INTERVAL, &0u32.to_ne_bytes()),
+            (UDATA_SET_COMMENT, &comment),
+        ]);
+        let elems = self.map_entries(name, map.entries.iter().map(|(k, v)| (k.as_str(), v)));
         let id = self.set_id();
         let c_name = c_string(name);
-        let spec = SetSpec {
-            name: &c_name,
-            id,
-            flags: SET_MAP,
-            key_type: TYPE_IFNAME,
-            key_len: IFNAMSIZ as u32,
-            data: Some((DATA_VERDICT, 0)),
-            size: None,
-            userdata: &userdata,
-        };
+        let spec = map_spec(&c_name, id, &userdata);
         self.add_set(name, &spec, &elems);
         self.sets.insert(name, SetRef { name: c_name, id });
+    }
+
+    /// Element changes of a set that exists in the kernel.
+    fn set_change(&mut self, set: &ir::Set, change: &diff::SetChange<'a>) {
+        let name = change.name;
+        let c_name = c_string(name);
+        let spec = SetShape::of(set.kind).spec(&c_name, 0, &[]);
+        if change.refill {
+            let seq = self.batch.flush_set(&self.table, &c_name);
+            self.describe(Self::one(seq), Message::FlushSet(name));
+            let elems = element_specs(set.kind, set.elements.iter());
+            let seqs = self.batch.elements(&self.table, &spec, &elems);
+            let count = elems.len();
+            self.describe(seqs, Message::Elements { set: name, count });
+            return;
+        }
+        let removed = element_specs(set.kind, change.remove.iter().copied());
+        let seqs = self.batch.delete_elements(&self.table, &spec, &removed);
+        let count = removed.len();
+        self.describe(seqs, Message::RemoveElements { set: name, count });
+        let added = element_specs(set.kind, change.add.iter().copied());
+        let seqs = self.batch.elements(&self.table, &spec, &added);
+        let count = added.len();
+        self.describe(seqs, Message::Elements { set: name, count });
+    }
+
+    /// Entry changes of a verdict map that exists in the kernel.
+    fn map_change(&mut self, change: &diff::MapChange<'a>) {
+        let name = change.name;
+        let c_name = c_string(name);
+        let spec = map_spec(&c_name, 0, &[]);
+        let removed: Vec<ElemSpec> = change
+            .remove
+            .iter()
+            .map(|ifname| ElemSpec {
+                key: ifname_key(ifname),
+                flags: 0,
+                verdict: None,
+                userdata: Vec::new(),
+            })
+            .collect();
+        let seqs = self.batch.delete_elements(&self.table, &spec, &removed);
+        let count = removed.len();
+        self.describe(seqs, Message::RemoveElements { set: name, count });
+        let added = self.map_entries(name, change.add.iter().copied());
+        let seqs = self.batch.elements(&self.table, &spec, &added);
+        let count = added.len();
+        self.describe(seqs, Message::Elements { set: name, count });
+    }
+
+    /// Only what differs, in one transaction: sets and their elements first, then new
+    /// chains (empty), maps (whose entries name chains), the changed chains flushed and
+    /// every new or changed chain's rules added, and last the chains and sets nothing
+    /// uses any more.
+    pub fn update(&mut self, new: &'a ir::Ruleset, delta: &diff::Delta<'a>) {
+        for name in &delta.added_sets {
+            self.named_set(name, &new.sets[*name]);
+        }
+        for change in &delta.changed_sets {
+            self.set_change(&new.sets[change.name], change);
+        }
+        let added: std::collections::BTreeSet<&str> = delta.added_chains.iter().copied().collect();
+        let rewritten: std::collections::BTreeSet<&str> =
+            delta.changed_chains.iter().copied().collect();
+        let mut order = crate::render::chain_order(new);
+        order.extend(
+            new.chains
+                .iter()
+                .filter(|(_, c)| c.base.is_some())
+                .map(|(n, _)| n.as_str()),
+        );
+        for name in order.iter().filter(|n| added.contains(*n)) {
+            self.chain(name, &new.chains[*name]);
+        }
+        for name in &delta.added_maps {
+            self.verdict_map(name, &new.maps[*name]);
+        }
+        for change in &delta.changed_maps {
+            self.map_change(change);
+        }
+        for name in delta.changed_chains.iter().chain(&delta.removed_chains) {
+            let seq = self.batch.flush_chain(&self.table, &c_string(name));
+            self.describe(Self::one(seq), Message::FlushChain(name));
+        }
+        for name in order
+            .iter()
+            .filter(|n| added.contains(*n) || rewritten.contains(*n))
+        {
+            for (i, rule) in new.chains[*name].rules.iter().enumerate() {
+                self.rule(name, i, rule);
+            }
+        }
+        for name in &delta.removed_chains {
+            let seq = self.batch.delete_chain(&self.table, &c_string(name));
+            self.describe(Self::one(seq), Message::DeleteChain(name));
+        }
+        for name in delta.removed_sets.iter().chain(&delta.removed_maps) {
+            let seq = self.batch.delete_set(&self.table, &c_string(name));
+            self.describe(Self::one(seq), Message::DeleteSet(name));
+        }
     }
 
     fn add_set(&mut self, name: &'a str, spec: &SetSpec, elems: &[ElemSpec]) {

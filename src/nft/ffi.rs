@@ -254,7 +254,10 @@ impl Batch {
             sys::nftnl_set_set_str(s.raw(), sys::NFTNL_SET_TABLE as u16, table.as_ptr());
             sys::nftnl_set_set_str(s.raw(), sys::NFTNL_SET_NAME as u16, spec.name.as_ptr());
             sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_FAMILY as u16, FAMILY_INET.into());
-            sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_ID as u16, spec.id);
+            // Id 0: a set from an earlier transaction, found by name.
+            if spec.id != 0 {
+                sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_ID as u16, spec.id);
+            }
             sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_FLAGS as u16, spec.flags);
             sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_KEY_TYPE as u16, spec.key_type);
             sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_KEY_LEN as u16, spec.key_len);
@@ -286,6 +289,68 @@ impl Batch {
         seq
     }
 
+    /// Deletes a chain; its rules must be gone (flushed earlier in the transaction)
+    /// and nothing may jump to it.
+    pub fn delete_chain(&mut self, table: &CStr, name: &CStr) -> u32 {
+        // SAFETY: chain object built, serialised and freed here.
+        unsafe {
+            let c = Owned::new(sys::nftnl_chain_alloc());
+            sys::nftnl_chain_set_str(c.raw(), sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
+            sys::nftnl_chain_set_str(c.raw(), sys::NFTNL_CHAIN_NAME as u16, name.as_ptr());
+            sys::nftnl_chain_set_u32(c.raw(), sys::NFTNL_CHAIN_FAMILY as u16, FAMILY_INET.into());
+            let (nlh, seq) = self.header(libc::NFT_MSG_DELCHAIN as u32, 0);
+            sys::nftnl_chain_nlmsg_build_payload(nlh, c.raw());
+            self.advance();
+            seq
+        }
+    }
+
+    /// Deletes every rule of a chain (a rule deletion naming no handle).
+    pub fn flush_chain(&mut self, table: &CStr, chain: &CStr) -> u32 {
+        // SAFETY: rule object built, serialised and freed here.
+        unsafe {
+            let r = Owned::new(sys::nftnl_rule_alloc());
+            sys::nftnl_rule_set_u32(r.raw(), sys::NFTNL_RULE_FAMILY as u16, FAMILY_INET.into());
+            sys::nftnl_rule_set_str(r.raw(), sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+            sys::nftnl_rule_set_str(r.raw(), sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
+            let (nlh, seq) = self.header(libc::NFT_MSG_DELRULE as u32, 0);
+            sys::nftnl_rule_nlmsg_build_payload(nlh, r.raw());
+            self.advance();
+            seq
+        }
+    }
+
+    /// Deletes a set or map; no rule may use it any more.
+    pub fn delete_set(&mut self, table: &CStr, name: &CStr) -> u32 {
+        // SAFETY: set object built, serialised and freed here.
+        unsafe {
+            let s = Owned::new(sys::nftnl_set_alloc());
+            sys::nftnl_set_set_str(s.raw(), sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+            sys::nftnl_set_set_str(s.raw(), sys::NFTNL_SET_NAME as u16, name.as_ptr());
+            sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_FAMILY as u16, FAMILY_INET.into());
+            let (nlh, seq) = self.header(libc::NFT_MSG_DELSET as u32, 0);
+            sys::nftnl_set_nlmsg_build_payload(nlh, s.raw());
+            self.advance();
+            seq
+        }
+    }
+
+    /// Deletes every element of a set: an element deletion with no element list.
+    pub fn flush_set(&mut self, table: &CStr, name: &CStr) -> u32 {
+        // SAFETY: set object built, serialised and freed here; with no elements
+        // libnftnl writes only the table and set names.
+        unsafe {
+            let s = Owned::new(sys::nftnl_set_alloc());
+            sys::nftnl_set_set_str(s.raw(), sys::NFTNL_SET_TABLE as u16, table.as_ptr());
+            sys::nftnl_set_set_str(s.raw(), sys::NFTNL_SET_NAME as u16, name.as_ptr());
+            sys::nftnl_set_set_u32(s.raw(), sys::NFTNL_SET_FAMILY as u16, FAMILY_INET.into());
+            let (nlh, seq) = self.header(libc::NFT_MSG_DELSETELEM as u32, 0);
+            sys::nftnl_set_elems_nlmsg_build_payload(nlh, s.raw());
+            self.advance();
+            seq
+        }
+    }
+
     /// Adds elements to a set; libnftnl splits them over as many
     /// messages as they need. Returns the sequence numbers used.
     pub fn elements(
@@ -293,6 +358,26 @@ impl Batch {
         table: &CStr,
         spec: &SetSpec,
         elems: &[ElemSpec],
+    ) -> std::ops::Range<u32> {
+        self.element_messages(table, spec, elems, false)
+    }
+
+    /// Deletes elements (by key) from a set, as `elements` adds them.
+    pub fn delete_elements(
+        &mut self,
+        table: &CStr,
+        spec: &SetSpec,
+        elems: &[ElemSpec],
+    ) -> std::ops::Range<u32> {
+        self.element_messages(table, spec, elems, true)
+    }
+
+    fn element_messages(
+        &mut self,
+        table: &CStr,
+        spec: &SetSpec,
+        elems: &[ElemSpec],
+        delete: bool,
     ) -> std::ops::Range<u32> {
         let start = self.next_seq;
         if elems.is_empty() {
@@ -340,10 +425,15 @@ impl Batch {
             }
             let iter = Owned::new(sys::nftnl_set_elems_iter_create(s.raw()));
             while !sys::nftnl_set_elems_iter_cur(iter.raw()).is_null() {
-                let (nlh, _) = self.header(
-                    libc::NFT_MSG_NEWSETELEM as u32,
-                    libc::NLM_F_CREATE | libc::NLM_F_EXCL,
-                );
+                // EXCL: adding an element that exists is an error, never a silent no-op.
+                let (nlh, _) = if delete {
+                    self.header(libc::NFT_MSG_DELSETELEM as u32, 0)
+                } else {
+                    self.header(
+                        libc::NFT_MSG_NEWSETELEM as u32,
+                        libc::NLM_F_CREATE | libc::NLM_F_EXCL,
+                    )
+                };
                 let more = sys::nftnl_set_elems_nlmsg_build_payload_iter(nlh, iter.raw());
                 self.advance();
                 if more <= 0 {

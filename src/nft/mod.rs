@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::dataplane::{Applied, Dataplane, Error};
 use crate::ir::Ruleset;
+use crate::ir::diff::Delta;
 
 /// How long to wait for the kernel's answer; a batch is handled inside `sendmsg`,
 /// so this only matters if something is badly wrong.
@@ -154,16 +155,28 @@ fn parse_replies(mut data: &[u8]) -> Vec<(u32, i32)> {
     out
 }
 
-impl Dataplane for Kernel {
-    fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error> {
+impl Kernel {
+    fn program<'a>(
+        &mut self,
+        fill: impl FnOnce(&mut encode::Encoder<'a>),
+    ) -> Result<Applied, Error> {
         let started = Instant::now();
         let mut encoder = encode::Encoder::new(&self.table, self.next_seq);
-        encoder.replace(desired);
+        fill(&mut encoder);
         let (finished, descriptions) = encoder.finish().map_err(|why| {
             Error(format!(
                 "cannot program this ruleset: {why}; nothing was changed"
             ))
         })?;
+        if finished.messages <= 2 {
+            // Nothing between batch begin and end: nothing to send (and nothing would
+            // be acknowledged).
+            return Ok(Applied {
+                messages: 0,
+                bytes: 0,
+                elapsed: started.elapsed(),
+            });
+        }
         let bytes = finished.bytes();
         self.send(&finished, &descriptions)?;
         Ok(Applied {
@@ -171,6 +184,16 @@ impl Dataplane for Kernel {
             bytes,
             elapsed: started.elapsed(),
         })
+    }
+}
+
+impl Dataplane for Kernel {
+    fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error> {
+        self.program(|encoder| encoder.replace(desired))
+    }
+
+    fn update(&mut self, desired: &Ruleset, delta: &Delta) -> Result<Applied, Error> {
+        self.program(|encoder| encoder.update(desired, delta))
     }
 }
 
