@@ -16,7 +16,7 @@ use netpold::nft::Kernel;
 
 mod common;
 use common::netns::{Netns, can_run};
-use common::{NODE, Rng, scenario};
+use common::{NODE, Rng, edited, scenario};
 
 fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
     let path = format!("/run/netns/{}", ns.name);
@@ -81,34 +81,6 @@ fn canonical_block(block: &str) -> String {
         elements.join(", "),
         &rest[end + 2..]
     )
-}
-
-/// The scenario with one document dropped, or duplicated under a new name with its
-/// labels changed: an endpoint, policy or namespace added, removed or relabelled.
-fn edited(yaml: &str, rng: &mut Rng) -> String {
-    let docs: Vec<&str> = yaml
-        .split("---\n")
-        .filter(|d| !d.trim().is_empty())
-        .collect();
-    let pick = rng.below(docs.len());
-    let mut out = String::new();
-    for (i, doc) in docs.iter().enumerate() {
-        let doc = if i != pick {
-            doc.to_string()
-        } else {
-            match rng.below(3) {
-                0 if !doc.contains("kind: Namespace") => continue,
-                1 => doc
-                    .replace("app: ", "app: x")
-                    .replace("team: ", "team: y")
-                    .replace("port: 80", "port: 81"),
-                _ => doc.replace("labels: {", "labels: {extra: z, "),
-            }
-        };
-        out.push_str("---\n");
-        out.push_str(&doc);
-    }
-    out
 }
 
 #[test]

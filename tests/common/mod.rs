@@ -194,3 +194,50 @@ pub fn scenario(rng: &mut Rng) -> Scenario {
     }
     Scenario { yaml, addresses }
 }
+
+/// The scenario with one object edited as an operator would: removed (not a
+/// namespace), relabelled, moved to another node or address, its ports changed, or a
+/// new endpoint added.
+pub fn edited(yaml: &str, rng: &mut Rng) -> String {
+    let docs: Vec<&str> = yaml
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .collect();
+    let pick = rng.below(docs.len());
+    let mut out = String::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let doc = if i != pick {
+            doc.to_string()
+        } else {
+            match rng.below(6) {
+                0 if !doc.contains("kind: Namespace") => continue,
+                1 => doc
+                    .replace("app: ", "app: x")
+                    .replace("team: ", "team: y")
+                    .replace("port: 80", "port: 81"),
+                2 => doc
+                    .replace(&format!("node: {NODE}"), "node: n9")
+                    .replace("node: n2", &format!("node: {NODE}"))
+                    .replace("Egress]", "Ingress]"),
+                3 => doc
+                    .replace("10.0.0.", "10.0.1.")
+                    .replace("team: ", "team: z"),
+                4 => {
+                    let n = rng.below(1000);
+                    out.push_str(&format!(
+                        "---\napiVersion: netpold.io/v1\nkind: WorkloadEndpoint\nmetadata: {{name: new{n}, namespace: {}, labels: {{app: {}}}}}\nspec: {{node: {NODE}, interfaceName: vnew{n}, ips: [10.9.{}.{}], ports: [{{name: http, port: 8080}}]}}\n",
+                        rng.pick(&["a", "b", "c"]),
+                        rng.pick(&APPS),
+                        n / 250,
+                        n % 250 + 1
+                    ));
+                    doc.to_string()
+                }
+                _ => doc.replace("labels: {", "labels: {extra: z, "),
+            }
+        };
+        out.push_str("---\n");
+        out.push_str(&doc);
+    }
+    out
+}

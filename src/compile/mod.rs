@@ -22,6 +22,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod incremental;
+
+pub use incremental::Incremental;
+
 use crate::index::{Index, Namespaces};
 use crate::ir::*;
 use crate::model::{
@@ -79,6 +83,8 @@ fn stable_hash(text: &str) -> String {
 struct Names {
     by_key: HashMap<String, String>,
     owner: HashMap<String, String>,
+    /// Some name needed a salt.
+    salted: bool,
 }
 
 impl Names {
@@ -95,6 +101,7 @@ impl Names {
                 stable_hash(&format!("{key}\0{salt}"))
             };
             let name = format!("{prefix}_{hash}{suffix}");
+            self.salted |= salt > 0;
             if !self.owner.contains_key(&name) {
                 self.owner.insert(name.clone(), full_key.clone());
                 self.by_key.insert(full_key, name.clone());
@@ -133,6 +140,12 @@ fn describe_namespaces(ns: &Namespaces) -> String {
         Namespaces::Exactly(name) => format!("namespace {name}"),
         Namespaces::Matching(sel) => format!("namespaces {sel}"),
     }
+}
+
+/// Where a peer's addresses come from, before a set is made of them.
+enum PeerAddr<'p> {
+    Pods(Namespaces, &'p LabelSelector),
+    Block(&'p IpBlock),
 }
 
 /// Which endpoints a named port is resolved on.
@@ -241,33 +254,73 @@ pub fn block_ranges(block: &IpBlock) -> Vec<(IpAddr, IpAddr)> {
 
 struct Compiler<'m> {
     model: &'m Model,
-    index: Index<'m>,
+    /// Built on first use: an incremental update that creates no set needs none.
+    index: Option<Index<'m>>,
+    state: State,
+}
+
+/// What a compilation keeps to be updated later: names given, the output, and how to
+/// recompute the members of each selector set.
+#[derive(Default)]
+struct State {
     names: Names,
     out: Ruleset,
+    defs: BTreeMap<String, SetDef>,
+    /// Present while an incremental update records what it touches.
+    log: Option<incremental::ChangeLog>,
+}
+
+/// What decides a selector set's members, so that one endpoint can be re-evaluated
+/// against it without selecting over the whole model.
+#[derive(Clone, Debug)]
+enum SetDef {
+    Pods {
+        ns: Namespaces,
+        pods: LabelSelector,
+        family: Family,
+    },
+    Port {
+        scope: PortScope,
+        port: String,
+        protocol: Protocol,
+        family: Family,
+    },
 }
 
 /// Compiles the model for the node named `node` into table `table`.
 pub fn compile(model: &Model, node: &str, table: &str) -> Ruleset {
-    let mut c = Compiler {
-        model,
-        index: Index::new(model),
-        names: Names::default(),
-        out: Ruleset {
-            table: table.to_owned(),
-            ..Ruleset::default()
-        },
-    };
+    let mut c = Compiler::new(model, table, State::default());
     c.compile(node);
-    c.out
+    c.state.out
 }
 
 impl<'m> Compiler<'m> {
+    fn new(model: &'m Model, table: &str, mut state: State) -> Compiler<'m> {
+        state.out.table = table.to_owned();
+        Compiler {
+            model,
+            index: None,
+            state,
+        }
+    }
+
+    fn index(&mut self) -> &mut Index<'m> {
+        self.index.get_or_insert_with(|| Index::new(self.model))
+    }
+
+    /// Records that the set `name` was created (for an incremental update's log).
+    fn note_created_set(&mut self, name: &str) {
+        if let Some(log) = &mut self.state.log {
+            log.sets.entry(name.to_owned()).or_insert(None);
+        }
+    }
+
     fn compile(&mut self, node: &str) {
         // Which policies select each endpoint, per direction, in policy order.
         let mut selecting: BTreeMap<(usize, Direction), Vec<&'m NetworkPolicy>> = BTreeMap::new();
         for policy in self.model.policies.values() {
             let scope = Namespaces::Exactly(policy.namespace.clone());
-            let selected = self.index.select(&scope, &policy.pod_selector).to_vec();
+            let selected = self.index().select(&scope, &policy.pod_selector).to_vec();
             for direction in Direction::BOTH {
                 if policy.rules(direction).is_none() {
                     continue;
@@ -280,8 +333,8 @@ impl<'m> Compiler<'m> {
         }
         let mut egress_map = BTreeMap::new();
         let mut ingress_map = BTreeMap::new();
-        for i in 0..self.index.endpoints.len() {
-            let ep = self.index.endpoints[i];
+        for i in 0..self.index().endpoints.len() {
+            let ep = self.index().endpoints[i];
             if !ep.is_local(node) {
                 continue;
             }
@@ -297,14 +350,14 @@ impl<'m> Compiler<'m> {
                 map.insert(ep.interface.clone(), Verdict::Goto(name));
             }
         }
-        self.out.maps.insert(
+        self.state.out.maps.insert(
             EGRESS_MAP.to_owned(),
             VerdictMap {
                 entries: egress_map,
                 comment: "sender interface -> endpoint egress chain".into(),
             },
         );
-        self.out.maps.insert(
+        self.state.out.maps.insert(
             INGRESS_MAP.to_owned(),
             VerdictMap {
                 entries: ingress_map,
@@ -312,7 +365,7 @@ impl<'m> Compiler<'m> {
             },
         );
         let local: Vec<IpAddr> = self
-            .index
+            .index()
             .endpoints
             .iter()
             .filter(|ep| ep.is_local(node))
@@ -332,7 +385,7 @@ impl<'m> Compiler<'m> {
                 .map(|ip| Element::Addr(*ip))
                 .collect();
             let comment = "addresses of this node's endpoints".to_owned();
-            self.out.sets.insert(
+            self.state.out.sets.insert(
                 local_set(family),
                 Set {
                     kind: SetKind::Addr(family),
@@ -371,7 +424,7 @@ impl<'m> Compiler<'m> {
                 policy_accept: true,
             })
         };
-        self.out.chains.insert(
+        self.state.out.chains.insert(
             FORWARD_EGRESS.into(),
             Chain {
                 base: base(Hook::Forward, 0),
@@ -383,7 +436,7 @@ impl<'m> Compiler<'m> {
                 comment: "forwarded traffic: the sender's egress policy".into(),
             },
         );
-        self.out.chains.insert(
+        self.state.out.chains.insert(
             FORWARD_INGRESS.into(),
             Chain {
                 base: base(Hook::Forward, 1),
@@ -398,7 +451,7 @@ impl<'m> Compiler<'m> {
                 comment: "forwarded traffic: the receiver's ingress policy".into(),
             },
         );
-        self.out.chains.insert(
+        self.state.out.chains.insert(
             INPUT_EGRESS.into(),
             Chain {
                 base: base(Hook::Input, 0),
@@ -424,15 +477,7 @@ impl<'m> Compiler<'m> {
         direction: Direction,
         policies: &[&NetworkPolicy],
     ) -> String {
-        let suffix = match direction {
-            Direction::Ingress => "in",
-            Direction::Egress => "out",
-        };
-        let name = self.names.get(
-            "ep",
-            &format!("endpoint\0{}\0{}", ep.namespace, ep.name),
-            &format!("_{suffix}"),
-        );
+        let name = self.endpoint_chain_name(ep, direction);
         let id = ep.id();
         let mut rules = Vec::new();
         if direction == Direction::Egress {
@@ -511,7 +556,7 @@ impl<'m> Compiler<'m> {
                 )))
         };
         rules.push(last);
-        self.out.chains.insert(
+        self.state.out.chains.insert(
             name.clone(),
             Chain {
                 base: None,
@@ -554,7 +599,7 @@ impl<'m> Compiler<'m> {
             }
         }
         let name = self.policy_chain_name(policy, direction);
-        self.out.chains.insert(
+        self.state.out.chains.insert(
             name,
             Chain {
                 base: None,
@@ -583,20 +628,33 @@ impl<'m> Compiler<'m> {
             negate: false,
             source: AddrSource::Set(set),
         };
-        // The families this peer can match, and the address condition for each.
-        let peer_families: Vec<(Option<Family>, Option<Match>)> = match peer {
+        // The families this peer can match, and what its addresses are for each. The
+        // set is only made when a rule looks it up (an egress named port does not).
+        let peer_families: Vec<(Option<Family>, Option<PeerAddr>)> = match peer {
             None => vec![(None, None)],
             Some(Peer::Pods { namespaces, pods }) => {
                 let ns = Namespaces::resolve(namespaces, &policy.namespace);
                 Family::BOTH
                     .into_iter()
-                    .map(|f| (Some(f), Some(peer_in(f, self.addr_set(&ns, pods, f)))))
+                    .map(|f| (Some(f), Some(PeerAddr::Pods(ns.clone(), pods))))
                     .collect()
             }
             Some(Peer::IpBlock(block)) => {
-                let f = Family::of_net(&block.cidr);
-                vec![(Some(f), Some(peer_in(f, self.block_set(block))))]
+                vec![(
+                    Some(Family::of_net(&block.cidr)),
+                    Some(PeerAddr::Block(block)),
+                )]
             }
+        };
+        let address = |this: &mut Self, family: Option<Family>, addr: &Option<PeerAddr>| {
+            let (Some(f), Some(addr)) = (family, addr) else {
+                return None;
+            };
+            let set = match addr {
+                PeerAddr::Pods(ns, pods) => this.addr_set(ns, pods, f),
+                PeerAddr::Block(block) => this.block_set(block),
+            };
+            Some(peer_in(f, set))
         };
         let mut out = Vec::new();
         for (family, addr) in peer_families {
@@ -628,7 +686,7 @@ impl<'m> Compiler<'m> {
                         let mut m = Vec::new();
                         // For egress the set already pins the destination to the peer.
                         if direction == Direction::Ingress {
-                            m.extend(addr.clone());
+                            m.extend(address(self, family, &addr));
                         }
                         m.push(Match::DstAddrPort {
                             family: f,
@@ -639,7 +697,7 @@ impl<'m> Compiler<'m> {
                     }
                 }
                 _ => {
-                    let mut m: Vec<Match> = addr.into_iter().collect();
+                    let mut m: Vec<Match> = address(self, family, &addr).into_iter().collect();
                     match cond {
                         PortCond::AnyTraffic => {}
                         PortCond::Protocol(p) => m.push(Match::Protocol(*p)),
@@ -656,12 +714,32 @@ impl<'m> Compiler<'m> {
         out
     }
 
+    fn endpoint_chain_name(&mut self, ep: &Endpoint, direction: Direction) -> String {
+        let suffix = match direction {
+            Direction::Ingress => "_in",
+            Direction::Egress => "_out",
+        };
+        self.state.names.get(
+            "ep",
+            &format!("endpoint\0{}\0{}", ep.namespace, ep.name),
+            suffix,
+        )
+    }
+
+    fn own_addresses_set_name(&mut self, ep: &Endpoint, family: Family) -> String {
+        self.state.names.get(
+            &format!("a{}", family_digit(family)),
+            &format!("own\0{}\0{}", ep.namespace, ep.name),
+            "",
+        )
+    }
+
     fn policy_chain_name(&mut self, policy: &NetworkPolicy, direction: Direction) -> String {
         let suffix = match direction {
             Direction::Ingress => "_in",
             Direction::Egress => "_out",
         };
-        self.names.get(
+        self.state.names.get(
             "pol",
             &format!("policy\0{}\0{}", policy.namespace, policy.name),
             suffix,
@@ -671,18 +749,19 @@ impl<'m> Compiler<'m> {
     fn addr_set(&mut self, ns: &Namespaces, pods: &LabelSelector, family: Family) -> String {
         let key = format!("pods\0{}\0{pods}", namespaces_key(ns));
         let name = self
+            .state
             .names
             .get(&format!("s{}", family_digit(family)), &key, "");
-        if !self.out.sets.contains_key(&name) {
-            let selected = self.index.select(ns, pods).to_vec();
+        if !self.state.out.sets.contains_key(&name) {
+            let selected = self.index().select(ns, pods).to_vec();
             let elements = selected
                 .iter()
-                .flat_map(|&i| self.index.endpoints[i].ips.iter())
+                .flat_map(|&i| self.index().endpoints[i].ips.iter())
                 .filter(|ip| Family::of(ip) == family)
                 .map(|ip| Element::Addr(*ip))
                 .collect();
             let comment = bounded_comment(&format!("pods {pods} in {}", describe_namespaces(ns)));
-            self.out.sets.insert(
+            self.state.out.sets.insert(
                 name.clone(),
                 Set {
                     kind: SetKind::Addr(family),
@@ -690,17 +769,22 @@ impl<'m> Compiler<'m> {
                     comment,
                 },
             );
+            self.state.defs.insert(
+                name.clone(),
+                SetDef::Pods {
+                    ns: ns.clone(),
+                    pods: pods.clone(),
+                    family,
+                },
+            );
+            self.note_created_set(&name);
         }
         name
     }
 
     /// The addresses an endpoint may send from, for one with too many to list in a rule.
     fn own_addresses_set(&mut self, ep: &Endpoint, family: Family, own: &[IpNet]) -> String {
-        let name = self.names.get(
-            &format!("a{}", family_digit(family)),
-            &format!("own\0{}\0{}", ep.namespace, ep.name),
-            "",
-        );
+        let name = self.own_addresses_set_name(ep, family);
         let elements = own
             .iter()
             .map(|net| {
@@ -711,7 +795,7 @@ impl<'m> Compiler<'m> {
                 }
             })
             .collect();
-        self.out.sets.insert(
+        self.state.out.sets.insert(
             name.clone(),
             Set {
                 kind: SetKind::Interval(family),
@@ -719,6 +803,7 @@ impl<'m> Compiler<'m> {
                 comment: bounded_comment(&format!("addresses of endpoint {}", ep.id())),
             },
         );
+        self.note_created_set(&name);
         name
     }
 
@@ -727,9 +812,10 @@ impl<'m> Compiler<'m> {
         let excepts: Vec<String> = block.except.iter().map(ToString::to_string).collect();
         let key = format!("block\0{}", block_key(block));
         let name = self
+            .state
             .names
             .get(&format!("b{}", family_digit(family)), &key, "");
-        if !self.out.sets.contains_key(&name) {
+        if !self.state.out.sets.contains_key(&name) {
             let elements = block_ranges(block)
                 .into_iter()
                 .map(|(a, b)| {
@@ -745,7 +831,7 @@ impl<'m> Compiler<'m> {
             } else {
                 format!("ipBlock {} except {}", block.cidr, excepts.join(" "))
             };
-            self.out.sets.insert(
+            self.state.out.sets.insert(
                 name.clone(),
                 Set {
                     kind: SetKind::Interval(family),
@@ -753,6 +839,7 @@ impl<'m> Compiler<'m> {
                     comment: bounded_comment(&comment),
                 },
             );
+            self.note_created_set(&name);
         }
         name
     }
@@ -770,18 +857,22 @@ impl<'m> Compiler<'m> {
         };
         let key = format!("named\0{scope_key}\0{port}\0{protocol}");
         let name = self
+            .state
             .names
             .get(&format!("n{}", family_digit(family)), &key, "");
-        if self.out.sets.contains_key(&name) {
+        if self.state.out.sets.contains_key(&name) {
             return name;
         }
         let endpoints: Vec<&Endpoint> = match scope {
             PortScope::Pods(ns, pods) => {
-                let selected = self.index.select(ns, pods).to_vec();
-                selected.iter().map(|&i| self.index.endpoints[i]).collect()
+                let selected = self.index().select(ns, pods).to_vec();
+                selected
+                    .iter()
+                    .map(|&i| self.index().endpoints[i])
+                    .collect()
             }
             PortScope::Block(block) => self
-                .index
+                .index()
                 .endpoints
                 .iter()
                 .copied()
@@ -808,7 +899,7 @@ impl<'m> Compiler<'m> {
             PortScope::Block(block) => format!("pods in ipBlock {}", block.cidr),
         };
         let comment = bounded_comment(&format!("port {port}/{protocol} of {what}"));
-        self.out.sets.insert(
+        self.state.out.sets.insert(
             name.clone(),
             Set {
                 kind: SetKind::AddrPort(family),
@@ -816,6 +907,16 @@ impl<'m> Compiler<'m> {
                 comment,
             },
         );
+        self.state.defs.insert(
+            name.clone(),
+            SetDef::Port {
+                scope: scope.clone(),
+                port: port.to_owned(),
+                protocol,
+                family,
+            },
+        );
+        self.note_created_set(&name);
         name
     }
 }

@@ -1,0 +1,521 @@
+//! The compiled ruleset kept up to date object by object, so that an edit costs what
+//! it changes: an endpoint added, removed or relabelled is re-evaluated against each
+//! selector set and rebuilds its own two chains; a policy rebuilds its chains and the
+//! chains of the endpoints it selected or selects; a relabelled namespace re-evaluates
+//! its endpoints. No policy is recompiled for an endpoint change, and nothing selects
+//! over the whole model unless a policy needs a set that does not exist yet.
+//!
+//! Every update logs what it touched, with the old value at first touch, and `delta`
+//! turns the log into the kernel transaction (`ir::diff::Delta`). The result equals a
+//! compilation from scratch (a property test checks it over random edit sequences).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Compiler, SetDef, State, local_set};
+use crate::index::Namespaces;
+use crate::ir::diff::{Delta, MapChange, NeedsReplace, SetChange};
+use crate::ir::{AddrSource, Chain, Element, Family, Match, Ruleset, Set, SetKind, Verdict};
+use crate::model::{Direction, Endpoint, Model, NetworkPolicy};
+use crate::selector::Labels;
+
+/// What an update touched: old values at first touch.
+#[derive(Default)]
+pub(super) struct ChangeLog {
+    pub(super) chains: BTreeMap<String, Option<Chain>>,
+    /// Sets created or removed whole (`None`: it did not exist before the update).
+    pub(super) sets: BTreeMap<String, Option<Set>>,
+    /// Net element changes of sets that existed before (`true`: added).
+    elements: BTreeMap<String, BTreeMap<Element, bool>>,
+    /// Map entries: (map, key) → the verdict before.
+    entries: BTreeMap<(String, String), Option<Verdict>>,
+}
+
+pub struct Incremental {
+    node: String,
+    table: String,
+    model: Model,
+    state: State,
+    /// How many policies use each selector, ipBlock or named-port set: a set nothing
+    /// uses any more is removed.
+    users: BTreeMap<String, usize>,
+}
+
+/// The sets a chain's rules look up.
+fn sets_used(chain: &Chain) -> impl Iterator<Item = &str> {
+    chain.rules.iter().flat_map(|r| {
+        r.matches.iter().filter_map(|m| match m {
+            Match::Addr {
+                source: AddrSource::Set(name),
+                ..
+            } => Some(name.as_str()),
+            Match::DstAddrPort { set, .. } => Some(set.as_str()),
+            _ => None,
+        })
+    })
+}
+
+/// Policies of `ep`'s namespace that select it for `direction`, in model order.
+fn selecting<'m>(model: &'m Model, ep: &Endpoint, direction: Direction) -> Vec<&'m NetworkPolicy> {
+    model
+        .policies
+        .range((ep.namespace.clone(), String::new())..)
+        .take_while(|((ns, _), _)| *ns == ep.namespace)
+        .map(|(_, p)| p)
+        .filter(|p| p.rules(direction).is_some() && p.pod_selector.matches(&ep.labels))
+        .collect()
+}
+
+/// What compiling depends on: everything but where the object was written.
+fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
+    a.labels == b.labels
+        && a.node == b.node
+        && a.interface == b.interface
+        && a.ips == b.ips
+        && a.ports == b.ports
+}
+
+fn same_policy(a: &NetworkPolicy, b: &NetworkPolicy) -> bool {
+    a.pod_selector == b.pod_selector && a.ingress == b.ingress && a.egress == b.egress
+}
+
+/// Keys whose values differ between two maps (present in one only, or unequal).
+fn changed_keys<K: Ord + Clone, V>(
+    old: &BTreeMap<K, V>,
+    new: &BTreeMap<K, V>,
+    same: impl Fn(&V, &V) -> bool,
+) -> Vec<K> {
+    let mut out: Vec<K> = Vec::new();
+    for (k, v) in new {
+        match old.get(k) {
+            Some(o) if same(o, v) => {}
+            _ => out.push(k.clone()),
+        }
+    }
+    out.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
+    out
+}
+
+impl SetDef {
+    /// The elements `ep` contributes, its namespace labelled `ns_labels`.
+    fn elements(&self, ep: &Endpoint, ns_labels: &Labels) -> Vec<Element> {
+        let in_scope = |ns: &Namespaces| match ns {
+            Namespaces::Exactly(name) => ep.namespace == *name,
+            Namespaces::Matching(sel) => sel.matches(ns_labels),
+        };
+        match self {
+            SetDef::Pods { ns, pods, family } => {
+                if !in_scope(ns) || !pods.matches(&ep.labels) {
+                    return Vec::new();
+                }
+                ep.ips
+                    .iter()
+                    .filter(|ip| Family::of(ip) == *family)
+                    .map(|ip| Element::Addr(*ip))
+                    .collect()
+            }
+            SetDef::Port {
+                scope,
+                port,
+                protocol,
+                family,
+            } => {
+                let Some(number) = ep.named_port(port, *protocol) else {
+                    return Vec::new();
+                };
+                let block = match scope {
+                    super::PortScope::Pods(ns, pods) => {
+                        if !in_scope(ns) || !pods.matches(&ep.labels) {
+                            return Vec::new();
+                        }
+                        None
+                    }
+                    super::PortScope::Block(block) => Some(block),
+                };
+                ep.ips
+                    .iter()
+                    .filter(|ip| Family::of(ip) == *family)
+                    .filter(|ip| block.is_none_or(|b| b.contains(**ip)))
+                    .map(|ip| Element::AddrPort(*ip, number))
+                    .collect()
+            }
+        }
+    }
+}
+
+impl Incremental {
+    /// A compilation from scratch that can then be updated.
+    pub fn new(model: Model, node: &str, table: &str) -> Incremental {
+        let state = {
+            let mut c = Compiler::new(&model, table, State::default());
+            c.compile(node);
+            c.state
+        };
+        let mut users: BTreeMap<String, usize> = BTreeMap::new();
+        for (name, chain) in &state.out.chains {
+            if name.starts_with("pol_") {
+                for set in sets_used(chain) {
+                    *users.entry(set.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        Incremental {
+            node: node.to_owned(),
+            table: table.to_owned(),
+            model,
+            state,
+            users,
+        }
+    }
+
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.state.out
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Brings the ruleset to `model`, logging what changed since the last `delta`.
+    /// `Err`: a name the update needs is taken by another object (a hash collision);
+    /// only a compilation from scratch names both consistently.
+    pub fn update(&mut self, model: Model) -> Result<(), NeedsReplace> {
+        let old = std::mem::replace(&mut self.model, model);
+        let state = std::mem::take(&mut self.state);
+        let mut users = std::mem::take(&mut self.users);
+        let mut c = Compiler::new(&self.model, &self.table, state);
+        // The log covers this update only: its delta is programmed before the next.
+        c.state.log = Some(ChangeLog::default());
+        let result = c.apply_changes(&old, &self.node, &mut users);
+        self.state = c.state;
+        self.users = users;
+        result
+    }
+
+    /// The kernel transaction for everything the last `update` changed.
+    pub fn delta(&mut self) -> Result<Delta<'_>, NeedsReplace> {
+        let State { out, log, .. } = &mut self.state;
+        let log: &ChangeLog = log.get_or_insert_with(ChangeLog::default);
+        let out: &Ruleset = out;
+        let mut delta = Delta::default();
+        for (name, old) in &log.sets {
+            match (old, out.sets.get_key_value(name.as_str())) {
+                (None, Some((name, _))) => delta.added_sets.push(name),
+                (Some(_), None) => delta.removed_sets.push(name),
+                (None, None) => {}
+                (Some(before), Some((name, after))) => {
+                    if before.kind != after.kind || before.comment != after.comment {
+                        return Err(NeedsReplace(format!("set {name} changes its type")));
+                    }
+                    if before.elements != after.elements {
+                        delta.changed_sets.push(SetChange {
+                            name,
+                            add: after.elements.difference(&before.elements).collect(),
+                            remove: before.elements.difference(&after.elements).collect(),
+                            refill: matches!(after.kind, SetKind::Interval(_)),
+                        });
+                    }
+                }
+            }
+        }
+        for (name, changes) in &log.elements {
+            if log.sets.contains_key(name) || changes.is_empty() {
+                continue;
+            }
+            let Some((name, _)) = out.sets.get_key_value(name.as_str()) else {
+                continue;
+            };
+            delta.changed_sets.push(SetChange {
+                name,
+                add: changes
+                    .iter()
+                    .filter(|(_, a)| **a)
+                    .map(|(e, _)| e)
+                    .collect(),
+                remove: changes
+                    .iter()
+                    .filter(|(_, a)| !**a)
+                    .map(|(e, _)| e)
+                    .collect(),
+                refill: false,
+            });
+        }
+        let mut maps: BTreeMap<&str, MapChange> = BTreeMap::new();
+        for ((map, key), before) in &log.entries {
+            let Some((map_name, m)) = out.maps.get_key_value(map.as_str()) else {
+                continue;
+            };
+            let now = m.entries.get_key_value(key.as_str());
+            if before.as_ref() == now.map(|(_, v)| v) {
+                continue;
+            }
+            let change = maps.entry(map_name).or_insert_with(|| MapChange {
+                name: map_name,
+                add: Vec::new(),
+                remove: Vec::new(),
+            });
+            if before.is_some() {
+                change.remove.push(key);
+            }
+            if let Some((k, v)) = now {
+                change.add.push((k, v));
+            }
+        }
+        delta.changed_maps = maps.into_values().collect();
+        for (name, before) in &log.chains {
+            match (before, out.chains.get_key_value(name.as_str())) {
+                (None, Some((name, _))) => delta.added_chains.push(name),
+                (Some(_), None) => delta.removed_chains.push(name),
+                (None, None) => {}
+                (Some(before), Some((name, after))) => {
+                    if before.base != after.base || before.comment != after.comment {
+                        return Err(NeedsReplace(format!("chain {name} changes its properties")));
+                    }
+                    if before.rules != after.rules {
+                        delta.changed_chains.push(name);
+                    }
+                }
+            }
+        }
+        Ok(delta)
+    }
+}
+
+impl Compiler<'_> {
+    fn log(&mut self) -> &mut ChangeLog {
+        self.state.log.get_or_insert_with(ChangeLog::default)
+    }
+
+    /// Takes a chain out of the ruleset, remembering its old value.
+    fn take_chain(&mut self, name: &str) {
+        let old = self.state.out.chains.remove(name);
+        self.log().chains.entry(name.to_owned()).or_insert(old);
+    }
+
+    fn take_set(&mut self, name: &str) {
+        let old = self.state.out.sets.remove(name);
+        self.state.defs.remove(name);
+        self.log().sets.entry(name.to_owned()).or_insert(old);
+    }
+
+    fn patch_element(&mut self, set: &str, element: &Element, add: bool) {
+        let Some(s) = self.state.out.sets.get_mut(set) else {
+            return;
+        };
+        let changed = if add {
+            s.elements.insert(element.clone())
+        } else {
+            s.elements.remove(element)
+        };
+        if !changed {
+            return;
+        }
+        let log = self.log().elements.entry(set.to_owned()).or_default();
+        // An add and a removal of one element in one update cancel out.
+        if log.remove(element).is_none() {
+            log.insert(element.clone(), add);
+        }
+    }
+
+    fn set_entry(&mut self, map: &str, key: &str, verdict: Option<Verdict>) {
+        let Some(m) = self.state.out.maps.get_mut(map) else {
+            return;
+        };
+        let old = match verdict {
+            Some(v) => m.entries.insert(key.to_owned(), v),
+            None => m.entries.remove(key),
+        };
+        self.log()
+            .entries
+            .entry((map.to_owned(), key.to_owned()))
+            .or_insert(old);
+    }
+
+    fn apply_changes(
+        &mut self,
+        old: &Model,
+        node: &str,
+        users: &mut BTreeMap<String, usize>,
+    ) -> Result<(), NeedsReplace> {
+        let new = self.model;
+        let policies = changed_keys(&old.policies, &new.policies, same_policy);
+        let endpoints = changed_keys(&old.endpoints, &new.endpoints, same_endpoint);
+        let namespaces = changed_keys(&old.namespaces, &new.namespaces, |a, b| {
+            a.labels == b.labels
+        });
+
+        // Endpoints whose chains are rebuilt: changed ones, and those a changed policy
+        // selected or selects.
+        let mut rebuild: BTreeSet<(String, String)> = endpoints.iter().cloned().collect();
+        for key in &policies {
+            for (model, policy) in [(old, old.policies.get(key)), (new, new.policies.get(key))] {
+                let Some(policy) = policy else { continue };
+                rebuild.extend(
+                    model
+                        .endpoints
+                        .range((key.0.clone(), String::new())..)
+                        .take_while(|((ns, _), _)| *ns == key.0)
+                        .filter(|(_, ep)| policy.pod_selector.matches(&ep.labels))
+                        .map(|(k, _)| k.clone()),
+                );
+            }
+        }
+
+        // Policies: their chains, and the sets they use.
+        for key in &policies {
+            for direction in Direction::BOTH {
+                let chain = match old.policies.get(key) {
+                    Some(p) if p.rules(direction).is_some() => self.policy_chain_name(p, direction),
+                    _ => continue,
+                };
+                self.take_chain(&chain);
+                let log = self.state.log.as_ref().expect("logging");
+                if let Some(Some(before)) = log.chains.get(&chain) {
+                    let used: Vec<String> = sets_used(before).map(str::to_owned).collect();
+                    for set in used {
+                        if let Some(n) = users.get_mut(&set) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            let Some(policy) = new.policies.get(key) else {
+                continue;
+            };
+            for direction in Direction::BOTH {
+                if policy.rules(direction).is_none() {
+                    continue;
+                }
+                let name = self.policy_chain_name(policy, direction);
+                self.take_chain(&name);
+                self.policy_chain(policy, direction);
+                let used: Vec<String> = sets_used(&self.state.out.chains[&name])
+                    .map(str::to_owned)
+                    .collect();
+                for set in used {
+                    *users.entry(set).or_default() += 1;
+                }
+            }
+        }
+
+        // Membership: each changed endpoint, and every endpoint of a relabelled
+        // namespace, leaves the sets its old version was in and joins those its new
+        // version is in.
+        let mut members: BTreeSet<(String, String)> = endpoints.iter().cloned().collect();
+        for ns in &namespaces {
+            for model in [old, new] {
+                members.extend(
+                    model
+                        .endpoints
+                        .range((ns.clone(), String::new())..)
+                        .take_while(|((n, _), _)| n == ns)
+                        .map(|(k, _)| k.clone()),
+                );
+            }
+        }
+        let ns_labels = |model: &Model, ep: &Endpoint| -> Labels {
+            model
+                .namespaces
+                .get(&ep.namespace)
+                .map(|n| n.labels.clone())
+                .unwrap_or_default()
+        };
+        let defs: Vec<(String, SetDef)> = if members.is_empty() {
+            Vec::new()
+        } else {
+            self.state
+                .defs
+                .iter()
+                .map(|(n, d)| (n.clone(), d.clone()))
+                .collect()
+        };
+        // Old versions leave before new ones join: an object renamed or moved to
+        // another namespace keeps its addresses under a new key.
+        for key in &members {
+            if let Some(ep) = old.endpoints.get(key) {
+                let labels = ns_labels(old, ep);
+                for (set, def) in &defs {
+                    for e in def.elements(ep, &labels) {
+                        self.patch_element(set, &e, false);
+                    }
+                }
+            }
+        }
+        for key in &members {
+            if let Some(ep) = new.endpoints.get(key) {
+                let labels = ns_labels(new, ep);
+                for (set, def) in &defs {
+                    for e in def.elements(ep, &labels) {
+                        self.patch_element(set, &e, true);
+                    }
+                }
+            }
+        }
+
+        // Sets no policy uses any more.
+        let unused: Vec<String> = users
+            .iter()
+            .filter(|(_, n)| **n == 0)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for set in unused {
+            users.remove(&set);
+            self.take_set(&set);
+        }
+
+        // Local endpoints: chains, dispatch entries, local addresses.
+        for key in &rebuild {
+            if let Some(ep) = old.endpoints.get(key).filter(|ep| ep.is_local(node)) {
+                self.drop_endpoint(ep);
+            }
+        }
+        for key in &rebuild {
+            if let Some(ep) = new.endpoints.get(key).filter(|ep| ep.is_local(node)) {
+                self.add_endpoint(ep);
+            }
+        }
+
+        // A salted name (two keys with one hash) depends on the order names were
+        // given, which differs from a compilation from scratch.
+        if self.state.names.salted {
+            return Err(NeedsReplace("two objects' names collide".to_owned()));
+        }
+        Ok(())
+    }
+
+    fn drop_endpoint(&mut self, ep: &Endpoint) {
+        for direction in Direction::BOTH {
+            let name = self.endpoint_chain_name(ep, direction);
+            self.take_chain(&name);
+        }
+        for family in Family::BOTH {
+            let own = self.own_addresses_set_name(ep, family);
+            if self.state.out.sets.contains_key(&own) {
+                self.take_set(&own);
+            }
+            for ip in ep.ips.iter().filter(|ip| Family::of(ip) == family) {
+                self.patch_element(&local_set(family), &Element::Addr(*ip), false);
+            }
+        }
+        self.set_entry(super::EGRESS_MAP, &ep.interface, None);
+        self.set_entry(super::INGRESS_MAP, &ep.interface, None);
+    }
+
+    fn add_endpoint(&mut self, ep: &Endpoint) {
+        for direction in Direction::BOTH {
+            let name = self.endpoint_chain_name(ep, direction);
+            self.take_chain(&name);
+            let policies = selecting(self.model, ep, direction);
+            let name = self.endpoint_chain(ep, direction, &policies);
+            let map = match direction {
+                Direction::Egress => super::EGRESS_MAP,
+                Direction::Ingress => super::INGRESS_MAP,
+            };
+            self.set_entry(map, &ep.interface, Some(Verdict::Goto(name)));
+        }
+        for family in Family::BOTH {
+            for ip in ep.ips.iter().filter(|ip| Family::of(ip) == family) {
+                self.patch_element(&local_set(family), &Element::Addr(*ip), true);
+            }
+        }
+    }
+}
