@@ -71,7 +71,7 @@ fn incremental_updates_equal_a_compilation_from_scratch() {
                 netpold::render::render(inc.ruleset()),
                 netpold::render::render(&expected)
             );
-            let delta = inc.delta().unwrap();
+            let (delta, _) = inc.delta().unwrap();
             if !delta.is_empty() {
                 touched += 1;
             }

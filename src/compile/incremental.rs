@@ -191,8 +191,9 @@ impl Incremental {
         result
     }
 
-    /// The kernel transaction for everything the last `update` changed.
-    pub fn delta(&mut self) -> Result<Delta<'_>, NeedsReplace> {
+    /// The kernel transaction for everything the last `update` changed, with the
+    /// ruleset it leads to.
+    pub fn delta(&mut self) -> Result<(Delta<'_>, &Ruleset), NeedsReplace> {
         let State { out, log, .. } = &mut self.state;
         let log: &ChangeLog = log.get_or_insert_with(ChangeLog::default);
         let out: &Ruleset = out;
@@ -276,7 +277,7 @@ impl Incremental {
                 }
             }
         }
-        Ok(delta)
+        Ok((delta, out))
     }
 }
 

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::source::{Load, Source};
-use crate::compile;
-use crate::dataplane::{Applied, Dataplane, Error};
+use crate::compile::Incremental;
+use crate::dataplane::{Applied, Dataplane};
 use crate::ir::Ruleset;
-use crate::ir::diff::{self, NeedsReplace};
+use crate::ir::diff::NeedsReplace;
 use crate::model::Model;
 
 /// Why a sync runs.
@@ -62,11 +62,14 @@ pub struct Reconciler<D> {
     dataplane: D,
     node: String,
     table: String,
-    /// The last ruleset the kernel accepted.
-    programmed: Option<Ruleset>,
+    /// The compiled ruleset, kept up to date edit by edit; `None` before the first
+    /// valid load.
+    compiled: Option<Incremental>,
+    /// The kernel holds `compiled`'s ruleset: the last transaction went in. When it
+    /// did not, what the kernel holds is the older ruleset and the next transaction
+    /// replaces the whole table.
+    in_kernel: bool,
     enforced: Enforced,
-    /// The model of the previous load, to say what changed.
-    model: Option<Model>,
     /// Nothing is programmed before the first load in which every file is valid
     /// (or stands in with its last good content).
     complete_load_seen: bool,
@@ -83,9 +86,9 @@ impl<D: Dataplane> Reconciler<D> {
             dataplane,
             node: node.to_owned(),
             table: table.to_owned(),
-            programmed: None,
+            compiled: None,
+            in_kernel: false,
             enforced: Enforced::default(),
-            model: None,
             complete_load_seen: false,
             syncs: 0,
             failures: 0,
@@ -100,14 +103,13 @@ impl<D: Dataplane> Reconciler<D> {
     /// Loads, compiles and programs if needed; logs the problems and the `sync N:` line.
     pub fn sync(&mut self, trigger: Trigger) -> Outcome {
         let started = Instant::now();
-        let load = match self.source.reload() {
+        let mut load = match self.source.reload() {
             Ok(load) => load,
             Err(e) => return self.without_directory(trigger, &e, started),
         };
         let was_unreadable = std::mem::replace(&mut self.directory_unreadable, false);
         let load_time = started.elapsed();
         let news = load.files_touched() || was_unreadable || self.failures > 0;
-        let previous = self.model.replace(load.model.clone());
         if load.complete() {
             self.complete_load_seen = true;
         }
@@ -135,14 +137,6 @@ impl<D: Dataplane> Reconciler<D> {
             );
         }
 
-        let compile_started = Instant::now();
-        let desired = compile::compile(&load.model, &self.node, &self.table);
-        let compile_time = compile_started.elapsed();
-        let differs = self.programmed.as_ref() != Some(&desired);
-        if trigger == Trigger::Rescan && !differs && !news {
-            return self.quiet();
-        }
-
         let mut parts = Vec::new();
         match trigger {
             Trigger::Start => {}
@@ -151,21 +145,51 @@ impl<D: Dataplane> Reconciler<D> {
             Trigger::Retry => parts.push("retry".to_owned()),
             Trigger::Change => {}
         }
-        if let Some(previous) = previous.filter(|_| load.files_touched()) {
+        if let Some(previous) = self.compiled.as_ref().filter(|_| load.files_touched()) {
             parts.push(format!(
                 "{}: {}",
                 files_summary(&load),
-                ModelDelta::between(&previous, &load.model)
+                ModelDelta::between(previous.model(), &load.model)
             ));
         }
         parts.extend(held_summary(&load));
 
-        let enforced = Enforced {
-            policies: load.model.policies.len(),
-            endpoints: load.model.endpoints.len(),
-            local: load.model.local_endpoints(&self.node),
+        // Compile: the whole model when the kernel's content is not known to be the
+        // last ruleset (first sync, SIGHUP, after a failure), otherwise only the change.
+        let compile_started = Instant::now();
+        let replace_why = match (&self.compiled, trigger) {
+            (None, _) => Some("the first transaction".to_owned()),
+            (_, Trigger::Hangup) => Some("SIGHUP".to_owned()),
+            _ if !self.in_kernel => Some("after a failed transaction".to_owned()),
+            _ => None,
         };
-        let contents = contents(&load.model, &self.node, &desired);
+        let replace_why = match (replace_why, self.compiled.as_mut()) {
+            (None, Some(compiled)) => match compiled.update(std::mem::take(&mut load.model)) {
+                Ok(()) => None,
+                Err(NeedsReplace(why)) => {
+                    let model = compiled.model().clone();
+                    self.compiled = Some(Incremental::new(model, &self.node, &self.table));
+                    Some(why)
+                }
+            },
+            (why, _) => {
+                self.compiled = Some(Incremental::new(
+                    std::mem::take(&mut load.model),
+                    &self.node,
+                    &self.table,
+                ));
+                why
+            }
+        };
+        let compile_time = compile_started.elapsed();
+        let compiled = self.compiled.as_mut().expect("compiled above");
+        let model = compiled.model();
+        let enforced = Enforced {
+            policies: model.policies.len(),
+            endpoints: model.endpoints.len(),
+            local: model.local_endpoints(&self.node),
+        };
+        let contents = contents(model, &self.node, compiled.ruleset());
         let held_files = load.held.iter().filter(|h| h.last_good).count();
         let held_status = if held_files > 0 {
             format!(
@@ -187,60 +211,96 @@ impl<D: Dataplane> Reconciler<D> {
             programmed: false,
             retry_in: None,
         };
+        let kernel_started = Instant::now();
+        let attempt = match replace_why {
+            Some(why) => Some((
+                self.dataplane.replace(compiled.ruleset()),
+                format!("(replaced the whole table: {why})"),
+            )),
+            None => match compiled.delta() {
+                Ok((delta, _)) if delta.is_empty() => None,
+                Ok((delta, desired)) => {
+                    let summary = delta.summary();
+                    match self.dataplane.update(desired, &delta) {
+                        Ok(applied) => Some((Ok(applied), format!("(changed: {summary})"))),
+                        Err(e) => {
+                            // The table was changed behind our back (or the kernel
+                            // refused something): the whole table puts it right.
+                            log::warn!(
+                                "the kernel refused the change ({e}); replacing the whole table"
+                            );
+                            Some((
+                                self.dataplane.replace(desired),
+                                "(replaced the whole table after the change was refused)"
+                                    .to_owned(),
+                            ))
+                        }
+                    }
+                }
+                Err(NeedsReplace(why)) => Some((
+                    self.dataplane.replace(compiled.ruleset()),
+                    format!("(replaced the whole table: {why})"),
+                )),
+            },
+        };
         let mut kernel_time = None;
-        if differs || trigger == Trigger::Hangup {
-            let kernel_started = Instant::now();
-            let (result, how) = self.program(&desired, trigger == Trigger::Hangup);
-            match result {
-                Ok(applied) => {
-                    kernel_time = Some(kernel_started.elapsed());
-                    parts.push(format!(
-                        "programmed {contents} {how} {}",
-                        transaction(&applied)
-                    ));
-                    self.programmed = Some(desired);
-                    self.enforced = enforced;
-                    self.failures = 0;
-                    outcome.programmed = true;
-                }
-                Err(e) => {
-                    kernel_time = Some(kernel_started.elapsed());
-                    self.failures += 1;
-                    let retry_in = backoff(self.failures);
-                    parts.push(format!(
-                        "transaction failed: {e}; the kernel keeps {}; retrying in {} s",
-                        if self.programmed.is_some() {
-                            "the ruleset programmed before"
-                        } else {
-                            "what it held"
-                        },
-                        retry_in.as_secs()
-                    ));
-                    level = log::Level::Error;
-                    outcome.retry_in = Some(retry_in);
-                }
+        match attempt {
+            Some((Ok(applied), how)) => {
+                kernel_time = Some(kernel_started.elapsed());
+                parts.push(format!(
+                    "programmed {contents} {how} {}",
+                    transaction(&applied)
+                ));
+                self.in_kernel = true;
+                self.enforced = enforced;
+                self.failures = 0;
+                outcome.programmed = true;
             }
-        } else {
-            // The kernel already holds the desired ruleset: nothing is left to retry.
-            self.failures = 0;
-            parts.push(format!(
-                "no change to the ruleset ({} read, {} parsed)",
-                count(load.files, "file", "files"),
-                load.parsed
-            ));
+            Some((Err(e), _)) => {
+                kernel_time = Some(kernel_started.elapsed());
+                let had_rules = self.in_kernel || self.failures > 0 || trigger != Trigger::Start;
+                self.in_kernel = false;
+                self.failures += 1;
+                let retry_in = backoff(self.failures);
+                parts.push(format!(
+                    "transaction failed: {e}; the kernel keeps {}; retrying in {} s",
+                    if had_rules && self.enforced.endpoints + self.enforced.policies > 0 {
+                        "the ruleset programmed before"
+                    } else {
+                        "what it held"
+                    },
+                    retry_in.as_secs()
+                ));
+                level = log::Level::Error;
+                outcome.retry_in = Some(retry_in);
+            }
+            None => {
+                if trigger == Trigger::Rescan && !news {
+                    return self.quiet();
+                }
+                // The kernel already holds the desired ruleset: nothing is left to retry.
+                self.failures = 0;
+                parts.push(format!(
+                    "no change to the ruleset ({} read, {} parsed)",
+                    count(load.files, "file", "files"),
+                    load.parsed
+                ));
+            }
         }
-        outcome.status = match (&self.programmed, outcome.retry_in) {
-            (Some(_), None) => format!(
+        let programmed_once =
+            self.in_kernel || self.enforced.endpoints + self.enforced.policies > 0;
+        outcome.status = match (programmed_once, outcome.retry_in) {
+            (true, None) => format!(
                 "enforcing {} on {} ({} local){held_status}",
                 count(self.enforced.policies, "policy", "policies"),
                 count(self.enforced.endpoints, "endpoint", "endpoints"),
                 self.enforced.local
             ),
-            (Some(_), Some(_)) => {
+            (true, Some(_)) => {
                 "the last transaction failed; the previously programmed ruleset stays; retrying"
                     .to_owned()
             }
-            (None, _) => "the first transaction failed; retrying".to_owned(),
+            (false, _) => "the first transaction failed; retrying".to_owned(),
         };
         let mut timing = format!(
             "{} ms (load {} ms, compile {} ms",
@@ -271,10 +331,11 @@ impl<D: Dataplane> Reconciler<D> {
         }
         let mut level = log::Level::Error;
         let mut programmed = false;
-        let what = match (&self.programmed, trigger) {
-            (Some(ruleset), Trigger::Hangup) => match self.dataplane.replace(ruleset) {
+        let what = match (&self.compiled, trigger) {
+            (Some(compiled), Trigger::Hangup) => match self.dataplane.replace(compiled.ruleset()) {
                 Ok(applied) => {
                     programmed = true;
+                    self.in_kernel = true;
                     level = log::Level::Warn;
                     format!(
                         "re-programmed the ruleset programmed last {}",
@@ -299,38 +360,6 @@ impl<D: Dataplane> Reconciler<D> {
             line: Some((level, line)),
             programmed,
             retry_in: None,
-        }
-    }
-
-    /// Programs `desired`: only the delta from the ruleset programmed last, or the whole
-    /// table at the first transaction, on SIGHUP, when the delta cannot express the
-    /// change, after a failed transaction, and when the kernel refuses the delta (the
-    /// table was changed behind our back). Says which in the returned words.
-    fn program(
-        &mut self,
-        desired: &Ruleset,
-        force_replace: bool,
-    ) -> (Result<Applied, Error>, String) {
-        let delta = match (&self.programmed, force_replace || self.failures > 0) {
-            (Some(held), false) => diff::diff(held, desired),
-            (Some(_), true) => Err(NeedsReplace("every object".to_owned())),
-            (None, _) => Err(NeedsReplace("the first transaction".to_owned())),
-        };
-        match delta {
-            Ok(delta) => match self.dataplane.update(desired, &delta) {
-                Ok(applied) => (Ok(applied), format!("(changed: {})", delta.summary())),
-                Err(e) => {
-                    log::warn!("the kernel refused the change ({e}); replacing the whole table");
-                    (
-                        self.dataplane.replace(desired),
-                        "(replaced the whole table after the change was refused)".to_owned(),
-                    )
-                }
-            },
-            Err(NeedsReplace(why)) => (
-                self.dataplane.replace(desired),
-                format!("(replaced the whole table: {why})"),
-            ),
         }
     }
 

@@ -724,17 +724,9 @@ impl<'a> Encoder<'a> {
         for change in &delta.changed_sets {
             self.set_change(&new.sets[change.name], change);
         }
-        let added: std::collections::BTreeSet<&str> = delta.added_chains.iter().copied().collect();
-        let rewritten: std::collections::BTreeSet<&str> =
-            delta.changed_chains.iter().copied().collect();
-        let mut order = crate::render::chain_order(new);
-        order.extend(
-            new.chains
-                .iter()
-                .filter(|(_, c)| c.base.is_some())
-                .map(|(n, _)| n.as_str()),
-        );
-        for name in order.iter().filter(|n| added.contains(*n)) {
+        // Chains are created empty before any rule, so no order among them matters
+        // (and the delta costs nothing per chain it does not touch).
+        for name in &delta.added_chains {
             self.chain(name, &new.chains[*name]);
         }
         for name in &delta.added_maps {
@@ -747,10 +739,7 @@ impl<'a> Encoder<'a> {
             let seq = self.batch.flush_chain(&self.table, &c_string(name));
             self.describe(Self::one(seq), Message::FlushChain(name));
         }
-        for name in order
-            .iter()
-            .filter(|n| added.contains(*n) || rewritten.contains(*n))
-        {
+        for name in delta.added_chains.iter().chain(&delta.changed_chains) {
             for (i, rule) in new.chains[*name].rules.iter().enumerate() {
                 self.rule(name, i, rule);
             }
