@@ -571,6 +571,19 @@ impl Finished {
     pub fn bytes(&self) -> usize {
         self.iovecs().iter().map(|v| v.iov_len).sum()
     }
+
+    /// The pages of the batch as the bytes that would be sent (messages never
+    /// straddle pages), for reading the encoder's output back.
+    pub fn pages(&self) -> Vec<&[u8]> {
+        self.iovecs()
+            .iter()
+            // SAFETY: each iovec points at a page of this batch, `iov_len` bytes long,
+            // alive as long as `self`.
+            .map(|iov| unsafe {
+                std::slice::from_raw_parts(iov.iov_base.cast::<u8>(), iov.iov_len)
+            })
+            .collect()
+    }
 }
 
 /// A netfilter netlink socket in the current network namespace.

@@ -5,6 +5,9 @@
 
 mod encode;
 mod ffi;
+pub mod monitor;
+pub mod readback;
+mod wire;
 
 use std::io;
 use std::time::{Duration, Instant};
