@@ -23,6 +23,23 @@ pub struct Applied {
 #[error("{0}")]
 pub struct Error(pub String);
 
+/// An object of our table that differs from what netpold programmed.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DriftObject {
+    /// The table itself, or something only a whole replacement puts right.
+    Table,
+    Chain(String),
+    /// A set or a map.
+    Set(String),
+}
+
+/// One difference found by reading the table back, with a sentence for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drift {
+    pub object: DriftObject,
+    pub what: String,
+}
+
 pub trait Dataplane {
     /// Replaces our whole table with `desired` in one transaction.
     fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error>;
@@ -30,4 +47,7 @@ pub trait Dataplane {
     /// Sends only `delta`, which turns the ruleset the table holds (the last one
     /// programmed) into `desired`, in one transaction.
     fn update(&mut self, desired: &Ruleset, delta: &Delta) -> Result<Applied, Error>;
+
+    /// Reads our table back and lists how it differs from `desired`.
+    fn read_back(&mut self, desired: &Ruleset) -> Result<Vec<Drift>, Error>;
 }

@@ -243,7 +243,7 @@ fn has_line_col(line: &str, prefix: &str) -> bool {
 }
 
 #[test]
-fn table_deleted_then_sighup_restores_it() {
+fn foreign_changes_to_the_table_are_repaired_and_sighup_replaces_it() {
     let wls = vec![
         wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),
         wl("a/db", "app: db", &["10.0.0.2", "fd00::2"]),
@@ -252,7 +252,7 @@ fn table_deleted_then_sighup_restores_it() {
         "deny-db",
         "  podSelector: {matchLabels: {app: db}}\n  policyTypes: [Ingress]\n",
     );
-    let Some((t, d)) = start("dyn-hup", wls, &[("policy.yaml", &policy)]) else {
+    let Some((t, d)) = start("dyn-drift", wls, &[("policy.yaml", &policy)]) else {
         return;
     };
     let enforced = [
@@ -260,11 +260,58 @@ fn table_deleted_then_sighup_restores_it() {
         ("db", "web", "tcp", 80, Both, PASS),
     ];
     t.check(&enforced);
-    let (ok, _, err) = t.host.nft(&["delete", "table", "inet", "netpold"], None);
-    assert!(ok, "{err}");
-    t.check(&[("web", "db", "tcp", 80, Both, PASS)]);
-    d.after(|| d.signal("HUP"), SYNC);
-    t.eventually(&enforced, SHOW);
+    let db_iface = t.wl("a/db").iface.clone();
+    let element = format!("{{ \"{db_iface}\" }}");
+    // Each edit opens db's ingress (a rule, a dispatch entry, the whole table) until
+    // netpold puts it back.
+    let edits: [(&str, Vec<&str>, &str); 3] = [
+        (
+            "flush a base chain",
+            vec!["flush", "chain", "inet", "netpold", "forward_ingress"],
+            "rewrote chain forward_ingress",
+        ),
+        (
+            "delete a dispatch entry",
+            vec![
+                "delete",
+                "element",
+                "inet",
+                "netpold",
+                "ingress_dispatch",
+                &element,
+            ],
+            "replaced the whole table",
+        ),
+        (
+            "delete the table",
+            vec!["delete", "table", "inet", "netpold"],
+            "replaced the whole table",
+        ),
+    ];
+    for (what, args, repair) in edits {
+        let started = Instant::now();
+        let line = d.after(
+            || {
+                let (ok, _, err) = t.host.nft(&args, None);
+                assert!(ok, "{what}: {err}");
+            },
+            SYNC,
+        );
+        let took = started.elapsed();
+        assert!(
+            line.contains("drift: ") && line.contains(" by nft (pid ") && line.contains(repair),
+            "{what}: {line}"
+        );
+        eprintln!("{what}: repaired {took:?} after the nft command ({line})");
+        t.eventually(&enforced, SHOW);
+    }
+    // SIGHUP replaces the whole table whatever it holds.
+    let line = d.after(|| d.signal("HUP"), SYNC);
+    assert!(
+        line.contains("(replaced the whole table: SIGHUP)"),
+        "{line}"
+    );
+    t.check(&enforced);
 }
 
 #[test]

@@ -1,8 +1,9 @@
+use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use super::{EXIT_OK, NodeArgs};
 use netpold::daemon::notify::Notifier;
-use netpold::daemon::{Daemon, Options};
+use netpold::daemon::{Daemon, Event, Options};
 use netpold::{config, nft};
 
 /// The daemon, in the foreground, until SIGTERM or SIGINT (then exit code 0, the rules
@@ -27,7 +28,11 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
                 .max(1),
         ),
     };
-    let dataplane = nft::Kernel::open(&settings.table)?;
+    let mut dataplane = nft::Kernel::open(&settings.table)?;
+    let own_portid = dataplane.portid();
+    let monitor = nft::monitor::Monitor::open()
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to nftables events: {e}"))?;
+    dataplane.pause_during_replace(monitor.pauser()?);
     log::info!(
         "netpold {} starting: manifests {}, node {}, table inet {}",
         env!("CARGO_PKG_VERSION"),
@@ -35,10 +40,60 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         options.node,
         options.table
     );
+    let table = options.table.clone();
     let daemon = Daemon::new(options, dataplane, Notifier::from_env())?;
     daemon.forward_signals()?;
+    watch_table(monitor, &table, own_portid, daemon.sender())?;
     daemon.run();
     Ok(EXIT_OK)
+}
+
+/// Reports other programs' changes to our table to the daemon, which repairs them.
+/// Our own transactions come from `own_portid` and are not reported.
+fn watch_table(
+    mut monitor: nft::monitor::Monitor,
+    table: &str,
+    own_portid: u32,
+    sender: Sender<Event>,
+) -> anyhow::Result<()> {
+    let table = table.to_owned();
+    std::thread::Builder::new()
+        .name("nft-events".to_owned())
+        .spawn(move || {
+            loop {
+                if let Err(e) = monitor.wait(Duration::from_secs(3600)) {
+                    log::warn!("waiting for nftables events: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                let drained = monitor.drain(own_portid, &table);
+                if !drained.foreign.is_empty() {
+                    let objects = drained
+                        .foreign
+                        .iter()
+                        .map(|c| nft::drift_object(&c.change))
+                        .collect();
+                    const SHOWN: usize = 3;
+                    let mut cause = drained
+                        .foreign
+                        .iter()
+                        .take(SHOWN)
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    if drained.foreign.len() > SHOWN {
+                        cause
+                            .push_str(&format!("; {} more changes", drained.foreign.len() - SHOWN));
+                    }
+                    if sender.send(Event::Foreign { objects, cause }).is_err() {
+                        return;
+                    }
+                }
+                if drained.overflow && sender.send(Event::EventsLost).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// Info by default; `log_level` from the configuration, or `RUST_LOG`, which wins.

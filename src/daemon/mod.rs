@@ -30,12 +30,13 @@ pub mod watch;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use crate::dataplane::Dataplane;
+use crate::dataplane::{Dataplane, DriftObject};
 use notify::Notifier;
 use reconcile::{Outcome, Reconciler, Trigger};
 use source::Source;
@@ -56,6 +57,13 @@ pub struct Options {
 #[derive(Debug)]
 pub enum Event {
     Files(Vec<FsEvent>),
+    /// Another program changed our table: what it changed, and how to say so.
+    Foreign {
+        objects: Vec<DriftObject>,
+        cause: String,
+    },
+    /// The table's change events overflowed: read the whole table back.
+    EventsLost,
     Hangup,
     /// SIGTERM or SIGINT, by name.
     Terminate(&'static str),
@@ -131,14 +139,25 @@ impl<D: Dataplane> Daemon<D> {
         let mut debounce_at: Option<Instant> = None;
         // When the first change not yet synced was seen.
         let mut changes_since: Option<Instant> = None;
+        // Foreign changes seen and not yet repaired; a burst of them is one repair.
+        let mut drift: BTreeSet<DriftObject> = BTreeSet::new();
+        let mut drift_causes: Vec<String> = Vec::new();
+        let mut read_back = false;
+        let mut drift_at: Option<Instant> = None;
         let watchdog_every = self.notifier.watchdog_interval();
         let mut watchdog_at = watchdog_every.map(|every| Instant::now() + every);
         loop {
-            let deadline = [debounce_at, retry_at, watchdog_at, Some(resync_at)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(resync_at);
+            let deadline = [
+                debounce_at,
+                retry_at,
+                watchdog_at,
+                drift_at,
+                Some(resync_at),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(resync_at);
             match self
                 .events
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -151,6 +170,15 @@ impl<D: Dataplane> Daemon<D> {
                         let first = *changes_since.get_or_insert(now);
                         debounce_at = Some((now + self.debounce).min(first + self.max_debounce()));
                     }
+                }
+                Ok(Event::Foreign { objects, cause }) => {
+                    drift.extend(objects);
+                    drift_causes.push(cause);
+                    drift_at.get_or_insert(Instant::now() + DRIFT_SETTLE);
+                }
+                Ok(Event::EventsLost) => {
+                    read_back = true;
+                    drift_at.get_or_insert(Instant::now() + DRIFT_SETTLE);
                 }
                 Ok(Event::Hangup) => {
                     // Before the first programming systemd is still waiting for READY=1,
@@ -183,6 +211,34 @@ impl<D: Dataplane> Daemon<D> {
                 watchdog_at = Some(now + every);
             }
             let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+            if due(drift_at) {
+                drift_at = None;
+                let objects = std::mem::take(&mut drift);
+                let causes = std::mem::take(&mut drift_causes);
+                if !objects.is_empty() {
+                    let shown: Vec<&str> = causes.iter().take(3).map(String::as_str).collect();
+                    let mut cause = shown.join("; ");
+                    if causes.len() > shown.len() {
+                        cause.push_str(&format!("; {} more", causes.len() - shown.len()));
+                    }
+                    if let Some(at) = guarded(
+                        &self.notifier,
+                        || self.reconciler.repair(&objects, &cause),
+                        &mut ready,
+                    ) {
+                        retry_at = Some(at);
+                    }
+                }
+                if std::mem::take(&mut read_back) {
+                    log::info!("nftables change events were lost; reading the table back");
+                    if let Some(at) =
+                        guarded(&self.notifier, || self.reconciler.check_drift(), &mut ready)
+                    {
+                        retry_at = Some(at);
+                    }
+                }
+                continue;
+            }
             let trigger = if due(debounce_at) {
                 Trigger::Change
             } else if due(retry_at) {
@@ -195,6 +251,11 @@ impl<D: Dataplane> Daemon<D> {
             retry_at = self.sync(trigger, &mut ready);
             debounce_at = None;
             changes_since = None;
+            if trigger == Trigger::Rescan && retry_at.is_none() {
+                // The periodic resync also compares the kernel's table with what was
+                // programmed, for changes whose events were missed.
+                retry_at = guarded(&self.notifier, || self.reconciler.check_drift(), &mut ready);
+            }
             resync_at = Instant::now() + self.resync;
         }
     }
@@ -206,14 +267,25 @@ impl<D: Dataplane> Daemon<D> {
 
     /// Re-arms the watches, syncs and tells systemd; returns when to retry, if needed.
     fn sync(&mut self, trigger: Trigger, ready: &mut bool) -> Option<Instant> {
-        // A whole WatchdogSec for the sync, however long since the last ping.
-        self.notifier.watchdog();
         // Watches first: a change made while the directory is read is seen again.
         self.watcher.rearm();
+        guarded(&self.notifier, || self.reconciler.sync(trigger), ready)
+    }
+}
+
+/// Runs one step of the reconciler (a sync or a repair) and tells systemd; returns
+/// when to retry, if needed.
+fn guarded(
+    notifier: &Notifier,
+    step: impl FnOnce() -> Outcome,
+    ready: &mut bool,
+) -> Option<Instant> {
+    {
+        // A whole WatchdogSec for the step, however long since the last ping.
+        notifier.watchdog();
         // Nothing a file says may take the daemon down: a panic here is a bug, and the
         // kernel still holds the rules programmed last, which is the safe state.
-        let reconciler = &mut self.reconciler;
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| reconciler.sync(trigger)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(step));
         let Ok(Outcome {
             line,
             status,
@@ -227,12 +299,16 @@ impl<D: Dataplane> Daemon<D> {
             return None;
         };
         if line.is_some() {
-            self.notifier.status(&status);
+            notifier.status(&status);
         }
         if programmed && !*ready {
-            self.notifier.ready();
+            notifier.ready();
             *ready = true;
         }
         retry_in.map(|after| Instant::now() + after)
     }
 }
+
+/// How long foreign changes may keep coming before they are repaired together: an
+/// `nft -f` of many commands is one repair, well within a second.
+const DRIFT_SETTLE: Duration = Duration::from_millis(50);

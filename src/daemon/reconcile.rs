@@ -9,14 +9,14 @@
 //! `sync N:`, at INFO, at WARN when files are held or nothing is programmed, at ERROR
 //! when a transaction failed; the problems behind it are logged just before it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::source::{Load, Source};
 use crate::compile::Incremental;
-use crate::dataplane::{Applied, Dataplane};
+use crate::dataplane::{Applied, Dataplane, DriftObject};
 use crate::ir::Ruleset;
-use crate::ir::diff::NeedsReplace;
+use crate::ir::diff::{Delta, NeedsReplace, SetChange};
 use crate::model::Model;
 
 /// Why a sync runs.
@@ -360,6 +360,140 @@ impl<D: Dataplane> Reconciler<D> {
             line: Some((level, line)),
             programmed,
             retry_in: None,
+        }
+    }
+
+    /// Puts right objects of our table that someone else changed: a chain's rules are
+    /// written again, a set is refilled, anything else (the table or a chain deleted,
+    /// a map changed, an object added) replaces the whole table. `cause` says what was
+    /// seen, for the log.
+    pub fn repair(&mut self, objects: &BTreeSet<DriftObject>, cause: &str) -> Outcome {
+        let started = Instant::now();
+        let Some(compiled) = self.compiled.as_ref().filter(|_| self.in_kernel) else {
+            // Nothing programmed yet, or a retry is due that replaces the whole table.
+            return self.quiet();
+        };
+        let desired = compiled.ruleset();
+        let mut delta = Delta::default();
+        let mut whole = false;
+        for object in objects {
+            match object {
+                DriftObject::Chain(name) if desired.chains.contains_key(name) => {
+                    let (name, _) = desired
+                        .chains
+                        .get_key_value(name.as_str())
+                        .expect("present");
+                    delta.changed_chains.push(name);
+                }
+                DriftObject::Set(name) if desired.sets.contains_key(name) => {
+                    let (name, _) = desired.sets.get_key_value(name.as_str()).expect("present");
+                    delta.changed_sets.push(SetChange {
+                        name,
+                        add: Vec::new(),
+                        remove: Vec::new(),
+                        refill: true,
+                    });
+                }
+                _ => whole = true,
+            }
+        }
+        let (result, how) = if whole {
+            (
+                self.dataplane.replace(desired),
+                "replaced the whole table".to_owned(),
+            )
+        } else {
+            let mut names: Vec<String> = delta
+                .changed_chains
+                .iter()
+                .map(|c| format!("rewrote chain {c}"))
+                .collect();
+            names.extend(
+                delta
+                    .changed_sets
+                    .iter()
+                    .map(|c| format!("refilled set {}", c.name)),
+            );
+            let how = names.join(", ");
+            match self.dataplane.update(desired, &delta) {
+                Ok(applied) => (Ok(applied), how),
+                Err(e) => {
+                    log::warn!(
+                        "repairing the changed objects failed ({e}); replacing the whole table"
+                    );
+                    (
+                        self.dataplane.replace(desired),
+                        "replaced the whole table".to_owned(),
+                    )
+                }
+            }
+        };
+        self.syncs += 1;
+        let (level, text, programmed, retry_in) = match result {
+            Ok(applied) => (
+                log::Level::Warn,
+                format!("{how} {}", transaction(&applied)),
+                true,
+                None,
+            ),
+            Err(e) => {
+                self.in_kernel = false;
+                self.failures += 1;
+                let retry_in = backoff(self.failures);
+                (
+                    log::Level::Error,
+                    format!("repair failed: {e}; retrying in {} s", retry_in.as_secs()),
+                    false,
+                    Some(retry_in),
+                )
+            }
+        };
+        let line = format!(
+            "sync {}: drift: {cause}; {text} in {} ms",
+            self.syncs,
+            ms(started.elapsed())
+        );
+        log::log!(level, "{line}");
+        Outcome {
+            status: format!("repaired a change made by another program ({cause})"),
+            line: Some((level, line)),
+            programmed,
+            retry_in,
+        }
+    }
+
+    /// Reads our table back and repairs what differs from the ruleset programmed last.
+    pub fn check_drift(&mut self) -> Outcome {
+        let Some(compiled) = self.compiled.as_ref().filter(|_| self.in_kernel) else {
+            return self.quiet();
+        };
+        let started = Instant::now();
+        match self.dataplane.read_back(compiled.ruleset()) {
+            Ok(drift) if drift.is_empty() => {
+                log::debug!(
+                    "read back table inet {} in {} ms: as programmed",
+                    self.table,
+                    ms(started.elapsed())
+                );
+                self.quiet()
+            }
+            Ok(drift) => {
+                const SHOWN: usize = 5;
+                let mut cause: Vec<String> =
+                    drift.iter().take(SHOWN).map(|d| d.what.clone()).collect();
+                if drift.len() > SHOWN {
+                    cause.push(format!("{} more differences", drift.len() - SHOWN));
+                }
+                let objects = drift.into_iter().map(|d| d.object).collect();
+                self.repair(
+                    &objects,
+                    &format!("the table read back differs: {}", cause.join("; ")),
+                )
+            }
+            Err(e) => {
+                log::warn!("reading table inet {} back failed: {e}", self.table);
+                self.quiet()
+            }
         }
     }
 

@@ -24,6 +24,8 @@ struct FakeState {
     replaced: Vec<Ruleset>,
     /// Transactions that were deltas rather than replacements.
     updates: usize,
+    /// What the next read-back reports.
+    drift: Vec<crate::dataplane::Drift>,
     fail: usize,
 }
 
@@ -83,6 +85,10 @@ impl Dataplane for Fake {
         state.replaced.push(after);
         state.updates += 1;
         Ok(APPLIED)
+    }
+
+    fn read_back(&mut self, _desired: &Ruleset) -> Result<Vec<crate::dataplane::Drift>, Error> {
+        Ok(std::mem::take(&mut self.0.lock().unwrap().drift))
     }
 }
 
@@ -728,4 +734,56 @@ fn sighup_reprograms_and_terminate_exits() {
     }
     let fake = running.stop();
     assert_eq!(fake.calls(), 2);
+}
+
+#[test]
+fn a_read_back_that_differs_is_repaired_object_by_object() {
+    use crate::dataplane::{Drift, DriftObject};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    write(dir, "p.yaml", &policy("p", "a"));
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    assert!(r.sync(Trigger::Start).programmed);
+    // As programmed: nothing to do, nothing logged.
+    assert!(r.check_drift().line.is_none());
+    assert_eq!(fake.calls(), 1);
+
+    let programmed = fake.last().unwrap();
+    let chain = programmed
+        .chains
+        .keys()
+        .find(|c| c.starts_with("pol_"))
+        .unwrap()
+        .clone();
+    fake.0.lock().unwrap().drift = vec![
+        Drift {
+            object: DriftObject::Chain(chain.clone()),
+            what: format!("chain {chain}: 0 rules, expected 1"),
+        },
+        Drift {
+            object: DriftObject::Set("local_addrs4".into()),
+            what: "set local_addrs4: 1 element missing".into(),
+        },
+    ];
+    let repaired = r.check_drift();
+    let text = line(&repaired);
+    assert_eq!(level(&repaired), log::Level::Warn);
+    assert!(
+        text.contains("drift: the table read back differs: chain ")
+            && text.contains(&format!("rewrote chain {chain}, refilled set local_addrs4")),
+        "{text}"
+    );
+    assert_eq!(fake.updates(), 1);
+    assert_eq!(fake.last().unwrap(), programmed);
+
+    // Something only a whole table puts right.
+    fake.0.lock().unwrap().drift = vec![Drift {
+        object: DriftObject::Table,
+        what: "table inet netpold is missing".into(),
+    }];
+    assert!(line(&r.check_drift()).contains("replaced the whole table"));
+    assert_eq!(fake.updates(), 1);
+    assert_eq!(fake.calls(), 3);
 }

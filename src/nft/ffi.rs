@@ -71,7 +71,7 @@ pub struct RuleSpec<'a> {
 }
 
 /// A libnftnl object type and the function that frees it.
-trait Free {
+pub(super) trait Free {
     /// # Safety
     /// `p` must come from the type's libnftnl allocator and not be used afterwards.
     unsafe fn free(p: *mut Self);
@@ -95,19 +95,20 @@ free_with! {
     sys::nftnl_set => sys::nftnl_set_free,
     sys::nftnl_rule => sys::nftnl_rule_free,
     sys::nftnl_set_elems_iter => sys::nftnl_set_elems_iter_destroy,
+    sys::nftnl_expr_iter => sys::nftnl_expr_iter_destroy,
 }
 
 /// Owns a libnftnl object and frees it on drop.
-struct Owned<T: Free>(NonNull<T>);
+pub(super) struct Owned<T: Free>(NonNull<T>);
 
 impl<T: Free> Owned<T> {
-    fn new(ptr: *mut T) -> Owned<T> {
+    pub(super) fn new(ptr: *mut T) -> Owned<T> {
         // libnftnl returns NULL only when malloc fails; like the standard library
         // on allocation failure, there is nothing sensible left to do.
         Owned(NonNull::new(ptr).unwrap_or_else(|| std::process::abort()))
     }
 
-    fn raw(&self) -> *mut T {
+    pub(super) fn raw(&self) -> *mut T {
         self.0.as_ptr()
     }
 }

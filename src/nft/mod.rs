@@ -1,7 +1,10 @@
 //! The kernel backend: `ir::Ruleset` → one nftables netlink transaction through
 //! libnftnl and libmnl, sent in one `sendmsg`, its replies matched to the batch's
-//! sequence numbers. No `nft` binary at run time. `ffi` holds all the unsafe code;
-//! `encode` decides which messages and expressions a ruleset becomes.
+//! sequence numbers. No `nft` binary at run time. This module holds all of netpold's
+//! unsafe code (each block with its `SAFETY:` line): `ffi` builds and sends batches,
+//! `wire` parses netlink replies and dumps, `monitor` reads nftables events and
+//! `readback` reads our table back; `encode` decides which messages and expressions
+//! a ruleset becomes.
 
 mod encode;
 mod ffi;
@@ -12,7 +15,7 @@ mod wire;
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::dataplane::{Applied, Dataplane, Error};
+use crate::dataplane::{Applied, Dataplane, Drift, DriftObject, Error};
 use crate::ir::Ruleset;
 use crate::ir::diff::Delta;
 
@@ -27,6 +30,8 @@ pub struct Kernel {
     socket: ffi::Socket,
     table: String,
     next_seq: u32,
+    /// The daemon's event monitor, unsubscribed while the whole table is replaced.
+    monitor: Option<monitor::Pauser>,
 }
 
 impl Kernel {
@@ -41,7 +46,15 @@ impl Kernel {
             socket,
             table: table.to_owned(),
             next_seq,
+            monitor: None,
         })
+    }
+
+    /// While the whole table is replaced, `monitor` leaves its event group: an event
+    /// per object of a large table would cost the kernel more than the objects
+    /// themselves. A foreign change in that moment is caught by the periodic read-back.
+    pub fn pause_during_replace(&mut self, monitor: monitor::Pauser) {
+        self.monitor = Some(monitor);
     }
 
     /// The netlink port id of our socket: events carrying it are our own.
@@ -192,11 +205,59 @@ impl Kernel {
 
 impl Dataplane for Kernel {
     fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error> {
-        self.program(|encoder| encoder.replace(desired))
+        if let Some(m) = &self.monitor
+            && let Err(e) = m.pause()
+        {
+            log::warn!("cannot pause the nftables event monitor: {e}");
+        }
+        let result = self.program(|encoder| encoder.replace(desired));
+        if let Some(m) = &self.monitor
+            && let Err(e) = m.resume()
+        {
+            log::error!(
+                "cannot resume the nftables event monitor: {e}; foreign changes are found by the periodic read-back only"
+            );
+        }
+        result
     }
 
     fn update(&mut self, desired: &Ruleset, delta: &Delta) -> Result<Applied, Error> {
         self.program(|encoder| encoder.update(desired, delta))
+    }
+
+    fn read_back(&mut self, desired: &Ruleset) -> Result<Vec<Drift>, Error> {
+        let actual = readback::read_table(&self.table)?;
+        let expected = readback::Snapshot::expected(desired)?;
+        Ok(readback::drift(actual.as_ref(), &expected)
+            .into_iter()
+            .map(|d| Drift {
+                object: match d.object {
+                    readback::Object::Table => DriftObject::Table,
+                    readback::Object::Chain(c) => DriftObject::Chain(c),
+                    readback::Object::Set(s) | readback::Object::Map(s) => DriftObject::Set(s),
+                },
+                what: d.sentence,
+            })
+            .collect())
+    }
+}
+
+/// What a foreign change to our table needs repaired.
+pub fn drift_object(change: &monitor::Change) -> DriftObject {
+    use monitor::Change;
+    match change {
+        Change::RulesAdded { chain, .. } | Change::RulesDeleted { chain, .. } => {
+            DriftObject::Chain(chain.clone())
+        }
+        Change::ElementsAdded { set, .. } | Change::ElementsRemoved { set, .. } => {
+            DriftObject::Set(set.clone())
+        }
+        Change::TableAdded
+        | Change::TableDeleted
+        | Change::ChainAdded(_)
+        | Change::ChainDeleted(_)
+        | Change::SetAdded(_)
+        | Change::SetDeleted(_) => DriftObject::Table,
     }
 }
 

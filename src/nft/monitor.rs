@@ -134,6 +134,37 @@ pub struct Drained {
     pub overflow: bool,
 }
 
+/// Leaves and rejoins the monitor's event group (a duplicate of its socket).
+pub struct Pauser(std::os::fd::OwnedFd);
+
+impl Pauser {
+    fn membership(&self, option: i32) -> io::Result<()> {
+        let group: libc::c_int = libc::NFNLGRP_NFTABLES as libc::c_int;
+        // SAFETY: a live socket fd; `group` is a c_int and the length says so.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.0),
+                libc::SOL_NETLINK,
+                option,
+                (&group as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub fn pause(&self) -> io::Result<()> {
+        self.membership(libc::NETLINK_DROP_MEMBERSHIP)
+    }
+
+    pub fn resume(&self) -> io::Result<()> {
+        self.membership(libc::NETLINK_ADD_MEMBERSHIP)
+    }
+}
+
 /// A netfilter netlink socket subscribed to nf_tables events, in the network
 /// namespace it was opened in.
 pub struct Monitor {
@@ -164,6 +195,13 @@ impl Monitor {
 
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.as_fd()
+    }
+
+    /// A handle that stops and restarts the delivery of events to this monitor, from
+    /// any thread: while nobody listens, the kernel does not build an event per object,
+    /// which makes a large transaction several times faster.
+    pub fn pauser(&self) -> io::Result<Pauser> {
+        Ok(Pauser(self.as_fd().try_clone_to_owned()?))
     }
 
     /// Waits until events can be read; `false` on timeout.

@@ -15,12 +15,12 @@ use std::ffi::{CStr, c_char};
 use std::fmt::{self, Write as _};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::ptr::NonNull;
 use std::time::Duration;
 
 use nftnl::nftnl_sys as sys;
 
 use super::encode::Encoder;
+use super::ffi::Owned;
 use super::wire::{self, Message};
 use crate::dataplane::Error;
 use crate::ir::Ruleset;
@@ -591,53 +591,6 @@ fn list_elements_renumbered(m: &Message) -> Option<Vec<u8>> {
         copy[at..at + 2].copy_from_slice(&(flags | NFTA_LIST_ELEM).to_ne_bytes());
     }
     Some(copy)
-}
-
-/// A libnftnl object and the function that frees it.
-trait Free {
-    /// # Safety
-    /// `p` must come from the type's libnftnl allocator and not be used afterwards.
-    unsafe fn free(p: *mut Self);
-}
-
-macro_rules! free_with {
-    ($($t:ty => $f:path),* $(,)?) => {$(
-        impl Free for $t {
-            unsafe fn free(p: *mut Self) {
-                // SAFETY: forwarded from the trait's contract.
-                unsafe { $f(p) }
-            }
-        }
-    )*};
-}
-
-free_with! {
-    sys::nftnl_chain => sys::nftnl_chain_free,
-    sys::nftnl_set => sys::nftnl_set_free,
-    sys::nftnl_rule => sys::nftnl_rule_free,
-    sys::nftnl_expr_iter => sys::nftnl_expr_iter_destroy,
-    sys::nftnl_set_elems_iter => sys::nftnl_set_elems_iter_destroy,
-}
-
-/// Owns a libnftnl object and frees it on drop.
-struct Owned<T: Free>(NonNull<T>);
-
-impl<T: Free> Owned<T> {
-    fn new(ptr: *mut T) -> Owned<T> {
-        // NULL only when malloc fails; as on any allocation failure, abort.
-        Owned(NonNull::new(ptr).unwrap_or_else(|| std::process::abort()))
-    }
-
-    fn raw(&self) -> *mut T {
-        self.0.as_ptr()
-    }
-}
-
-impl<T: Free> Drop for Owned<T> {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from the matching allocator and is freed once.
-        unsafe { T::free(self.0.as_ptr()) }
-    }
 }
 
 /// A string libnftnl returned (NULL: empty).
