@@ -242,6 +242,27 @@ impl Dataplane for Kernel {
     }
 }
 
+/// The transaction that replaces the whole table with `desired`, built and not sent:
+/// (messages, bytes). For benchmarks of the encoder, which need no privileges.
+pub fn encode_replace(table: &str, desired: &Ruleset) -> Result<(usize, usize), Error> {
+    let mut encoder = encode::Encoder::new(table, 1);
+    encoder.replace(desired);
+    let (finished, _) = encoder.finish().map_err(Error)?;
+    Ok((finished.messages, finished.bytes()))
+}
+
+/// The transaction of `delta`, built and not sent: (messages, bytes).
+pub fn encode_update(
+    table: &str,
+    desired: &Ruleset,
+    delta: &Delta,
+) -> Result<(usize, usize), Error> {
+    let mut encoder = encode::Encoder::new(table, 1);
+    encoder.update(desired, delta);
+    let (finished, _) = encoder.finish().map_err(Error)?;
+    Ok((finished.messages, finished.bytes()))
+}
+
 /// What a foreign change to our table needs repaired.
 pub fn drift_object(change: &monitor::Change) -> DriftObject {
     use monitor::Change;
