@@ -3,6 +3,7 @@
 //! diffing whole rulesets, and building the netlink batches. Needs no privileges.
 //!
 //! `cargo bench --bench pipeline -- [--sizes small,medium,large,xl] [--rounds N]`
+//! (`cargo test` runs it once at `small` as a check).
 //!
 //! Scenarios come from `bench/gen.py` (cached under `$TMPDIR/netpold-bench/<size>`).
 //! Each edit is applied and then undone, `rounds` times; the tables give medians.
@@ -195,8 +196,20 @@ fn main() {
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1).cloned())
     };
-    let sizes = value("--sizes").unwrap_or_else(|| "small,medium,large".to_owned());
-    let rounds: usize = value("--rounds").and_then(|r| r.parse().ok()).unwrap_or(5);
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary
+    // without it, as a quick check that every step works.
+    let benching = args.iter().any(|a| a == "--bench");
+    let sizes = value("--sizes").unwrap_or_else(|| {
+        if benching {
+            "small,medium,large"
+        } else {
+            "small"
+        }
+        .to_owned()
+    });
+    let rounds: usize = value("--rounds")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(if benching { 5 } else { 1 });
     println!(
         "netpold pipeline benchmark: sizes {sizes}, {rounds} rounds per edit, {} CPUs",
         std::thread::available_parallelism().map_or(1, |n| n.get())
