@@ -61,11 +61,20 @@ fn watch_table(
         .name("nft-events".to_owned())
         .spawn(move || {
             loop {
-                if let Err(e) = monitor.wait(Duration::from_secs(3600)) {
+                // Changes held for their transaction's end are looked at again soon.
+                if let Err(e) = monitor.wait(nft::monitor::HOLD) {
                     log::warn!("waiting for nftables events: {e}");
                     std::thread::sleep(Duration::from_secs(1));
                 }
                 let drained = monitor.drain(own_portid, &table);
+                // After a loss the changes read are half a story (a deleted table shows
+                // as some of its rules deleted): the read-back tells the whole of it.
+                if drained.overflow {
+                    if sender.send(Event::EventsLost).is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 if !drained.foreign.is_empty() {
                     let objects = drained
                         .foreign
@@ -87,9 +96,6 @@ fn watch_table(
                     if sender.send(Event::Foreign { objects, cause }).is_err() {
                         return;
                     }
-                }
-                if drained.overflow && sender.send(Event::EventsLost).is_err() {
-                    return;
                 }
             }
         })?;

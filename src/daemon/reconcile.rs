@@ -47,6 +47,7 @@ pub struct Outcome {
 }
 
 pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+const MAX_OBJECTS_REPAIRED: usize = 500;
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Counts of what is enforced, for `STATUS=`.
@@ -375,7 +376,8 @@ impl<D: Dataplane> Reconciler<D> {
         };
         let desired = compiled.ruleset();
         let mut delta = Delta::default();
-        let mut whole = false;
+        // Past a few hundred objects a replacement costs no more and needs no list.
+        let mut whole = objects.len() > MAX_OBJECTS_REPAIRED;
         for object in objects {
             match object {
                 DriftObject::Chain(name) if desired.chains.contains_key(name) => {

@@ -32,6 +32,9 @@ pub struct Kernel {
     next_seq: u32,
     /// The daemon's event monitor, unsubscribed while the whole table is replaced.
     monitor: Option<monitor::Pauser>,
+    /// The ruleset generation right after our last transaction: while the kernel
+    /// still reports it, nobody has changed anything since, and a read-back can stop there.
+    own_generation: Option<u32>,
 }
 
 impl Kernel {
@@ -47,6 +50,7 @@ impl Kernel {
             table: table.to_owned(),
             next_seq,
             monitor: None,
+            own_generation: None,
         })
     }
 
@@ -68,6 +72,7 @@ impl Kernel {
         descriptions: &encode::Descriptions,
     ) -> Result<(), Error> {
         self.next_seq = finished.end_seq.wrapping_add(1);
+        self.discard_stale_replies();
         self.socket
             .send(finished)
             .map_err(|e| Error(format!("cannot send the transaction to the kernel: {e}")))?;
@@ -100,6 +105,21 @@ impl Kernel {
             ));
         }
         Ok(())
+    }
+
+    /// Reads away what an earlier transaction left on the socket: replies beyond the
+    /// receive buffer leave an ENOBUFS behind, which would otherwise fail the next
+    /// transaction's first read.
+    fn discard_stale_replies(&self) {
+        let mut buf = ffi::RecvBuf::new(64 * 1024);
+        for _ in 0..10_000 {
+            match self.socket.recv_nowait(&mut buf) {
+                Ok([]) => return,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// Collects the errors and the final acknowledgement addressed to this batch.
@@ -194,7 +214,9 @@ impl Kernel {
             });
         }
         let bytes = finished.bytes();
+        self.own_generation = None;
         self.send(&finished, &descriptions)?;
+        self.own_generation = readback::generation().ok();
         Ok(Applied {
             messages: finished.messages,
             bytes,
@@ -226,6 +248,9 @@ impl Dataplane for Kernel {
     }
 
     fn read_back(&mut self, desired: &Ruleset) -> Result<Vec<Drift>, Error> {
+        if self.own_generation.is_some() && readback::generation().ok() == self.own_generation {
+            return Ok(Vec::new());
+        }
         let actual = readback::read_table(&self.table)?;
         let expected = readback::Snapshot::expected(desired)?;
         Ok(readback::drift(actual.as_ref(), &expected)

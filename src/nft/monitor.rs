@@ -15,7 +15,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::wire::{self, Attrs, Message};
 
@@ -165,6 +165,10 @@ impl Pauser {
     }
 }
 
+/// How long changes wait for the NEWGEN event that ends their transaction; the
+/// caller should drain at least this often while `pending` is not empty.
+pub const HOLD: Duration = Duration::from_millis(500);
+
 /// A netfilter netlink socket subscribed to nf_tables events, in the network
 /// namespace it was opened in.
 pub struct Monitor {
@@ -172,6 +176,8 @@ pub struct Monitor {
     buf: wire::RecvBuf,
     /// Foreign changes of a transaction whose NEWGEN has not been read yet.
     pending: Vec<ForeignChange>,
+    /// When `pending` stopped being empty.
+    pending_since: Option<Instant>,
 }
 
 impl Monitor {
@@ -190,6 +196,7 @@ impl Monitor {
             socket,
             buf: wire::RecvBuf::new(RECV_BUFFER),
             pending: Vec::new(),
+            pending_since: None,
         })
     }
 
@@ -214,7 +221,6 @@ impl Monitor {
     /// transaction still being delivered are kept for the next call.
     pub fn drain(&mut self, own_portid: u32, table: &str) -> Drained {
         let mut out = Drained::default();
-        let carried = self.pending.len();
         let mut transaction_ended = false;
         for _ in 0..MAX_READS {
             let data = match self.socket.recv(&mut self.buf) {
@@ -254,10 +260,17 @@ impl Monitor {
                 }
             }
         }
-        // Held over from the last call and still no NEWGEN: not a transaction's
-        // (nothing else is expected to change tables), report them as they are.
-        if carried > 0 && !transaction_ended && !out.overflow {
-            out.foreign.extend(self.pending.drain(..carried));
+        // A transaction's events can take longer to arrive than one call (a deleted
+        // large table), and its last event folds the others in: changes wait for their
+        // NEWGEN, and are reported as they are only if it has not come after `HOLD`.
+        if self.pending.is_empty() || out.overflow {
+            self.pending_since = None;
+        } else {
+            let since = *self.pending_since.get_or_insert_with(Instant::now);
+            if !transaction_ended && since.elapsed() >= HOLD {
+                out.foreign.append(&mut self.pending);
+                self.pending_since = None;
+            }
         }
         out
     }

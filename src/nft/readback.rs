@@ -143,6 +143,22 @@ pub fn read_table(table: &str) -> Result<Option<Snapshot>, Error> {
     )))
 }
 
+/// The ruleset's generation id: every committed transaction, to any table, bumps it.
+pub fn generation() -> Result<u32, Error> {
+    let fail = |why: String| Error(format!("reading the ruleset generation: {why}"));
+    let mut dump = Dumper::open().map_err(|f| fail(f.to_string()))?;
+    dump.generation().map_err(|f| fail(f.to_string()))
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Retry(why) | Failure::Fatal(why) => f.write_str(why),
+            Failure::Refused(errno) => write!(f, "{}", io::Error::from_raw_os_error(*errno)),
+        }
+    }
+}
+
 /// What can go wrong with one attempt at reading the table.
 enum Failure {
     /// The ruleset changed or a reply was lost: read again.
