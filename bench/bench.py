@@ -116,6 +116,33 @@ def on_term(signum, frame):
     raise KeyboardInterrupt
 
 
+def cpu_stall():
+    """Microseconds in which some task waited for a CPU (PSI), or None without PSI."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return int(f.readline().split("total=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Pressure:
+    """CPU pressure over an interval: the share of wall time in which at least one
+    runnable task (this benchmark's own included) waited for a CPU."""
+
+    def __init__(self):
+        self.t, self.s = time.monotonic(), cpu_stall()
+
+    def share(self):
+        s = cpu_stall()
+        if s is None or self.s is None:
+            return None
+        return (s - self.s) / 1e6 / max(1e-9, time.monotonic() - self.t)
+
+
+def fpress(x):
+    return "-" if x is None else "%.0f%%" % (100 * x)
+
+
 def nsexec(ns, *cmd):
     return ["ip", "netns", "exec", ns] + list(cmd)
 
@@ -309,10 +336,10 @@ def bench_load(args, size, sdir, workdir):
                                              "--manifests", manifests, "--node", NODE, "--table", TABLE], ns=ns)
                     msgs, nbytes, timing = parse_txn(text)
                     m = SUMMARY_RE.search(text)
+                    num = lambda i: int(m.group(i).replace(",", "")) if m else None
                     summary = {"line": text.strip().splitlines()[-1] if text.strip() else "",
                                "messages": msgs, "bytes": nbytes,
-                               "chains": m and m.group(1), "rules": m and m.group(2),
-                               "sets": m and m.group(3), "maps": m and m.group(4)}
+                               "chains": num(1), "rules": num(2), "sets": num(3), "maps": num(4)}
                     res[tool].append({"wall_s": wall, "rss_mb": rss, "timing_ms": timing})
                 else:
                     with open(plan) as f:
@@ -333,7 +360,7 @@ def bench_load(args, size, sdir, workdir):
     note = []
     if summary:
         note.append("ruleset: %s chains, %s rules, %s sets, %s maps; %s messages, %s KiB in one transaction"
-                    % (summary["chains"], summary["rules"], summary["sets"], summary["maps"],
+                    % (fnum(summary["chains"]), fnum(summary["rules"]), fnum(summary["sets"]), fnum(summary["maps"]),
                        fnum(summary["messages"]), fnum((summary["bytes"] or 0) / 1024)))
     if kern:
         note.append("netpold apply's own split (median): %s" % ", ".join(
@@ -1025,6 +1052,17 @@ except OSError as e:
 """
 
 
+CT_TABLE = "npdbench_ct"
+CT_ONLY = """table inet %s {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ct state established,related accept
+		ct state invalid drop
+	}
+}
+""" % CT_TABLE
+
+
 def sh(*cmd):
     subprocess.run(cmd, check=True)
 
@@ -1045,7 +1083,7 @@ def bench_path(args, size, sdir, sc):
     cli = make_ns("npd-pp-cli-%s" % TAG)
     srv = make_ns("npd-pp-srv-%s" % TAG)
     procs = []
-    res = {"configs": {"none": [], "netpold": []}, "loads": [], "deletes": [], "checks": []}
+    res = {"configs": {"none": [], "ct-only": [], "netpold": []}, "loads": [], "deletes": [], "checks": []}
     try:
         # Workload namespaces: one veth each, the host-side end named as the scenario says.
         for ns, ifname, ip in ((cli, cli_if, cli_ip), (srv, srv_if, srv_ip)):
@@ -1106,26 +1144,36 @@ def bench_path(args, size, sdir, sc):
                 res["checks"].append({"config": config, "from": a, "to": b, "port": port, "model_allows": allowed,
                                       "why": why, "expected": expect, "observed": got})
 
-        loaded = False
+        loaded = "none"
 
         def set_config(config):
             nonlocal loaded
-            if config == "netpold" and not loaded:
+            if loaded == config:
+                return
+            if loaded == "netpold":
+                wall, _, _ = timed(["nft", "delete", "table", "inet", TABLE], ns=host)
+                res["deletes"].append(wall)
+            elif loaded == "ct-only":
+                sh(*nsexec(host, "nft", "delete", "table", "inet", CT_TABLE))
+            loaded = "none"
+            if config == "netpold":
                 wall, rss, text = timed([args.binary, "apply", "--config", "/dev/null", "--manifests",
                                          os.path.join(sdir, "manifests"), "--node", NODE, "--table", TABLE], ns=host)
                 res["loads"].append(wall)
-                loaded = True
-            elif config == "none" and loaded:
-                wall, _, _ = timed(["nft", "delete", "table", "inet", TABLE], ns=host)
-                res["deletes"].append(wall)
-                loaded = False
+            elif config == "ct-only":
+                p = subprocess.run(nsexec(host, "nft", "-f", "-"), input=CT_ONLY, text=True)
+                if p.returncode:
+                    raise RuntimeError("loading the ct-only table failed")
+            loaded = config
             time.sleep(0.5)
 
+        configs = ["none", "ct-only", "netpold"]
         for rep in range(args.path_reps):
-            for config in (["none", "netpold"] if rep % 2 == 0 else ["netpold", "none"]):
+            for config in (configs if rep % 2 == 0 else configs[::-1]):
                 set_config(config)
-                if rep == 0:
+                if rep == 0 and config != "ct-only":
                     run_checks(config)
+                pr = Pressure()
                 r = subprocess.run(nsexec(cli, "iperf3", "-c", srv_ip, "-p", "5201", "-t", str(args.path_secs),
                                           "-J"), capture_output=True, text=True, timeout=args.path_secs + 60)
                 if r.returncode != 0:
@@ -1136,9 +1184,9 @@ def bench_path(args, size, sdir, sc):
                 r = subprocess.run(nsexec(cli, sys.executable, "-c", CONNRATE, srv_ip, "7000", str(args.path_secs)),
                                    capture_output=True, text=True, check=True, timeout=args.path_secs + 60)
                 c = json.loads(r.stdout)
-                res["configs"][config].append({"tcp_gbps": gbps, **c})
-                log("  path %s rep %d %-8s %.1f Gbit/s, %.0f conn/s (%d errors)"
-                    % (size, rep + 1, config, gbps, c["rate"], c["errors"]))
+                res["configs"][config].append({"tcp_gbps": gbps, **c, "cpu_pressure": pr.share()})
+                log("  path %s rep %d %-8s %.1f Gbit/s, %.0f conn/s (%d errors), CPU pressure %s"
+                    % (size, rep + 1, config, gbps, c["rate"], c["errors"], fpress(pr.share())))
                 time.sleep(0.5)
         if not any(c["config"] == "netpold" for c in res["checks"]):
             set_config("netpold")
@@ -1151,25 +1199,36 @@ def bench_path(args, size, sdir, sc):
 
     rows = []
     base = res["configs"]["none"]
-    for config in ("none", "netpold"):
+    for config in ("none", "ct-only", "netpold"):
         rs = res["configs"][config]
         g = [r["tcp_gbps"] for r in rs]
         c = [r["rate"] for r in rs]
         p50 = [r["p50_us"] for r in rs if r["p50_us"]]
         p99 = [r["p99_us"] for r in rs if r["p99_us"]]
         ratio = lambda xs, key: ("%.2f" % (med(xs) / med([r[key] for r in base]))) if config != "none" else "1"
-        rows.append([config if config == "none" else "netpold apply (%s)" % size,
-                     fsec(med(res["loads"])) if config != "none" else "-",
+        rows.append([config if config != "netpold" else "netpold apply (%s)" % size,
+                     fsec(med(res["loads"])) if config == "netpold" else "-",
                      rng(g, lambda x: "%.1f" % x), ratio(g, "tcp_gbps"),
                      rng(c, lambda x: "{:,.0f}".format(x)), ratio(c, "rate"),
                      "%s / %s" % (fnum(med(p50)), fnum(med(p99))),
-                     sum(r["errors"] for r in rs)])
+                     sum(r["errors"] for r in rs),
+                     fpress(med([r["cpu_pressure"] for r in rs if r["cpu_pressure"] is not None]))])
     note = ["%d interleaved reps of %g s each; TCP = iperf3, 1 stream; conns/s = single-threaded Python client, "
             "connect to TCP 7000 then close with RST (SO_LINGER 0)" % (args.path_reps, args.path_secs),
             "bench-client %s (%s) -> host namespace -> bench-server %s (%s); table deleted for `none`"
-            " (%s per delete)" % (cli_ip, cli_if, srv_ip, srv_if, fsec(med(res["deletes"])))]
-    table("[%s] c. packet path: forwarded bench-client -> bench-server, ruleset vs no table (medians (min-max))"
-          % size, ["config", "load", "TCP Gbit/s", "ratio", "new conns/s", "ratio", "connect p50/p99 us", "errors"],
+            " (%s per delete)" % (cli_ip, cli_if, srv_ip, srv_if, fsec(med(res["deletes"]))),
+            "ct-only: one forward chain, `ct state established,related accept; ct state invalid drop` (the cost of"
+            " conntrack alone)"]
+    ct = res["configs"]["ct-only"]
+    nd = res["configs"]["netpold"]
+    if ct and nd:
+        note.append("netpold / ct-only: TCP %.2f, new conns/s %.2f"
+                    % (med([r["tcp_gbps"] for r in nd]) / med([r["tcp_gbps"] for r in ct]),
+                       med([r["rate"] for r in nd]) / med([r["rate"] for r in ct])))
+    table("[%s] c. packet path: forwarded bench-client -> bench-server, ruleset vs conntrack only vs no table"
+          " (medians (min-max))"
+          % size, ["config", "load", "TCP Gbit/s", "ratio", "new conns/s", "ratio", "connect p50/p99 us", "errors",
+           "CPU pressure"],
           rows, note)
     crow = []
     for c in res["checks"]:
@@ -1260,21 +1319,22 @@ def main():
                 log("WARNING: load average %s: something else is running; results will be noisy"
                     % open("/proc/loadavg").read().split()[0])
             dur["loadavg_before"] = open("/proc/loadavg").read().split()[:3]
+            press = dur.setdefault("cpu_pressure", {})
             if size in sizes and not args.skip_load:
                 saved = args.rounds
                 args.rounds = args.rounds or (1 if size == "xl" else 5)
-                t = time.monotonic()
+                t, pr = time.monotonic(), Pressure()
                 r["load"] = bench_load(args, size, sdir, workdir)
-                dur["load"] = time.monotonic() - t
+                dur["load"], press["load"] = time.monotonic() - t, pr.share()
                 args.rounds = saved
             if size in sizes and not args.skip_edits:
-                t = time.monotonic()
+                t, pr = time.monotonic(), Pressure()
                 r["edits"] = bench_edits(args, size, sdir, sc, workdir)
-                dur["edits"] = time.monotonic() - t
+                dur["edits"], press["edits"] = time.monotonic() - t, pr.share()
             if size in path_sizes and not args.skip_path:
-                t = time.monotonic()
+                t, pr = time.monotonic(), Pressure()
                 r["path"] = bench_path(args, size, sdir, sc)
-                dur["path"] = time.monotonic() - t
+                dur["path"], press["path"] = time.monotonic() - t, pr.share()
             with open(args.json, "w") as f:
                 json.dump(out, f, indent=1)
     finally:
@@ -1283,11 +1343,14 @@ def main():
     out["durations_s"]["total"] = time.monotonic() - t_all
     with open(args.json, "w") as f:
         json.dump(out, f, indent=1)
-    rows = [[s, fsec(d.get("load")), fsec(d.get("edits")), fsec(d.get("path")), " ".join(d["loadavg_before"])]
+    rows = [[s] + ["%s (%s)" % (fsec(d.get(k)), fpress(d["cpu_pressure"].get(k))) if k in d else "-"
+                   for k in ("load", "edits", "path")] + [" ".join(d["loadavg_before"])]
             for s, d in out["durations_s"].items() if s != "total"]
-    table("run time of each part (total %s)" % fsec(out["durations_s"]["total"]),
+    table("run time of each part (total %s), with CPU pressure during it" % fsec(out["durations_s"]["total"]),
           ["size", "a. load", "b. edits", "c. packet path", "load avg before"], rows,
-          ["raw results: %s; daemon and observer logs: %s/logs/" % (args.json, args.cache)])
+          ["CPU pressure: share of the time in which some runnable task waited for a CPU (/proc/pressure/cpu);"
+           " the benchmark's own processes count too, so compare runs rather than read it as interference",
+           "raw results: %s; daemon and observer logs: %s/logs/" % (args.json, args.cache)])
 
 
 if __name__ == "__main__":
