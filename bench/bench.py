@@ -1290,6 +1290,7 @@ def main():
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.json = args.json or os.path.join(args.cache, "results-%s.json" % stamp)
 
+    signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored (a background job)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     m = machine()
