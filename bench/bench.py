@@ -19,8 +19,8 @@ For every size it prints:
   c. packet path through a host namespace holding the scenario's ruleset vs no
      table: iperf3 TCP throughput, new TCP connections/s, and a denied-port check.
 
-Scenarios come from the planning team's gen.py (default ../shared/bench/gen.py
-beside the repository, or --gen / $NETPOLD_BENCH_GEN) and are cached under
+Scenarios come from bench/gen.py (a copy of the project's shared scenario
+generator; or --gen / $NETPOLD_BENCH_GEN) and are cached under
 --cache (default /tmp/netpold-bench/<size>); raw results go to
 <cache>/results-<time>.json.
 
@@ -49,8 +49,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BINARY = os.path.join(REPO, "target", "release", "netpold")
-DEFAULT_GEN = os.environ.get("NETPOLD_BENCH_GEN") or os.path.normpath(
-    os.path.join(REPO, "..", "shared", "bench", "gen.py"))
+DEFAULT_GEN = os.environ.get("NETPOLD_BENCH_GEN") or os.path.join(REPO, "bench", "gen.py")
 NODE = "node-0"
 TABLE = "netpold"
 TAG = "%d" % os.getpid()
