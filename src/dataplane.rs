@@ -48,6 +48,8 @@ pub trait Dataplane {
     /// programmed) into `desired`, in one transaction.
     fn update(&mut self, desired: &Ruleset, delta: &Delta) -> Result<Applied, Error>;
 
-    /// Reads our table back and lists how it differs from `desired`.
-    fn read_back(&mut self, desired: &Ruleset) -> Result<Vec<Drift>, Error>;
+    /// Reads our table back and lists how it differs from `desired`. Unless
+    /// `thorough`, it may stop early when it knows nothing was committed since the
+    /// table was last found equal.
+    fn read_back(&mut self, desired: &Ruleset, thorough: bool) -> Result<Vec<Drift>, Error>;
 }

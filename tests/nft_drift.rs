@@ -465,7 +465,8 @@ fn edits() -> Vec<Edit> {
         },
         Edit {
             nft: "add chain inet netpold forward_egress { policy drop ; }".into(),
-            object: chain("forward_egress"),
+            // Only defining the chain again puts its policy right: a whole replacement.
+            object: Object::Table,
             sentence: "chain forward_egress: type filter hook forward priority 0 policy drop, expected type filter hook forward priority 0 policy accept",
             changes: vec![Change::ChainAdded("forward_egress".into())],
         },

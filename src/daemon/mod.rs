@@ -136,6 +136,8 @@ impl<D: Dataplane> Daemon<D> {
         let mut ready = false;
         let mut retry_at = self.sync(Trigger::Start, &mut ready);
         let mut resync_at = Instant::now() + self.resync;
+        // Its own timer: syncs for changes must not put the read-back off forever.
+        let mut readback_at = Instant::now() + self.resync;
         let mut debounce_at: Option<Instant> = None;
         // When the first change not yet synced was seen.
         let mut changes_since: Option<Instant> = None;
@@ -225,17 +227,37 @@ impl<D: Dataplane> Daemon<D> {
                         &self.notifier,
                         || self.reconciler.repair(&objects, &cause),
                         &mut ready,
-                    ) {
+                    )
+                    .unwrap_or_else(|()| self.after_panic())
+                    {
                         retry_at = Some(at);
                     }
                 }
                 if std::mem::take(&mut read_back) {
                     log::info!("nftables change events were lost; reading the table back");
-                    if let Some(at) =
-                        guarded(&self.notifier, || self.reconciler.check_drift(), &mut ready)
+                    if let Some(at) = guarded(
+                        &self.notifier,
+                        || self.reconciler.check_drift(true),
+                        &mut ready,
+                    )
+                    .unwrap_or_else(|()| self.after_panic())
                     {
                         retry_at = Some(at);
                     }
+                }
+                continue;
+            }
+            if readback_at <= now {
+                // The kernel's table against what was programmed, for changes whose
+                // events were missed.
+                readback_at = now + self.resync;
+                if retry_at.is_none() {
+                    retry_at = guarded(
+                        &self.notifier,
+                        || self.reconciler.check_drift(false),
+                        &mut ready,
+                    )
+                    .unwrap_or_else(|()| self.after_panic());
                 }
                 continue;
             }
@@ -251,11 +273,6 @@ impl<D: Dataplane> Daemon<D> {
             retry_at = self.sync(trigger, &mut ready);
             debounce_at = None;
             changes_since = None;
-            if trigger == Trigger::Rescan && retry_at.is_none() {
-                // The periodic resync also compares the kernel's table with what was
-                // programmed, for changes whose events were missed.
-                retry_at = guarded(&self.notifier, || self.reconciler.check_drift(), &mut ready);
-            }
             resync_at = Instant::now() + self.resync;
         }
     }
@@ -270,16 +287,24 @@ impl<D: Dataplane> Daemon<D> {
         // Watches first: a change made while the directory is read is seen again.
         self.watcher.rearm();
         guarded(&self.notifier, || self.reconciler.sync(trigger), ready)
+            .unwrap_or_else(|()| self.after_panic())
+    }
+
+    /// After a panic in a step the compiled state may be half updated: it is dropped,
+    /// and a retry compiles everything again and replaces the whole table.
+    fn after_panic(&mut self) -> Option<Instant> {
+        self.reconciler.forget_compiled();
+        Some(Instant::now() + reconcile::RETRY_FIRST)
     }
 }
 
 /// Runs one step of the reconciler (a sync or a repair) and tells systemd; returns
-/// when to retry, if needed.
+/// when to retry, if needed, or `Err` if the step panicked.
 fn guarded(
     notifier: &Notifier,
     step: impl FnOnce() -> Outcome,
     ready: &mut bool,
-) -> Option<Instant> {
+) -> Result<Option<Instant>, ()> {
     {
         // A whole WatchdogSec for the step, however long since the last ping.
         notifier.watchdog();
@@ -294,9 +319,9 @@ fn guarded(
         }) = outcome
         else {
             log::error!(
-                "sync failed with an internal error (a bug; the panic message is above); the kernel keeps the rules programmed last"
+                "sync failed with an internal error (a bug; the panic message is above); the kernel keeps the rules programmed last; everything is compiled again in 1 s"
             );
-            return None;
+            return Err(());
         };
         if line.is_some() {
             notifier.status(&status);
@@ -305,7 +330,7 @@ fn guarded(
             notifier.ready();
             *ready = true;
         }
-        retry_in.map(|after| Instant::now() + after)
+        Ok(retry_in.map(|after| Instant::now() + after))
     }
 }
 

@@ -97,6 +97,13 @@ impl<D: Dataplane> Reconciler<D> {
         }
     }
 
+    /// Drops the compiled state (after a panic left it in doubt): the next sync
+    /// compiles everything and replaces the whole table.
+    pub fn forget_compiled(&mut self) {
+        self.compiled = None;
+        self.in_kernel = false;
+    }
+
     pub fn into_dataplane(self) -> D {
         self.dataplane
     }
@@ -457,20 +464,27 @@ impl<D: Dataplane> Reconciler<D> {
         );
         log::log!(level, "{line}");
         Outcome {
-            status: format!("repaired a change made by another program ({cause})"),
+            status: if programmed {
+                format!("repaired a change made by another program ({cause})")
+            } else {
+                format!(
+                    "a change made by another program could not be repaired ({cause}); retrying"
+                )
+            },
             line: Some((level, line)),
             programmed,
             retry_in,
         }
     }
 
-    /// Reads our table back and repairs what differs from the ruleset programmed last.
-    pub fn check_drift(&mut self) -> Outcome {
+    /// Reads our table back and repairs what differs from the ruleset programmed last;
+    /// `thorough` after lost events (see `Dataplane::read_back`).
+    pub fn check_drift(&mut self, thorough: bool) -> Outcome {
         let Some(compiled) = self.compiled.as_ref().filter(|_| self.in_kernel) else {
             return self.quiet();
         };
         let started = Instant::now();
-        match self.dataplane.read_back(compiled.ruleset()) {
+        match self.dataplane.read_back(compiled.ruleset(), thorough) {
             Ok(drift) if drift.is_empty() => {
                 log::debug!(
                     "read back table inet {} in {} ms: as programmed",

@@ -87,7 +87,11 @@ impl Dataplane for Fake {
         Ok(APPLIED)
     }
 
-    fn read_back(&mut self, _desired: &Ruleset) -> Result<Vec<crate::dataplane::Drift>, Error> {
+    fn read_back(
+        &mut self,
+        _desired: &Ruleset,
+        _thorough: bool,
+    ) -> Result<Vec<crate::dataplane::Drift>, Error> {
         Ok(std::mem::take(&mut self.0.lock().unwrap().drift))
     }
 }
@@ -747,7 +751,7 @@ fn a_read_back_that_differs_is_repaired_object_by_object() {
     let mut r = reconciler(dir, None, &fake);
     assert!(r.sync(Trigger::Start).programmed);
     // As programmed: nothing to do, nothing logged.
-    assert!(r.check_drift().line.is_none());
+    assert!(r.check_drift(false).line.is_none());
     assert_eq!(fake.calls(), 1);
 
     let programmed = fake.last().unwrap();
@@ -767,7 +771,7 @@ fn a_read_back_that_differs_is_repaired_object_by_object() {
             what: "set local_addrs4: 1 element missing".into(),
         },
     ];
-    let repaired = r.check_drift();
+    let repaired = r.check_drift(false);
     let text = line(&repaired);
     assert_eq!(level(&repaired), log::Level::Warn);
     assert!(
@@ -783,7 +787,7 @@ fn a_read_back_that_differs_is_repaired_object_by_object() {
         object: DriftObject::Table,
         what: "table inet netpold is missing".into(),
     }];
-    assert!(line(&r.check_drift()).contains("replaced the whole table"));
+    assert!(line(&r.check_drift(false)).contains("replaced the whole table"));
     assert_eq!(fake.updates(), 1);
     assert_eq!(fake.calls(), 3);
 }

@@ -744,13 +744,14 @@ impl<'a> Encoder<'a> {
                 self.rule(name, i, rule);
             }
         }
-        for name in &delta.removed_chains {
-            let seq = self.batch.delete_chain(&self.table, &c_string(name));
-            self.describe(Self::one(seq), Message::DeleteChain(name));
-        }
+        // Sets and maps first: a removed map's entries may still name a removed chain.
         for name in delta.removed_sets.iter().chain(&delta.removed_maps) {
             let seq = self.batch.delete_set(&self.table, &c_string(name));
             self.describe(Self::one(seq), Message::DeleteSet(name));
+        }
+        for name in &delta.removed_chains {
+            let seq = self.batch.delete_chain(&self.table, &c_string(name));
+            self.describe(Self::one(seq), Message::DeleteChain(name));
         }
     }
 

@@ -32,9 +32,11 @@ pub struct Kernel {
     next_seq: u32,
     /// The daemon's event monitor, unsubscribed while the whole table is replaced.
     monitor: Option<monitor::Pauser>,
-    /// The ruleset generation right after our last transaction: while the kernel
-    /// still reports it, nobody has changed anything since, and a read-back can stop there.
-    own_generation: Option<u32>,
+    /// A ruleset generation at which our table was known to be exactly the ruleset
+    /// programmed last: read back and found equal, or changed from such a state by our
+    /// own delta while the event monitor listened. While the kernel still reports it,
+    /// nobody has committed anything since, and a periodic read-back can stop there.
+    verified: Option<u32>,
 }
 
 impl Kernel {
@@ -50,7 +52,7 @@ impl Kernel {
             table: table.to_owned(),
             next_seq,
             monitor: None,
-            own_generation: None,
+            verified: None,
         })
     }
 
@@ -194,6 +196,7 @@ fn parse_replies(mut data: &[u8]) -> Vec<(u32, i32)> {
 impl Kernel {
     fn program<'a>(
         &mut self,
+        whole_table: bool,
         fill: impl FnOnce(&mut encode::Encoder<'a>),
     ) -> Result<Applied, Error> {
         let started = Instant::now();
@@ -214,9 +217,14 @@ impl Kernel {
             });
         }
         let bytes = finished.bytes();
-        self.own_generation = None;
+        // A delta keeps the table verified only if nothing was committed since it was.
+        let before = readback::generation().ok();
+        let still_verified = !whole_table && before.is_some() && before == self.verified;
+        self.verified = None;
         self.send(&finished, &descriptions)?;
-        self.own_generation = readback::generation().ok();
+        if still_verified {
+            self.verified = readback::generation().ok();
+        }
         Ok(Applied {
             messages: finished.messages,
             bytes,
@@ -227,33 +235,28 @@ impl Kernel {
 
 impl Dataplane for Kernel {
     fn replace(&mut self, desired: &Ruleset) -> Result<Applied, Error> {
-        if let Some(m) = &self.monitor
-            && let Err(e) = m.pause()
-        {
-            log::warn!("cannot pause the nftables event monitor: {e}");
-        }
-        let result = self.program(|encoder| encoder.replace(desired));
-        if let Some(m) = &self.monitor
-            && let Err(e) = m.resume()
-        {
-            log::error!(
-                "cannot resume the nftables event monitor: {e}; foreign changes are found by the periodic read-back only"
-            );
-        }
+        let paused = self.monitor.take().map(Paused::new);
+        let result = self.program(true, |encoder| encoder.replace(desired));
+        // Resumed when `paused` drops, on a panic too.
+        self.monitor = paused.map(Paused::into_inner);
         result
     }
 
     fn update(&mut self, desired: &Ruleset, delta: &Delta) -> Result<Applied, Error> {
-        self.program(|encoder| encoder.update(desired, delta))
+        self.program(false, |encoder| encoder.update(desired, delta))
     }
 
-    fn read_back(&mut self, desired: &Ruleset) -> Result<Vec<Drift>, Error> {
-        if self.own_generation.is_some() && readback::generation().ok() == self.own_generation {
+    fn read_back(&mut self, desired: &Ruleset, thorough: bool) -> Result<Vec<Drift>, Error> {
+        let generation = readback::generation().ok();
+        if !thorough && self.verified.is_some() && generation == self.verified {
             return Ok(Vec::new());
         }
         let actual = readback::read_table(&self.table)?;
         let expected = readback::Snapshot::expected(desired)?;
-        Ok(readback::drift(actual.as_ref(), &expected)
+        let drift = readback::drift(actual.as_ref(), &expected);
+        // Read at `generation` or later: if later, the next check reads again.
+        self.verified = if drift.is_empty() { generation } else { None };
+        Ok(drift
             .into_iter()
             .map(|d| Drift {
                 object: match d.object {
@@ -264,6 +267,41 @@ impl Dataplane for Kernel {
                 what: d.sentence,
             })
             .collect())
+    }
+}
+
+/// The event monitor out of its group for as long as this lives.
+struct Paused(Option<monitor::Pauser>);
+
+impl Paused {
+    fn new(pauser: monitor::Pauser) -> Paused {
+        if let Err(e) = pauser.pause() {
+            log::warn!("cannot pause the nftables event monitor: {e}");
+        }
+        Paused(Some(pauser))
+    }
+
+    /// Resumes the monitor and hands it back.
+    fn into_inner(mut self) -> monitor::Pauser {
+        let pauser = self.0.take().expect("present until dropped");
+        resume(&pauser);
+        pauser
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(pauser) = self.0.take() {
+            resume(&pauser);
+        }
+    }
+}
+
+fn resume(pauser: &monitor::Pauser) {
+    if let Err(e) = pauser.resume() {
+        log::error!(
+            "cannot resume the nftables event monitor: {e}; foreign changes are found by the periodic read-back only"
+        );
     }
 }
 

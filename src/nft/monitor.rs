@@ -251,6 +251,7 @@ impl Monitor {
                         }
                         out.foreign.push(change);
                     }
+                    self.pending_since = None;
                     transaction_ended = true;
                 } else if m.portid != own_portid
                     && !out.overflow

@@ -388,9 +388,11 @@ impl Snapshot {
                     sentence: format!("chain {name} is missing"),
                 }),
                 Some(have) => {
+                    // A chain's hook, policy or comment is put right only by defining
+                    // the chain again, which a replacement of the table does.
                     if have.hook != want.hook {
                         out.push(Difference {
-                            object: object.clone(),
+                            object: Object::Table,
                             sentence: format!(
                                 "chain {name}: {}, expected {}",
                                 or_plain(&have.hook, "a regular chain"),
@@ -400,7 +402,7 @@ impl Snapshot {
                     }
                     if have.userdata != want.userdata {
                         out.push(Difference {
-                            object: object.clone(),
+                            object: Object::Table,
                             sentence: format!("chain {name}: its comment differs"),
                         });
                     }
