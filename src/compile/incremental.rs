@@ -15,7 +15,7 @@ use super::{Compiler, SetDef, State, local_set};
 use crate::index::Namespaces;
 use crate::ir::diff::{Delta, MapChange, NeedsReplace, SetChange};
 use crate::ir::{AddrSource, Chain, Element, Family, Match, Ruleset, Set, SetKind, Verdict};
-use crate::model::{Direction, Endpoint, Model, NetworkPolicy};
+use crate::model::{Changes, Direction, Endpoint, Model, Namespace, NetworkPolicy};
 use crate::selector::Labels;
 
 /// What an update touched: old values at first touch.
@@ -30,14 +30,19 @@ pub(super) struct ChangeLog {
     entries: BTreeMap<(String, String), Option<Verdict>>,
 }
 
+/// The model is not kept here: each update is given the model and what changed in it
+/// since the previous one, so the caller can patch one model in place.
 pub struct Incremental {
     node: String,
     table: String,
-    model: Model,
     state: State,
     /// How many policies use each selector, ipBlock or named-port set: a set nothing
     /// uses any more is removed.
     users: BTreeMap<String, usize>,
+    /// Rules in the ruleset and local endpoints, kept up to date for the sync line
+    /// rather than counted over the whole ruleset each time.
+    rules: usize,
+    local: usize,
 }
 
 /// The sets a chain's rules look up.
@@ -63,36 +68,6 @@ fn selecting<'m>(model: &'m Model, ep: &Endpoint, direction: Direction) -> Vec<&
         .map(|(_, p)| p)
         .filter(|p| p.rules(direction).is_some() && p.pod_selector.matches(&ep.labels))
         .collect()
-}
-
-/// What compiling depends on: everything but where the object was written.
-fn same_endpoint(a: &Endpoint, b: &Endpoint) -> bool {
-    a.labels == b.labels
-        && a.node == b.node
-        && a.interface == b.interface
-        && a.ips == b.ips
-        && a.ports == b.ports
-}
-
-fn same_policy(a: &NetworkPolicy, b: &NetworkPolicy) -> bool {
-    a.pod_selector == b.pod_selector && a.ingress == b.ingress && a.egress == b.egress
-}
-
-/// Keys whose values differ between two maps (present in one only, or unequal).
-fn changed_keys<K: Ord + Clone, V>(
-    old: &BTreeMap<K, V>,
-    new: &BTreeMap<K, V>,
-    same: impl Fn(&V, &V) -> bool,
-) -> Vec<K> {
-    let mut out: Vec<K> = Vec::new();
-    for (k, v) in new {
-        match old.get(k) {
-            Some(o) if same(o, v) => {}
-            _ => out.push(k.clone()),
-        }
-    }
-    out.extend(old.keys().filter(|k| !new.contains_key(*k)).cloned());
-    out
 }
 
 impl SetDef {
@@ -144,9 +119,9 @@ impl SetDef {
 
 impl Incremental {
     /// A compilation from scratch that can then be updated.
-    pub fn new(model: Model, node: &str, table: &str) -> Incremental {
+    pub fn new(model: &Model, node: &str, table: &str) -> Incremental {
         let state = {
-            let mut c = Compiler::new(&model, table, State::default());
+            let mut c = Compiler::new(model, table, State::default());
             c.compile(node);
             c.state
         };
@@ -161,7 +136,8 @@ impl Incremental {
         Incremental {
             node: node.to_owned(),
             table: table.to_owned(),
-            model,
+            rules: state.out.rule_count(),
+            local: model.local_endpoints(node),
             state,
             users,
         }
@@ -171,23 +147,41 @@ impl Incremental {
         &self.state.out
     }
 
-    pub fn model(&self) -> &Model {
-        &self.model
+    /// `ruleset().rule_count()`, without counting.
+    pub fn rule_count(&self) -> usize {
+        self.rules
     }
 
-    /// Brings the ruleset to `model`, logging what changed since the last `delta`.
+    /// How many endpoints of the model compiled last are local.
+    pub fn local_endpoints(&self) -> usize {
+        self.local
+    }
+
+    /// Brings the ruleset to `model`, which differs by `changes` from the model of the
+    /// last update (or of `new`), logging what changed since the last `delta`.
     /// `Err`: a name the update needs is taken by another object (a hash collision);
     /// only a compilation from scratch names both consistently.
-    pub fn update(&mut self, model: Model) -> Result<(), NeedsReplace> {
-        let old = std::mem::replace(&mut self.model, model);
+    pub fn update(&mut self, model: &Model, changes: &Changes) -> Result<(), NeedsReplace> {
         let state = std::mem::take(&mut self.state);
         let mut users = std::mem::take(&mut self.users);
-        let mut c = Compiler::new(&self.model, &self.table, state);
+        let mut c = Compiler::new(model, &self.table, state);
         // The log covers this update only: its delta is programmed before the next.
         c.state.log = Some(ChangeLog::default());
-        let result = c.apply_changes(&old, &self.node, &mut users);
+        let result = c.apply_changes(changes, &self.node, &mut users);
         self.state = c.state;
         self.users = users;
+        let log = self.state.log.as_ref().expect("logging");
+        for (name, before) in &log.chains {
+            let after = self.state.out.chains.get(name);
+            self.rules = (self.rules + after.map_or(0, |c| c.rules.len()))
+                .saturating_sub(before.as_ref().map_or(0, |c| c.rules.len()));
+        }
+        for (key, before) in &changes.endpoints {
+            let local =
+                |ep: Option<&Endpoint>| usize::from(ep.is_some_and(|e| e.is_local(&self.node)));
+            self.local = (self.local + local(model.endpoints.get(key)))
+                .saturating_sub(local(before.as_ref()));
+        }
         result
     }
 
@@ -333,28 +327,48 @@ impl Compiler<'_> {
 
     fn apply_changes(
         &mut self,
-        old: &Model,
+        changes: &Changes,
         node: &str,
         users: &mut BTreeMap<String, usize>,
     ) -> Result<(), NeedsReplace> {
         let new = self.model;
-        let policies = changed_keys(&old.policies, &new.policies, same_policy);
-        let endpoints = changed_keys(&old.endpoints, &new.endpoints, same_endpoint);
-        let namespaces = changed_keys(&old.namespaces, &new.namespaces, |a, b| {
-            a.labels == b.labels
-        });
+        // The old model is the new one with the changed objects' old values.
+        let old_endpoint = |key: &(String, String)| match changes.endpoints.get(key) {
+            Some(old) => old.as_ref(),
+            None => new.endpoints.get(key),
+        };
+        let old_namespace = |name: &str| match changes.namespaces.get(name) {
+            Some(old) => old.as_ref(),
+            None => new.namespaces.get(name),
+        };
+        fn in_namespace<'a>(
+            model: &'a Model,
+            ns: &'a str,
+        ) -> impl Iterator<Item = (&'a (String, String), &'a Endpoint)> {
+            model
+                .endpoints
+                .range((ns.to_owned(), String::new())..)
+                .take_while(move |((n, _), _)| n == ns)
+        }
 
         // Endpoints whose chains are rebuilt: changed ones, and those a changed policy
-        // selected or selects.
-        let mut rebuild: BTreeSet<(String, String)> = endpoints.iter().cloned().collect();
-        for key in &policies {
-            for (model, policy) in [(old, old.policies.get(key)), (new, new.policies.get(key))] {
-                let Some(policy) = policy else { continue };
+        // selected or selects. An endpoint the old version selected is either unchanged
+        // (so in the new model too) or changed (so rebuilt anyway).
+        let mut rebuild: BTreeSet<(String, String)> = changes.endpoints.keys().cloned().collect();
+        for (key, old) in &changes.policies {
+            // Endpoint chains only jump to a policy's chains by name: a policy that
+            // selects the same endpoints for the same directions leaves them as they are.
+            if let (Some(old), Some(now)) = (old, new.policies.get(key))
+                && old.pod_selector == now.pod_selector
+                && Direction::BOTH
+                    .iter()
+                    .all(|d| old.rules(*d).is_some() == now.rules(*d).is_some())
+            {
+                continue;
+            }
+            for policy in [old.as_ref(), new.policies.get(key)].into_iter().flatten() {
                 rebuild.extend(
-                    model
-                        .endpoints
-                        .range((key.0.clone(), String::new())..)
-                        .take_while(|((ns, _), _)| *ns == key.0)
+                    in_namespace(new, &key.0)
                         .filter(|(_, ep)| policy.pod_selector.matches(&ep.labels))
                         .map(|(k, _)| k.clone()),
                 );
@@ -362,9 +376,10 @@ impl Compiler<'_> {
         }
 
         // Policies: their chains, and the sets they use.
-        for key in &policies {
+        let mut released: BTreeSet<String> = BTreeSet::new();
+        for (key, old) in &changes.policies {
             for direction in Direction::BOTH {
-                let chain = match old.policies.get(key) {
+                let chain = match old {
                     Some(p) if p.rules(direction).is_some() => self.policy_chain_name(p, direction),
                     _ => continue,
                 };
@@ -376,6 +391,7 @@ impl Compiler<'_> {
                         if let Some(n) = users.get_mut(&set) {
                             *n = n.saturating_sub(1);
                         }
+                        released.insert(set);
                     }
                 }
             }
@@ -401,71 +417,62 @@ impl Compiler<'_> {
         // Membership: each changed endpoint, and every endpoint of a relabelled
         // namespace, leaves the sets its old version was in and joins those its new
         // version is in.
-        let mut members: BTreeSet<(String, String)> = endpoints.iter().cloned().collect();
-        for ns in &namespaces {
-            for model in [old, new] {
-                members.extend(
-                    model
-                        .endpoints
-                        .range((ns.clone(), String::new())..)
-                        .take_while(|((n, _), _)| n == ns)
-                        .map(|(k, _)| k.clone()),
-                );
-            }
+        let mut members: BTreeSet<(String, String)> = changes.endpoints.keys().cloned().collect();
+        for ns in changes.namespaces.keys() {
+            members.extend(in_namespace(new, ns).map(|(k, _)| k.clone()));
         }
-        let ns_labels = |model: &Model, ep: &Endpoint| -> Labels {
-            model
-                .namespaces
-                .get(&ep.namespace)
-                .map(|n| n.labels.clone())
-                .unwrap_or_default()
-        };
-        let defs: Vec<(String, SetDef)> = if members.is_empty() {
-            Vec::new()
-        } else {
-            self.state
-                .defs
-                .iter()
-                .map(|(n, d)| (n.clone(), d.clone()))
-                .collect()
-        };
-        // Old versions leave before new ones join: an object renamed or moved to
-        // another namespace keeps its addresses under a new key.
+        fn labels(ns: Option<&Namespace>) -> &Labels {
+            static NO_LABELS: Labels = Labels::new();
+            ns.map_or(&NO_LABELS, |n| &n.labels)
+        }
+        // Patches are collected first, so that no set definition is copied to let
+        // `patch_element` borrow the state. Old versions leave before new ones join:
+        // an object renamed or moved to another namespace keeps its addresses under a
+        // new key.
+        let mut patches: Vec<(&str, Element, bool)> = Vec::new();
         for key in &members {
-            if let Some(ep) = old.endpoints.get(key) {
-                let labels = ns_labels(old, ep);
-                for (set, def) in &defs {
-                    for e in def.elements(ep, &labels) {
-                        self.patch_element(set, &e, false);
-                    }
+            if let Some(ep) = old_endpoint(key) {
+                let ns_labels = labels(old_namespace(&ep.namespace));
+                for (set, def) in &self.state.defs {
+                    patches.extend(
+                        def.elements(ep, ns_labels)
+                            .into_iter()
+                            .map(|e| (set.as_str(), e, false)),
+                    );
                 }
             }
         }
         for key in &members {
             if let Some(ep) = new.endpoints.get(key) {
-                let labels = ns_labels(new, ep);
-                for (set, def) in &defs {
-                    for e in def.elements(ep, &labels) {
-                        self.patch_element(set, &e, true);
-                    }
+                let ns_labels = labels(new.namespaces.get(&ep.namespace));
+                for (set, def) in &self.state.defs {
+                    patches.extend(
+                        def.elements(ep, ns_labels)
+                            .into_iter()
+                            .map(|e| (set.as_str(), e, true)),
+                    );
                 }
             }
         }
-
-        // Sets no policy uses any more.
-        let unused: Vec<String> = users
-            .iter()
-            .filter(|(_, n)| **n == 0)
-            .map(|(s, _)| s.clone())
+        let patches: Vec<(String, Element, bool)> = patches
+            .into_iter()
+            .map(|(set, e, add)| (set.to_owned(), e, add))
             .collect();
-        for set in unused {
-            users.remove(&set);
-            self.take_set(&set);
+        for (set, element, add) in &patches {
+            self.patch_element(set, element, *add);
+        }
+
+        // Sets no policy uses any more (only an old policy chain releases one).
+        for set in released {
+            if users.get(&set) == Some(&0) {
+                users.remove(&set);
+                self.take_set(&set);
+            }
         }
 
         // Local endpoints: chains, dispatch entries, local addresses.
         for key in &rebuild {
-            if let Some(ep) = old.endpoints.get(key).filter(|ep| ep.is_local(node)) {
+            if let Some(ep) = old_endpoint(key).filter(|ep| ep.is_local(node)) {
                 self.drop_endpoint(ep);
             }
         }

@@ -308,6 +308,42 @@ impl<'m> Compiler<'m> {
         self.index.get_or_insert_with(|| Index::new(self.model))
     }
 
+    /// The endpoints `pods` selects in `ns`. An incremental update that makes a new set
+    /// looks at the namespaces in scope only, rather than index the whole model.
+    fn selected(&mut self, ns: &Namespaces, pods: &LabelSelector) -> Vec<&'m Endpoint> {
+        let model = self.model;
+        if self.index.is_none() && self.state.log.is_some() {
+            let in_namespace = |name: &'m str| {
+                model
+                    .endpoints
+                    .range((name.to_owned(), String::new())..)
+                    .take_while(move |((n, _), _)| n == name)
+                    .map(|(_, ep)| ep)
+            };
+            let scope: Vec<&'m Endpoint> = match ns {
+                Namespaces::Exactly(name) => match model.namespaces.get_key_value(name) {
+                    Some((name, _)) => in_namespace(name).collect(),
+                    None => Vec::new(),
+                },
+                Namespaces::Matching(sel) => model
+                    .namespaces
+                    .values()
+                    .filter(|n| sel.matches(&n.labels))
+                    .flat_map(|n| in_namespace(&n.name))
+                    .collect(),
+            };
+            return scope
+                .into_iter()
+                .filter(|ep| pods.matches(&ep.labels))
+                .collect();
+        }
+        let selected = self.index().select(ns, pods).to_vec();
+        selected
+            .iter()
+            .map(|&i| self.index().endpoints[i])
+            .collect()
+    }
+
     /// Records that the set `name` was created (for an incremental update's log).
     fn note_created_set(&mut self, name: &str) {
         if let Some(log) = &mut self.state.log {
@@ -753,10 +789,10 @@ impl<'m> Compiler<'m> {
             .names
             .get(&format!("s{}", family_digit(family)), &key, "");
         if !self.state.out.sets.contains_key(&name) {
-            let selected = self.index().select(ns, pods).to_vec();
-            let elements = selected
-                .iter()
-                .flat_map(|&i| self.index().endpoints[i].ips.iter())
+            let elements = self
+                .selected(ns, pods)
+                .into_iter()
+                .flat_map(|ep| ep.ips.iter())
                 .filter(|ip| Family::of(ip) == family)
                 .map(|ip| Element::Addr(*ip))
                 .collect();
@@ -864,18 +900,11 @@ impl<'m> Compiler<'m> {
             return name;
         }
         let endpoints: Vec<&Endpoint> = match scope {
-            PortScope::Pods(ns, pods) => {
-                let selected = self.index().select(ns, pods).to_vec();
-                selected
-                    .iter()
-                    .map(|&i| self.index().endpoints[i])
-                    .collect()
-            }
+            PortScope::Pods(ns, pods) => self.selected(ns, pods),
             PortScope::Block(block) => self
-                .index()
+                .model
                 .endpoints
-                .iter()
-                .copied()
+                .values()
                 .filter(|ep| ep.ips.iter().any(|ip| block.contains(*ip)))
                 .collect(),
         };

@@ -22,6 +22,7 @@
 //! speaks systemd's notification protocol.
 
 pub mod notify;
+mod reclaim;
 pub mod reconcile;
 pub mod source;
 pub mod state;

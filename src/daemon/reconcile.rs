@@ -12,12 +12,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use super::source::{Load, Source};
+use super::reclaim;
+use super::source::{Before, Load, Reload, Source};
 use crate::compile::Incremental;
 use crate::dataplane::{Applied, Dataplane, DriftObject};
 use crate::ir::Ruleset;
 use crate::ir::diff::{Delta, NeedsReplace, SetChange};
-use crate::model::Model;
+use crate::model::{Changes, Model};
 
 /// Why a sync runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +67,9 @@ pub struct Reconciler<D> {
     /// The compiled ruleset, kept up to date edit by edit; `None` before the first
     /// valid load.
     compiled: Option<Incremental>,
+    /// The load whose model `compiled` is of; `None` while an update is under way, so
+    /// that one interrupted by a panic is not built on.
+    compiled_generation: Option<u64>,
     /// The kernel holds `compiled`'s ruleset: the last transaction went in. When it
     /// did not, what the kernel holds is the older ruleset and the next transaction
     /// replaces the whole table.
@@ -88,6 +92,7 @@ impl<D: Dataplane> Reconciler<D> {
             node: node.to_owned(),
             table: table.to_owned(),
             compiled: None,
+            compiled_generation: None,
             in_kernel: false,
             enforced: Enforced::default(),
             complete_load_seen: false,
@@ -111,10 +116,17 @@ impl<D: Dataplane> Reconciler<D> {
     /// Loads, compiles and programs if needed; logs the problems and the `sync N:` line.
     pub fn sync(&mut self, trigger: Trigger) -> Outcome {
         let started = Instant::now();
-        let mut load = match self.source.reload() {
+        let how = match trigger {
+            Trigger::Start | Trigger::Hangup => Reload::Everything,
+            Trigger::Rescan => Reload::Reread,
+            Trigger::Change | Trigger::Retry => Reload::Changes,
+        };
+        let mut load = match self.source.reload_with(how) {
             Ok(load) => load,
             Err(e) => return self.without_directory(trigger, &e, started),
         };
+        // A model replaced whole is freed off the sync's path.
+        let before = std::mem::replace(&mut load.before, Before::Patched(Changes::default()));
         let was_unreadable = std::mem::replace(&mut self.directory_unreadable, false);
         let load_time = started.elapsed();
         let news = load.files_touched() || was_unreadable || self.failures > 0;
@@ -153,51 +165,67 @@ impl<D: Dataplane> Reconciler<D> {
             Trigger::Retry => parts.push("retry".to_owned()),
             Trigger::Change => {}
         }
-        if let Some(previous) = self.compiled.as_ref().filter(|_| load.files_touched()) {
-            parts.push(format!(
-                "{}: {}",
-                files_summary(&load),
-                ModelDelta::between(previous.model(), &load.model)
-            ));
-        }
-        parts.extend(held_summary(&load));
-
         // Compile: the whole model when the kernel's content is not known to be the
         // last ruleset (first sync, SIGHUP, after a failure), otherwise only the change.
         let compile_started = Instant::now();
+        let in_step = self.compiled_generation == Some(load.generation - 1);
         let replace_why = match (&self.compiled, trigger) {
             (None, _) => Some("the first transaction".to_owned()),
             (_, Trigger::Hangup) => Some("SIGHUP".to_owned()),
             _ if !self.in_kernel => Some("after a failed transaction".to_owned()),
+            _ if !in_step => Some("the compiled ruleset was not the last load's".to_owned()),
             _ => None,
         };
-        let replace_why = match (replace_why, self.compiled.as_mut()) {
-            (None, Some(compiled)) => match compiled.update(std::mem::take(&mut load.model)) {
-                Ok(()) => None,
-                Err(NeedsReplace(why)) => {
-                    let model = compiled.model().clone();
-                    self.compiled = Some(Incremental::new(model, &self.node, &self.table));
-                    Some(why)
-                }
-            },
-            (why, _) => {
-                self.compiled = Some(Incremental::new(
-                    std::mem::take(&mut load.model),
-                    &self.node,
-                    &self.table,
-                ));
-                why
+        let model = self.source.model();
+        let wanted = self.compiled.is_some() && (load.files_touched() || replace_why.is_none());
+        let changes = match before {
+            Before::Patched(changes) => Some(changes),
+            Before::Model(old) => {
+                let changes = wanted.then(|| Changes::between(&old, model));
+                reclaim::later(old);
+                changes
             }
         };
+        if let Some(changes) = changes
+            .as_ref()
+            .filter(|_| self.compiled.is_some() && load.files_touched())
+        {
+            parts.push(format!(
+                "{}: {}",
+                files_summary(&load),
+                ModelDelta::of(changes, model)
+            ));
+        }
+        parts.extend(held_summary(&load));
+
+        self.compiled_generation = None;
+        let update = match (replace_why, self.compiled.as_mut(), changes.as_ref()) {
+            (None, Some(compiled), Some(changes)) => compiled.update(model, changes).err(),
+            (None, _, _) => Some(NeedsReplace("the change is not known".to_owned())),
+            (Some(why), _, _) => Some(NeedsReplace(why)),
+        };
+        let replace_why = update.map(|NeedsReplace(why)| {
+            let fresh = Incremental::new(model, &self.node, &self.table);
+            if let Some(old) = self.compiled.replace(fresh) {
+                reclaim::later(old);
+            }
+            why
+        });
+        self.compiled_generation = Some(load.generation);
+        reclaim::later(changes);
         let compile_time = compile_started.elapsed();
         let compiled = self.compiled.as_mut().expect("compiled above");
-        let model = compiled.model();
         let enforced = Enforced {
             policies: model.policies.len(),
             endpoints: model.endpoints.len(),
-            local: model.local_endpoints(&self.node),
+            local: compiled.local_endpoints(),
         };
-        let contents = contents(model, &self.node, compiled.ruleset());
+        let contents = counted_contents(
+            model,
+            enforced.local,
+            compiled.ruleset(),
+            compiled.rule_count(),
+        );
         let held_files = load.held.iter().filter(|h| h.last_good).count();
         let held_status = if held_files > 0 {
             format!(
@@ -290,7 +318,7 @@ impl<D: Dataplane> Reconciler<D> {
                 self.failures = 0;
                 parts.push(format!(
                     "no change to the ruleset ({} read, {} parsed)",
-                    count(load.files, "file", "files"),
+                    count(load.read, "file", "files"),
                     load.parsed
                 ));
             }
@@ -571,14 +599,24 @@ fn join_parts(parts: &[String]) -> String {
 /// What a ruleset enforces, as the sync line (and `apply`) says it:
 /// `1 namespace, 3 endpoints (3 local), 1 policy: 10 chains, 32 rules, 2 sets, 2 maps`.
 pub fn contents(model: &Model, node: &str, ruleset: &Ruleset) -> String {
+    counted_contents(
+        model,
+        model.local_endpoints(node),
+        ruleset,
+        ruleset.rule_count(),
+    )
+}
+
+/// `contents` with the counts that take a walk over the model or the ruleset given.
+fn counted_contents(model: &Model, local: usize, ruleset: &Ruleset, rules: usize) -> String {
     format!(
         "{}, {} ({} local), {}: {}, {}, {}, {}",
         count(model.namespaces.len(), "namespace", "namespaces"),
         count(model.endpoints.len(), "endpoint", "endpoints"),
-        model.local_endpoints(node),
+        local,
         count(model.policies.len(), "policy", "policies"),
         count(ruleset.chains.len(), "chain", "chains"),
-        count(ruleset.rule_count(), "rule", "rules"),
+        count(rules, "rule", "rules"),
         count(ruleset.sets.len(), "set", "sets"),
         count(ruleset.maps.len(), "map", "maps"),
     )
@@ -652,36 +690,28 @@ pub struct ModelDelta {
 }
 
 impl ModelDelta {
-    pub fn between(old: &Model, new: &Model) -> ModelDelta {
-        let mut delta = ModelDelta::default();
-        delta.tally(0, &old.namespaces, &new.namespaces, |a, b| {
-            a.labels == b.labels
-        });
-        delta.tally(1, &old.endpoints, &new.endpoints, |a, b| {
-            (&a.labels, &a.node, &a.interface, &a.ips, &a.ports)
-                == (&b.labels, &b.node, &b.interface, &b.ips, &b.ports)
-        });
-        delta.tally(2, &old.policies, &new.policies, |a, b| {
-            (&a.pod_selector, &a.ingress, &a.egress) == (&b.pod_selector, &b.ingress, &b.egress)
-        });
-        delta
-    }
-
-    fn tally<K: Ord, V>(
-        &mut self,
-        i: usize,
-        old: &BTreeMap<K, V>,
-        new: &BTreeMap<K, V>,
-        same: impl Fn(&V, &V) -> bool,
-    ) {
-        for (k, v) in new {
-            match old.get(k) {
-                None => self.added[i] += 1,
-                Some(o) if !same(o, v) => self.changed[i] += 1,
-                Some(_) => {}
+    /// From the objects that changed, `new` being the model after the change.
+    pub fn of(changes: &Changes, new: &Model) -> ModelDelta {
+        fn tally<K: Ord, V>(
+            i: usize,
+            delta: &mut ModelDelta,
+            changes: &BTreeMap<K, Option<V>>,
+            new: &BTreeMap<K, V>,
+        ) {
+            for (key, old) in changes {
+                match (old, new.contains_key(key)) {
+                    (None, true) => delta.added[i] += 1,
+                    (Some(_), false) => delta.removed[i] += 1,
+                    (Some(_), true) => delta.changed[i] += 1,
+                    (None, false) => {}
+                }
             }
         }
-        self.removed[i] = old.keys().filter(|k| !new.contains_key(*k)).count();
+        let mut delta = ModelDelta::default();
+        tally(0, &mut delta, &changes.namespaces, &new.namespaces);
+        tally(1, &mut delta, &changes.endpoints, &new.endpoints);
+        tally(2, &mut delta, &changes.policies, &new.policies);
+        delta
     }
 }
 

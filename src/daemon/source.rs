@@ -10,31 +10,68 @@
 //! displaces what is enforced: when a problem names a file that is unchanged, the files
 //! that did change are reverted first. Each round demotes at least one file, so the loop
 //! ends within two rounds per file.
+//!
+//! That full build is the reference, and what every load does after a load with a
+//! problem. After a load without one, a change is patched in: when the files that
+//! changed are valid on their own and conflict with nothing kept (checked against
+//! `Claims`), the model loses their old objects and gets their new ones, and no other
+//! file is converted or validated again (`Model::patch`). Conversions are kept per file
+//! content, so a full build converts only what changed too. A file whose metadata is
+//! unchanged since a read long enough after its last change is not read again.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
 
+use super::reclaim;
 use super::state::StateDir;
 use crate::diag::Diagnostic;
 use crate::load::display_under;
 use crate::manifest::node::Pos;
 use crate::manifest::{self, MAX_FILE_BYTES, RawObject};
-use crate::model::Model;
+use crate::model::{Changes, Claims, Converted, Identity, Model, Object};
 
-/// One load of the directory.
+/// How much of the previous load a reload may trust.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// Files whose metadata is unchanged are not read again, and a change valid on its
+    /// own is patched into the model.
+    Changes,
+    /// Every file is read again (metadata misses a change made with the clock set
+    /// back, or on a file system with coarse timestamps); changes are still patched in.
+    Reread,
+    /// Every file is read and the model is built from all of them.
+    Everything,
+}
+
+/// What the model was before a load.
+#[derive(Debug)]
+pub enum Before {
+    /// The model was built from every file; this was the previous one.
+    Model(Model),
+    /// The model was patched: the objects that changed, with their old values.
+    Patched(Changes),
+}
+
+/// One load of the directory; the model it leads to is `Source::model`.
 #[derive(Debug)]
 pub struct Load {
-    pub model: Model,
+    pub before: Before,
+    /// Counts loads; `before` is the model of load `generation - 1`.
+    pub generation: u64,
     /// Every problem found, by file and position: the order a user fixes them in.
     pub problems: Vec<Diagnostic>,
     /// Files whose current content is not what is loaded.
     pub held: Vec<Held>,
     /// Manifest files found.
     pub files: usize,
+    /// Files read in this load (the others' metadata showed no change).
+    pub read: usize,
     /// Files parsed in this load (the others were unchanged).
     pub parsed: usize,
     /// Display names of files changed, added and removed since the previous load.
@@ -64,21 +101,82 @@ impl Load {
     }
 }
 
+/// The objects parsed from one content, and their conversions, made on first need.
+#[derive(Debug, Default)]
+struct Parsed {
+    raw: Vec<RawObject>,
+    converted: OnceLock<Vec<Converted>>,
+}
+
+impl Parsed {
+    fn new(raw: Vec<RawObject>) -> Arc<Parsed> {
+        Arc::new(Parsed {
+            raw,
+            converted: OnceLock::new(),
+        })
+    }
+
+    fn converted(&self) -> &[Converted] {
+        self.converted
+            .get_or_init(|| self.raw.iter().map(Converted::new).collect())
+    }
+}
+
 /// Bytes and the objects parsed from them, shared between loads.
 #[derive(Clone, Debug)]
 struct Content {
     bytes: Arc<Vec<u8>>,
-    objects: Arc<Vec<RawObject>>,
+    objects: Arc<Parsed>,
 }
 
 #[derive(Clone, Debug)]
 struct Current {
     /// `None`: the file could not be read.
     bytes: Option<Arc<Vec<u8>>>,
-    objects: Arc<Vec<RawObject>>,
+    objects: Arc<Parsed>,
     /// Reading and parsing problems; validation problems are found per load.
     problems: Vec<Diagnostic>,
+    /// The file's metadata before `bytes` were read, when it had settled by then:
+    /// while the metadata stays so, the content is what was read.
+    stamp: Option<Stamp>,
 }
+
+/// What changes with a file's content: any write sets its change time, which no
+/// program can set back, and a rename in place gives another inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &fs::Metadata) -> Stamp {
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether the last change was `settle` before `now`. A write after `now` then
+    /// gets a later change time, even from a clock that ticks coarsely; a write
+    /// within the same tick as the last change could keep it.
+    fn settled(&self, now: SystemTime, settle: Duration) -> bool {
+        let Ok(since) = now.duration_since(SystemTime::UNIX_EPOCH) else {
+            return false;
+        };
+        let changed = i128::from(self.ctime.0) * 1_000_000_000 + i128::from(self.ctime.1);
+        changed + settle.as_nanos() as i128 <= since.as_nanos() as i128
+    }
+}
+
+/// How long after its last change a file's metadata is trusted to show the next one.
+const SETTLE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default)]
 struct FileState {
@@ -99,6 +197,22 @@ pub struct Source {
     /// By path relative to `dir`.
     files: BTreeMap<String, FileState>,
     state: Option<StateDir>,
+    model: Model,
+    generation: u64,
+    /// Present after a load without any problem: what a change is checked against to
+    /// be patched in.
+    clean: Option<Clean>,
+    settle: Duration,
+}
+
+struct Clean {
+    claims: Claims,
+    /// The directory's (device, inode): a directory replaced is loaded whole.
+    dir: (u64, u64),
+}
+
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl Source {
@@ -113,7 +227,7 @@ impl Source {
                 if problems.is_empty() {
                     let good = Content {
                         bytes: Arc::new(bytes),
-                        objects: Arc::new(objects),
+                        objects: Parsed::new(objects),
                     };
                     files.insert(
                         rel,
@@ -137,30 +251,62 @@ impl Source {
             dir: dir.to_path_buf(),
             files,
             state,
+            model: Model::default(),
+            generation: 0,
+            clean: None,
+            settle: SETTLE,
         }
+    }
+
+    #[cfg(test)]
+    pub(super) fn settle_after(&mut self, settle: Duration) {
+        self.settle = settle;
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Reads the directory again. `Err` only when the directory itself cannot be
-    /// listed; then nothing is forgotten.
+    /// The model of the last load (empty before the first).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Reads the directory again, trusting what `Reload::Changes` says. `Err` only
+    /// when the directory itself cannot be listed; then nothing is forgotten.
     pub fn reload(&mut self) -> std::io::Result<Load> {
+        self.reload_with(Reload::Changes)
+    }
+
+    pub fn reload_with(&mut self, how: Reload) -> std::io::Result<Load> {
+        let dir_id = dir_id(&self.dir);
         let (scanned, scan_problems) = manifest::scan_dir(&self.dir)?;
-        let mut parsed = 0;
+        let (mut read, mut parsed) = (0, 0);
         let mut current: BTreeMap<String, Current> = BTreeMap::new();
         for file in scanned {
-            let display = display_under(&self.dir, &file.display);
             let known = self.files.get(&file.display);
-            let read = match read_bounded(&file.path) {
-                Ok(bytes) => {
+            let previous = known.and_then(|k| k.current.as_ref());
+            if how == Reload::Changes
+                && let Some(previous) = previous.filter(|p| {
+                    p.stamp.is_some()
+                        && fs::metadata(&file.path).ok().map(|m| Stamp::of(&m)) == p.stamp
+                })
+            {
+                current.insert(file.display, previous.clone());
+                continue;
+            }
+            let display = display_under(&self.dir, &file.display);
+            read += 1;
+            let started = SystemTime::now();
+            let c = match read_bounded(&file.path) {
+                Ok((bytes, stamp)) => {
+                    let stamp = Some(stamp).filter(|s| s.settled(started, self.settle));
                     let same = |b: &Option<Arc<Vec<u8>>>| b.as_deref() == Some(&bytes);
-                    if let Some(previous) = known
-                        .and_then(|k| k.current.as_ref())
-                        .filter(|c| same(&c.bytes))
-                    {
-                        previous.clone()
+                    if let Some(previous) = previous.filter(|c| same(&c.bytes)) {
+                        Current {
+                            stamp,
+                            ..previous.clone()
+                        }
                     } else if let Some(good) = known
                         .and_then(|k| k.good.as_ref())
                         .filter(|g| *g.bytes == bytes)
@@ -169,6 +315,7 @@ impl Source {
                             bytes: Some(good.bytes.clone()),
                             objects: good.objects.clone(),
                             problems: Vec::new(),
+                            stamp,
                         }
                     } else {
                         parsed += 1;
@@ -176,14 +323,15 @@ impl Source {
                         let objects = manifest::parse_bytes(&display, &bytes, &mut problems);
                         Current {
                             bytes: Some(Arc::new(bytes)),
-                            objects: Arc::new(objects),
+                            objects: Parsed::new(objects),
                             problems,
+                            stamp,
                         }
                     }
                 }
                 Err(message) => unreadable(Diagnostic::new(display, START, message)),
             };
-            current.insert(file.display, read);
+            current.insert(file.display, c);
         }
 
         // A dangling link or an unreadable subdirectory hides files that may have
@@ -208,20 +356,97 @@ impl Source {
         }
 
         let files = current.len();
-        let (model, problems, choices) = self.converge(&current, &orphans);
+        let patched = match how {
+            Reload::Everything => None,
+            _ if !orphans.is_empty() || dir_id.is_none() => None,
+            _ => self.patch(&current, dir_id),
+        };
+        let (before, problems, choices) = match patched {
+            Some(changes) => {
+                let choices = current
+                    .keys()
+                    .map(|rel| (rel.clone(), Choice::Current))
+                    .collect();
+                (Before::Patched(changes), BTreeSet::new(), choices)
+            }
+            None => {
+                let (model, problems, choices) = self.converge(&current, &orphans);
+                self.clean = match dir_id {
+                    Some(dir) if problems.is_empty() => Some(Clean {
+                        claims: Claims::of(&model),
+                        dir,
+                    }),
+                    _ => None,
+                };
+                let before = std::mem::replace(&mut self.model, model);
+                (Before::Model(before), problems, choices)
+            }
+        };
         let (changed, added, removed) = self.differences(&current);
         let held = self.held(&choices, &problems, &orphans);
         self.commit(current, &choices);
+        self.generation += 1;
         Ok(Load {
-            model,
+            before,
+            generation: self.generation,
             problems: problems.into_iter().collect(),
             held,
             files,
+            read,
             parsed,
             changed,
             added,
             removed,
         })
+    }
+
+    /// Patches the model with the files that changed, when the last load had no
+    /// problem and neither has the change: what `converge` would build, at the cost of
+    /// the change. `None`, with nothing changed, when a full build must decide.
+    fn patch(
+        &mut self,
+        current: &BTreeMap<String, Current>,
+        dir_id: Option<(u64, u64)>,
+    ) -> Option<Changes> {
+        let clean = self.clean.as_mut().filter(|c| Some(c.dir) == dir_id)?;
+        let mut removed: Vec<&Identity> = Vec::new();
+        let mut added: Vec<Object> = Vec::new();
+        // Every object of a clean load converted and has an identity.
+        fn identities(c: &Current) -> Option<Vec<&Identity>> {
+            c.objects
+                .converted()
+                .iter()
+                .map(|c| c.identity.as_ref())
+                .collect()
+        }
+        for (rel, c) in current {
+            let before = self.files.get(rel).and_then(|f| f.current.as_ref());
+            if let Some(before) = before {
+                if same_bytes(&before.bytes, &c.bytes) {
+                    continue;
+                }
+                removed.extend(identities(before)?);
+            }
+            if c.bytes.is_none() || !c.problems.is_empty() {
+                return None;
+            }
+            for converted in c.objects.converted() {
+                let (Some(identity), Some(object)) = (&converted.identity, &converted.object)
+                else {
+                    return None;
+                };
+                if object.identity() != *identity {
+                    return None;
+                }
+                added.push(object.clone());
+            }
+        }
+        for (rel, f) in &self.files {
+            if !current.contains_key(rel) {
+                removed.extend(identities(f.current.as_ref()?)?);
+            }
+        }
+        self.model.patch(&mut clean.claims, &removed, added)
     }
 
     /// Builds the model, demoting files until no contributing file has a problem.
@@ -250,17 +475,17 @@ impl Source {
                 && good(rel).is_none_or(|g| current[rel].bytes.as_ref() != Some(&g.bytes))
         };
         loop {
-            let mut raw: Vec<&RawObject> = Vec::new();
+            let mut converted: Vec<&Converted> = Vec::new();
             for (rel, choice) in &choices {
                 match choice {
-                    Choice::Current => raw.extend(current[rel].objects.iter()),
+                    Choice::Current => converted.extend(current[rel].objects.converted()),
                     Choice::LastGood => {
-                        raw.extend(good(rel).into_iter().flat_map(|g| g.objects.iter()));
+                        converted.extend(good(rel).into_iter().flat_map(|g| g.objects.converted()));
                     }
                     Choice::Nothing => {}
                 }
             }
-            let (model, found) = Model::build(raw);
+            let (model, found) = Model::assemble(converted.into_iter().map(Cow::Borrowed));
             if found.is_empty() {
                 return (model, problems, choices);
             }
@@ -293,6 +518,7 @@ impl Source {
                 // since problems come from the objects built; stop rather than spin.
                 return (model, problems, choices);
             }
+            reclaim::later(model);
             for rel in demote {
                 let choice = choices.get_mut(&rel).expect("demoted files are chosen");
                 *choice = match *choice {
@@ -315,7 +541,9 @@ impl Source {
         for (rel, c) in current {
             match self.files.get(rel).and_then(|f| f.current.as_ref()) {
                 None => added.push(display(rel)),
-                Some(previous) if previous.bytes != c.bytes => changed.push(display(rel)),
+                Some(previous) if !same_bytes(&previous.bytes, &c.bytes) => {
+                    changed.push(display(rel));
+                }
                 Some(_) => {}
             }
         }
@@ -365,8 +593,10 @@ impl Source {
             .filter(|rel| !current.contains_key(*rel))
             .cloned()
             .collect();
+        // What is replaced may be a large file's objects: freed off the sync's path.
+        let mut replaced = (Vec::new(), Vec::new(), Vec::new());
         for rel in gone {
-            self.files.remove(&rel);
+            replaced.0.extend(self.files.remove(&rel));
             if let Some(state) = &mut self.state {
                 state.forget(&rel);
             }
@@ -375,18 +605,25 @@ impl Source {
             let entry = self.files.entry(rel.clone()).or_default();
             if choices[&rel] == Choice::Current
                 && let Some(bytes) = &c.bytes
-                && entry.good.as_ref().is_none_or(|g| g.bytes != *bytes)
+                && entry
+                    .good
+                    .as_ref()
+                    .is_none_or(|g| !Arc::ptr_eq(&g.bytes, bytes))
             {
-                if let Some(state) = &mut self.state {
+                if let Some(state) = &mut self.state
+                    && entry.good.as_ref().is_none_or(|g| g.bytes != *bytes)
+                {
                     state.save(&rel, bytes);
                 }
-                entry.good = Some(Content {
+                let good = Content {
                     bytes: bytes.clone(),
                     objects: c.objects.clone(),
-                });
+                };
+                replaced.1.extend(entry.good.replace(good));
             }
-            entry.current = Some(c);
+            replaced.2.extend(entry.current.replace(c));
         }
+        reclaim::later(replaced);
     }
 }
 
@@ -395,8 +632,19 @@ const START: Pos = Pos { line: 1, col: 1 };
 fn unreadable(problem: Diagnostic) -> Current {
     Current {
         bytes: None,
-        objects: Arc::new(Vec::new()),
+        objects: Arc::default(),
         problems: vec![problem],
+        stamp: None,
+    }
+}
+
+/// Contents read again are compared once, when read; after that the same content is
+/// the same `Arc`.
+fn same_bytes(a: &Option<Arc<Vec<u8>>>, b: &Option<Arc<Vec<u8>>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -405,9 +653,10 @@ fn is_under(rel: &str, dir: &str) -> bool {
     dir == "." || rel == dir || rel.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
-/// Reads a file of at most `MAX_FILE_BYTES`. Opened non-blocking so that a FIFO
-/// named like a manifest cannot stall the daemon; anything but a regular file is refused.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+/// Reads a file of at most `MAX_FILE_BYTES`, with its metadata from before the read.
+/// Opened non-blocking so that a FIFO named like a manifest cannot stall the daemon;
+/// anything but a regular file is refused.
+fn read_bounded(path: &Path) -> Result<(Vec<u8>, Stamp), String> {
     let cannot = |e: std::io::Error| format!("cannot read: {e}");
     let file = fs::OpenOptions::new()
         .read(true)
@@ -429,5 +678,5 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_big(bytes.len() as u64));
     }
-    Ok(bytes)
+    Ok((bytes, Stamp::of(&meta)))
 }

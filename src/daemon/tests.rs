@@ -791,3 +791,137 @@ fn a_read_back_that_differs_is_repaired_object_by_object() {
     assert_eq!(fake.updates(), 1);
     assert_eq!(fake.calls(), 3);
 }
+
+#[test]
+fn a_file_is_read_again_only_when_its_metadata_changed() {
+    use super::source::Reload;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    write(dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
+    let mut source = Source::new(dir, None);
+    source.settle_after(Duration::from_millis(50));
+    // Read before the files settled: read again next time.
+    assert_eq!(source.reload().unwrap().read, 2);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(source.reload().unwrap().read, 2);
+    let unchanged = source.reload().unwrap();
+    assert_eq!((unchanged.read, unchanged.parsed), (0, 0));
+    assert!(!unchanged.files_touched());
+
+    // Same size, new content: the change time differs.
+    write(dir, "a.yaml", &endpoint("a", "veth-x", "10.0.0.1"));
+    let changed = source.reload().unwrap();
+    assert_eq!((changed.read, changed.parsed), (1, 1));
+    assert!(source.model().endpoints[&("default".into(), "a".into())].interface == "veth-x");
+    // Everything is read when asked.
+    assert_eq!(source.reload_with(Reload::Reread).unwrap().read, 2);
+}
+
+#[test]
+fn a_clean_change_is_patched_and_a_conflict_is_built_whole() {
+    use super::source::Before;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    let mut source = Source::new(dir, None);
+    assert!(matches!(source.reload().unwrap().before, Before::Model(_)));
+    write(dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
+    let Before::Patched(changes) = source.reload().unwrap().before else {
+        panic!("not patched")
+    };
+    assert_eq!(changes.endpoints.len(), 1);
+    // An address taken: the full build reports it, and the next load is whole too.
+    write(dir, "c.yaml", &endpoint("c", "veth-c", "10.0.0.2"));
+    let clash = source.reload().unwrap();
+    assert!(matches!(clash.before, Before::Model(_)));
+    assert_eq!(clash.problems.len(), 1, "{:?}", clash.problems);
+    fs::remove_file(dir.join("c.yaml")).unwrap();
+    assert!(matches!(source.reload().unwrap().before, Before::Model(_)));
+    write(dir, "c.yaml", &endpoint("c", "veth-c", "10.0.0.3"));
+    assert!(matches!(
+        source.reload().unwrap().before,
+        Before::Patched(_)
+    ));
+    assert_eq!(source.model().endpoints.len(), 3);
+}
+
+/// Programs nothing: for timing what the daemon does before the kernel.
+struct Null;
+
+impl Dataplane for Null {
+    fn replace(&mut self, _: &Ruleset) -> Result<Applied, Error> {
+        Ok(APPLIED)
+    }
+
+    fn update(&mut self, _: &Ruleset, _: &crate::ir::diff::Delta) -> Result<Applied, Error> {
+        Ok(APPLIED)
+    }
+
+    fn read_back(&mut self, _: &Ruleset) -> Result<Vec<crate::dataplane::Drift>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// The sync lines of one-object edits on a generated directory, without a kernel:
+/// `NETPOLD_SYNC_BENCH=/tmp/gen-xl/manifests cargo test --release --lib sync_bench --
+/// --ignored --nocapture`. One policy with a numeric port 8080 is moved to a file of
+/// its own first; then, five times, an endpoint file is added, relabelled and removed,
+/// and that policy's port is changed and changed back.
+#[test]
+#[ignore = "a benchmark: needs NETPOLD_SYNC_BENCH"]
+fn sync_bench() {
+    let Ok(from) = std::env::var("NETPOLD_SYNC_BENCH") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    for entry in fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        let text = fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let mut docs: Vec<&str> = text.split("---\n").collect();
+        if let Some(i) = docs
+            .iter()
+            .position(|d| d.contains("kind: NetworkPolicy") && d.contains("port: 8080"))
+        {
+            write(dir, "pol-own.yaml", &format!("---\n{}", docs.remove(i)));
+        }
+        write(dir, &name, &docs.join("---\n"));
+    }
+    let source = Source::new(dir, None);
+    let mut r = Reconciler::new(source, Null, "node-0", "netpold");
+    let say = |outcome: Outcome| {
+        let line = line(&outcome).to_owned();
+        eprintln!("{}", line.chars().take(140).collect::<String>());
+        if let Some(timing) = line.rfind(" in ") {
+            eprintln!("    {}", &line[timing..]);
+        }
+    };
+    say(r.sync(Trigger::Start));
+    // Past the settling time, so that unchanged files are not read again.
+    std::thread::sleep(Duration::from_millis(2100));
+    r.sync(Trigger::Rescan);
+    let endpoint = |version: &str| {
+        format!(
+            "apiVersion: netpold.io/v1\nkind: WorkloadEndpoint\nmetadata: {{name: extra-1, namespace: ns-000, labels: {{app: cart, tier: web, version: {version}}}}}\nspec: {{node: node-0, interfaceName: caliextra0001, ips: [\"198.18.250.1\"]}}\n"
+        )
+    };
+    let policy = fs::read_to_string(dir.join("pol-own.yaml")).unwrap();
+    for _ in 0..5 {
+        write(dir, "extra.yaml", &endpoint("v1"));
+        say(r.sync(Trigger::Change));
+        write(dir, "extra.yaml", &endpoint("v2"));
+        say(r.sync(Trigger::Change));
+        fs::remove_file(dir.join("extra.yaml")).unwrap();
+        say(r.sync(Trigger::Change));
+        write(
+            dir,
+            "pol-own.yaml",
+            &policy.replacen("port: 8080", "port: 8081", 1),
+        );
+        say(r.sync(Trigger::Change));
+        write(dir, "pol-own.yaml", &policy);
+        say(r.sync(Trigger::Change));
+    }
+}

@@ -2,11 +2,13 @@
 //! error; `Model::build` adds the cross-object rules (duplicates, address clashes)
 //! and the namespaces that are named but not declared.
 
+mod changes;
 mod convert;
 pub mod syntax;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -18,6 +20,7 @@ use crate::manifest::RawObject;
 use crate::manifest::node::Pos;
 use crate::selector::{LabelSelector, Labels};
 
+pub use changes::{Changes, Claims};
 pub use convert::convert_object;
 
 /// The label every namespace carries, as the API server sets it.
@@ -73,6 +76,22 @@ pub struct Namespace {
     pub origin: Option<Origin>,
 }
 
+impl Namespace {
+    /// The namespace as objects naming it imply it when no file declares it.
+    pub fn implied(name: &str) -> Namespace {
+        Namespace {
+            labels: Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned())]),
+            name: name.to_owned(),
+            origin: None,
+        }
+    }
+
+    /// Whether two versions compile alike: only labels count.
+    pub fn compiles_like(&self, other: &Namespace) -> bool {
+        self.labels == other.labels
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NamedPort {
     pub name: String,
@@ -111,6 +130,23 @@ impl Endpoint {
 
     pub fn id(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether two versions compile alike: they differ at most in where they were written.
+    pub fn compiles_like(&self, other: &Endpoint) -> bool {
+        (
+            &self.labels,
+            &self.node,
+            &self.interface,
+            &self.ips,
+            &self.ports,
+        ) == (
+            &other.labels,
+            &other.node,
+            &other.interface,
+            &other.ips,
+            &other.ports,
+        )
     }
 }
 
@@ -208,10 +244,19 @@ impl NetworkPolicy {
     pub fn id(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+
+    /// Whether two versions compile alike: they differ at most in where they were written.
+    pub fn compiles_like(&self, other: &NetworkPolicy) -> bool {
+        (&self.pod_selector, &self.ingress, &self.egress)
+            == (&other.pod_selector, &other.ingress, &other.egress)
+    }
 }
 
+/// (kind, namespace, name) as a raw document spells them.
+pub type Identity = (String, String, String);
+
 /// (kind, namespace, name) as the raw document spells them, when it does.
-fn raw_identity(raw: &RawObject) -> Option<(String, String, String)> {
+fn raw_identity(raw: &RawObject) -> Option<Identity> {
     let kind = raw.node.get("kind")?.as_str()?;
     let meta = raw.node.get("metadata")?;
     let name = meta.get("name")?.as_str()?;
@@ -225,12 +270,60 @@ fn raw_identity(raw: &RawObject) -> Option<(String, String, String)> {
     Some((kind.to_owned(), namespace, name.to_owned()))
 }
 
+/// One raw object converted on its own, with what `Model::assemble` needs of it.
+/// Conversion depends on the raw object alone, so this can be kept per file content
+/// and an unchanged file is never converted again.
+#[derive(Clone, Debug)]
+pub struct Converted {
+    pub identity: Option<Identity>,
+    /// Where the document starts.
+    pub origin: Origin,
+    /// `None` exactly when `problems` is not empty.
+    pub object: Option<Object>,
+    pub problems: Vec<Diagnostic>,
+}
+
+impl Converted {
+    pub fn new(raw: &RawObject) -> Converted {
+        let mut problems = Vec::new();
+        let object = convert_object(raw, &mut problems);
+        Converted {
+            identity: raw_identity(raw),
+            origin: Origin {
+                file: raw.file.clone(),
+                pos: raw.node.pos,
+            },
+            object,
+            problems,
+        }
+    }
+}
+
 /// One validated manifest object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Object {
     Namespace(Namespace),
     Endpoint(Endpoint),
     Policy(NetworkPolicy),
+}
+
+impl Object {
+    /// The identity a raw document that converts to this object spells.
+    pub fn identity(&self) -> Identity {
+        match self {
+            Object::Namespace(n) => ("Namespace".to_owned(), String::new(), n.name.clone()),
+            Object::Endpoint(e) => (
+                "WorkloadEndpoint".to_owned(),
+                e.namespace.clone(),
+                e.name.clone(),
+            ),
+            Object::Policy(p) => (
+                "NetworkPolicy".to_owned(),
+                p.namespace.clone(),
+                p.name.clone(),
+            ),
+        }
+    }
 }
 
 /// Everything the manifests say, validated. Keyed maps give a deterministic order
@@ -251,34 +344,41 @@ impl Model {
     /// Converts and validates raw objects; returns the model of everything that
     /// validated and the list of every problem found (empty when all is valid).
     pub fn build<'r>(raw: impl IntoIterator<Item = &'r RawObject>) -> (Model, Vec<Diagnostic>) {
+        Model::assemble(raw.into_iter().map(|r| Cow::Owned(Converted::new(r))))
+    }
+
+    /// `build` from objects already converted, in file and document order.
+    pub fn assemble<'c>(
+        converted: impl IntoIterator<Item = Cow<'c, Converted>>,
+    ) -> (Model, Vec<Diagnostic>) {
         let mut problems = Vec::new();
         // Duplicates are found on the raw identity, so that an object with other
         // problems still reveals that it is defined twice.
-        let mut seen: BTreeMap<(String, String, String), Origin> = BTreeMap::new();
+        let mut seen: BTreeMap<Identity, Origin> = BTreeMap::new();
         let mut objects = Vec::new();
-        for r in raw {
-            let converted = convert_object(r, &mut problems);
-            if let Some((kind, ns, name)) = raw_identity(r) {
-                let here = Origin {
-                    file: r.file.clone(),
-                    pos: r.node.pos,
-                };
+        for c in converted {
+            problems.extend(c.problems.iter().cloned());
+            if let Some((kind, ns, name)) = &c.identity {
                 let id = if ns.is_empty() {
                     name.clone()
                 } else {
                     format!("{ns}/{name}")
                 };
-                if let Some(first) = seen.get(&(kind.clone(), ns.clone(), name.clone())) {
+                let key = (kind.clone(), ns.clone(), name.clone());
+                if let Some(first) = seen.get(&key) {
                     problems.push(Diagnostic::new(
-                        &here.file,
-                        here.pos,
+                        &c.origin.file,
+                        c.origin.pos,
                         format!("duplicate {kind} {id}: also defined at {first}"),
                     ));
                     continue;
                 }
-                seen.insert((kind, ns, name), here);
+                seen.insert(key, c.origin.clone());
             }
-            objects.extend(converted);
+            objects.extend(match c {
+                Cow::Owned(c) => c.object,
+                Cow::Borrowed(c) => c.object.clone(),
+            });
         }
         let model = Model::from_objects(objects, &mut problems);
         (model, problems)
@@ -313,14 +413,9 @@ impl Model {
             .map(|(ns, _)| ns.clone())
             .collect();
         for ns in named {
-            model
-                .namespaces
-                .entry(ns.clone())
-                .or_insert_with(|| Namespace {
-                    labels: Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), ns.clone())]),
-                    name: ns,
-                    origin: None,
-                });
+            if !model.namespaces.contains_key(&ns) {
+                model.namespaces.insert(ns.clone(), Namespace::implied(&ns));
+            }
         }
         model.check_endpoint_clashes(problems);
         model
