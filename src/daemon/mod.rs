@@ -137,8 +137,10 @@ impl<D: Dataplane> Daemon<D> {
         let mut ready = false;
         let mut retry_at = self.sync(Trigger::Start, &mut ready);
         let mut resync_at = Instant::now() + self.resync;
-        // Its own timer: syncs for changes must not put the read-back off forever.
-        let mut readback_at = Instant::now() + self.resync;
+        // Its own timer: syncs for changes must not put the read-back off forever. The
+        // first one runs right after start, so the table is verified (and later checks
+        // can stop at the generation id) before edits come.
+        let mut readback_at = Instant::now();
         let mut debounce_at: Option<Instant> = None;
         // When the first change not yet synced was seen.
         let mut changes_since: Option<Instant> = None;
