@@ -5,8 +5,6 @@
 //! element that exists and a removal of one that does not, so any delta that is not
 //! exact fails here. Root only; fails instead of skipping under `CI=true`.
 
-use std::fs::File;
-
 use netpold::compile::compile;
 use netpold::dataplane::Dataplane;
 use netpold::ir::Ruleset;
@@ -15,19 +13,8 @@ use netpold::load::load_dir;
 use netpold::nft::Kernel;
 
 mod common;
-use common::netns::{Netns, can_run};
+use common::netns::{Netns, can_run, in_netns};
 use common::{NODE, Rng, edited, scenario};
-
-fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
 
 fn ruleset(yaml: &str) -> Ruleset {
     try_ruleset(yaml).unwrap_or_else(|problems| panic!("{problems}"))

@@ -6,7 +6,6 @@
 //! in namespaces the tests create.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,23 +21,10 @@ use netpold::nft::monitor::{Change, Drained, ForeignChange, Monitor, Process};
 use netpold::nft::readback::{Difference, Object, Snapshot, drift, read_table};
 
 mod common;
-use common::netns::{Netns, can_run};
+use common::netns::{Netns, can_run, in_netns};
 use common::{NODE, Rng, scenario};
 
 const TABLE: &str = "netpold";
-
-/// Runs `f` on a thread inside `ns`, where the netlink sockets it opens belong to
-/// that namespace.
-fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
-}
 
 fn compiled(dir: &Path, node: &str) -> Ruleset {
     let loaded = netpold::load::load_dir(dir).unwrap();

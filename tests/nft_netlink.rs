@@ -7,7 +7,6 @@
 //! on and changes nothing. Root only; fails instead of skipping under `CI=true`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 
@@ -20,7 +19,7 @@ use netpold::model::Protocol;
 use netpold::nft::Kernel;
 
 mod common;
-use common::netns::{Netns, can_run};
+use common::netns::{Netns, can_run, in_netns};
 use common::topology::program_node;
 use common::{NODE, Rng, scenario};
 
@@ -188,19 +187,6 @@ fn apply_replaces_our_table_and_leaves_others_alone() {
     let (ok, other, err) = ns.nft(&["list", "table", "ip", "other"], None);
     assert!(ok, "{err}");
     assert!(other.contains("ip saddr 192.0.2.1 drop"), "{other}");
-}
-
-/// Runs `f` on a thread inside `ns`, where the netlink socket `Kernel` opens
-/// belongs to that namespace.
-fn in_netns<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{}", ns.name);
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap();
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        f()
-    })
-    .join()
-    .unwrap()
 }
 
 fn tiny_ruleset(chain_rules: Vec<Rule>) -> Ruleset {

@@ -662,23 +662,7 @@ impl Socket {
 
     /// Waits until a reply can be read; `false` on timeout.
     pub fn wait_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
-            fd: self.inner.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd, count 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(true)
-            } else {
-                Err(e)
-            };
-        }
-        Ok(n > 0)
+        super::wire::wait_readable(&self.inner.as_raw_fd(), timeout)
     }
 
     /// Reads whatever is queued without waiting; `Ok(0)` when nothing is left. The
