@@ -414,42 +414,54 @@ impl Compiler<'_> {
             }
         }
 
-        // Membership: each changed endpoint, and every endpoint of a relabelled
-        // namespace, leaves the sets its old version was in and joins those its new
-        // version is in.
-        let mut members: BTreeSet<(String, String)> = changes.endpoints.keys().cloned().collect();
-        for ns in changes.namespaces.keys() {
-            members.extend(in_namespace(new, ns).map(|(k, _)| k.clone()));
-        }
+        // Membership: each changed endpoint leaves the sets its old version was in and
+        // joins those its new version is in.
         fn labels(ns: Option<&Namespace>) -> &Labels {
             static NO_LABELS: Labels = Labels::new();
             ns.map_or(&NO_LABELS, |n| &n.labels)
+        }
+        // An endpoint that is the same but whose namespace was relabelled leaves or
+        // joins only the sets of the namespace selectors the relabelling flips.
+        let mut moved: Vec<(&Endpoint, &Labels, &Labels)> = Vec::new();
+        for ns in changes.namespaces.keys() {
+            let (before, after) = (labels(old_namespace(ns)), labels(new.namespaces.get(ns)));
+            moved.extend(
+                in_namespace(new, ns)
+                    .filter(|(key, _)| !changes.endpoints.contains_key(*key))
+                    .map(|(_, ep)| (ep, before, after)),
+            );
         }
         // Patches are collected first, so that no set definition is copied to let
         // `patch_element` borrow the state. Old versions leave before new ones join:
         // an object renamed or moved to another namespace keeps its addresses under a
         // new key.
         let mut patches: Vec<(&str, Element, bool)> = Vec::new();
-        for key in &members {
-            if let Some(ep) = old_endpoint(key) {
-                let ns_labels = labels(old_namespace(&ep.namespace));
-                for (set, def) in &self.state.defs {
+        for join in [false, true] {
+            for (key, old) in &changes.endpoints {
+                let (ep, ns_labels) = if join {
+                    let Some(ep) = new.endpoints.get(key) else {
+                        continue;
+                    };
+                    (ep, labels(new.namespaces.get(&ep.namespace)))
+                } else {
+                    let Some(ep) = old.as_ref() else { continue };
+                    (ep, labels(old_namespace(&ep.namespace)))
+                };
+                for (set, def) in self.state.defs.for_namespace(&ep.namespace, ns_labels) {
                     patches.extend(
                         def.elements(ep, ns_labels)
                             .into_iter()
-                            .map(|e| (set.as_str(), e, false)),
+                            .map(|e| (set, e, join)),
                     );
                 }
             }
-        }
-        for key in &members {
-            if let Some(ep) = new.endpoints.get(key) {
-                let ns_labels = labels(new.namespaces.get(&ep.namespace));
-                for (set, def) in &self.state.defs {
+            for (ep, before, after) in &moved {
+                let ns_labels = if join { after } else { before };
+                for (set, def) in self.state.defs.flipped(before, after, join) {
                     patches.extend(
                         def.elements(ep, ns_labels)
                             .into_iter()
-                            .map(|e| (set.as_str(), e, true)),
+                            .map(|e| (set, e, join)),
                     );
                 }
             }

@@ -32,7 +32,7 @@ use crate::model::{
     Direction, Endpoint, IpBlock, Model, NetworkPolicy, Peer, PortMatch, Protocol,
     Rule as PolicyRule,
 };
-use crate::selector::LabelSelector;
+use crate::selector::{LabelSelector, Labels};
 
 /// Names of the fixed objects of the table.
 pub const EGRESS_MAP: &str = "egress_dispatch";
@@ -265,9 +265,100 @@ struct Compiler<'m> {
 struct State {
     names: Names,
     out: Ruleset,
-    defs: BTreeMap<String, SetDef>,
+    defs: Defs,
     /// Present while an incremental update records what it touches.
     log: Option<incremental::ChangeLog>,
+}
+
+/// The selector sets' definitions, kept by the namespaces whose endpoints can be
+/// members: an edited endpoint is checked against its namespace's sets and the sets of
+/// the namespace selectors its namespace matches, not against every set.
+#[derive(Default)]
+struct Defs {
+    by_namespace: HashMap<String, BTreeMap<String, SetDef>>,
+    /// By namespace selector; `None`: an ipBlock's named port, any namespace.
+    by_selector: BTreeMap<Option<LabelSelector>, BTreeMap<String, SetDef>>,
+    /// Where each set is kept.
+    scope: HashMap<String, DefScope>,
+}
+
+#[derive(Clone)]
+enum DefScope {
+    Namespace(String),
+    Selector(Option<LabelSelector>),
+}
+
+impl Defs {
+    fn insert(&mut self, name: String, def: SetDef) {
+        self.remove(&name);
+        let scope = def.scope();
+        self.scope.insert(name.clone(), scope.clone());
+        match scope {
+            DefScope::Namespace(ns) => self.by_namespace.entry(ns).or_default(),
+            DefScope::Selector(sel) => self.by_selector.entry(sel).or_default(),
+        }
+        .insert(name, def);
+    }
+
+    fn remove(&mut self, name: &str) {
+        match self.scope.remove(name) {
+            Some(DefScope::Namespace(ns)) => {
+                if let Some(defs) = self.by_namespace.get_mut(&ns) {
+                    defs.remove(name);
+                    if defs.is_empty() {
+                        self.by_namespace.remove(&ns);
+                    }
+                }
+            }
+            Some(DefScope::Selector(sel)) => {
+                if let Some(defs) = self.by_selector.get_mut(&sel) {
+                    defs.remove(name);
+                    if defs.is_empty() {
+                        self.by_selector.remove(&sel);
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The sets of the namespace selectors that match `before` but not `after`
+    /// (`join` false) or the other way round (`join` true).
+    fn flipped<'d>(
+        &'d self,
+        before: &'d Labels,
+        after: &'d Labels,
+        join: bool,
+    ) -> impl Iterator<Item = (&'d str, &'d SetDef)> {
+        self.by_selector
+            .iter()
+            .filter_map(|(sel, defs)| Some((sel.as_ref()?, defs)))
+            .filter(move |(sel, _)| {
+                sel.matches(if join { after } else { before })
+                    && !sel.matches(if join { before } else { after })
+            })
+            .flat_map(|(_, defs)| defs)
+            .map(|(name, def)| (name.as_str(), def))
+    }
+
+    /// The sets an endpoint of namespace `ns`, labelled `labels`, can be a member of.
+    fn for_namespace<'d>(
+        &'d self,
+        ns: &str,
+        labels: &'d Labels,
+    ) -> impl Iterator<Item = (&'d str, &'d SetDef)> {
+        let selected = self
+            .by_selector
+            .iter()
+            .filter(move |(sel, _)| sel.as_ref().is_none_or(|s| s.matches(labels)))
+            .flat_map(|(_, defs)| defs);
+        self.by_namespace
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .chain(selected)
+            .map(|(name, def)| (name.as_str(), def))
+    }
 }
 
 /// What decides a selector set's members, so that one endpoint can be re-evaluated
@@ -285,6 +376,26 @@ enum SetDef {
         protocol: Protocol,
         family: Family,
     },
+}
+
+impl SetDef {
+    /// The namespaces whose endpoints can be members.
+    fn scope(&self) -> DefScope {
+        match self {
+            SetDef::Pods { ns, .. }
+            | SetDef::Port {
+                scope: PortScope::Pods(ns, _),
+                ..
+            } => match ns {
+                Namespaces::Exactly(name) => DefScope::Namespace(name.clone()),
+                Namespaces::Matching(sel) => DefScope::Selector(Some(sel.clone())),
+            },
+            SetDef::Port {
+                scope: PortScope::Block(_),
+                ..
+            } => DefScope::Selector(None),
+        }
+    }
 }
 
 /// Compiles the model for the node named `node` into table `table`.
@@ -308,8 +419,9 @@ impl<'m> Compiler<'m> {
         self.index.get_or_insert_with(|| Index::new(self.model))
     }
 
-    /// The endpoints `pods` selects in `ns`. An incremental update that makes a new set
-    /// looks at the namespaces in scope only, rather than index the whole model.
+    /// The endpoints `pods` selects in `ns`. An incremental update (the one kind of
+    /// compilation that logs) that makes a new set looks at the namespaces in scope
+    /// only, rather than index the whole model.
     fn selected(&mut self, ns: &Namespaces, pods: &LabelSelector) -> Vec<&'m Endpoint> {
         let model = self.model;
         if self.index.is_none() && self.state.log.is_some() {

@@ -125,8 +125,6 @@ impl<D: Dataplane> Reconciler<D> {
             Ok(load) => load,
             Err(e) => return self.without_directory(trigger, &e, started),
         };
-        // A model replaced whole is freed off the sync's path.
-        let before = std::mem::replace(&mut load.before, Before::Patched(Changes::default()));
         let was_unreadable = std::mem::replace(&mut self.directory_unreadable, false);
         let load_time = started.elapsed();
         let news = load.files_touched() || was_unreadable || self.failures > 0;
@@ -176,11 +174,15 @@ impl<D: Dataplane> Reconciler<D> {
             _ if !in_step => Some("the compiled ruleset was not the last load's".to_owned()),
             _ => None,
         };
+        // What changed: listed by a patched load, found by comparing models after a
+        // full one, and only when the sync line or the compiler needs it.
         let model = self.source.model();
         let wanted = self.compiled.is_some() && (load.files_touched() || replace_why.is_none());
+        let before = std::mem::replace(&mut load.before, Before::Patched(Changes::default()));
         let changes = match before {
             Before::Patched(changes) => Some(changes),
             Before::Model(old) => {
+                // A model replaced whole is freed off the sync's path.
                 let changes = wanted.then(|| Changes::between(&old, model));
                 reclaim::later(old);
                 changes

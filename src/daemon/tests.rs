@@ -867,7 +867,8 @@ impl Dataplane for Null {
 /// `NETPOLD_SYNC_BENCH=/tmp/gen-xl/manifests cargo test --release --lib sync_bench --
 /// --ignored --nocapture`. One policy with a numeric port 8080 is moved to a file of
 /// its own first; then, five times, an endpoint file is added, relabelled and removed,
-/// and that policy's port is changed and changed back.
+/// that policy's port is changed and changed back, a rule with a new peer selector is
+/// added to it and removed, and the first namespace is relabelled and back.
 #[test]
 #[ignore = "a benchmark: needs NETPOLD_SYNC_BENCH"]
 fn sync_bench() {
@@ -908,6 +909,8 @@ fn sync_bench() {
         )
     };
     let policy = fs::read_to_string(dir.join("pol-own.yaml")).unwrap();
+    let namespaces = fs::read_to_string(dir.join("namespaces.yaml")).unwrap();
+    let new_peer = "  ingress:\n    - from:\n        - podSelector:\n            matchLabels:\n              app: brand-new\n";
     for _ in 0..5 {
         write(dir, "extra.yaml", &endpoint("v1"));
         say(r.sync(Trigger::Change));
@@ -922,6 +925,22 @@ fn sync_bench() {
         );
         say(r.sync(Trigger::Change));
         write(dir, "pol-own.yaml", &policy);
+        say(r.sync(Trigger::Change));
+        write(
+            dir,
+            "pol-own.yaml",
+            &policy.replacen("  ingress:\n", new_peer, 1),
+        );
+        say(r.sync(Trigger::Change));
+        write(dir, "pol-own.yaml", &policy);
+        say(r.sync(Trigger::Change));
+        write(
+            dir,
+            "namespaces.yaml",
+            &namespaces.replacen("    team: ", "    team: x", 1),
+        );
+        say(r.sync(Trigger::Change));
+        write(dir, "namespaces.yaml", &namespaces);
         say(r.sync(Trigger::Change));
     }
 }
