@@ -1,9 +1,11 @@
 //! The compiled ruleset kept up to date object by object, so that an edit costs what
-//! it changes: an endpoint added, removed or relabelled is re-evaluated against each
-//! selector set and rebuilds its own two chains; a policy rebuilds its chains and the
-//! chains of the endpoints it selected or selects; a relabelled namespace re-evaluates
-//! its endpoints. No policy is recompiled for an endpoint change, and nothing selects
-//! over the whole model unless a policy needs a set that does not exist yet.
+//! it changes: an endpoint added, removed or relabelled is re-evaluated against the
+//! selector sets its namespace can be in and rebuilds its own two chains; a policy
+//! rebuilds its chains, and the chains of the endpoints it selected or selects when
+//! what it selects may have changed; a relabelled namespace re-evaluates its endpoints
+//! against the namespace selectors the new labels flip. No policy is recompiled for an
+//! endpoint change, and a new set selects within the namespaces in scope only. The
+//! caller says what changed (`model::Changes`): nothing compares whole models here.
 //!
 //! Every update logs what it touched, with the old value at first touch, and `delta`
 //! turns the log into the kernel transaction (`ir::diff::Delta`). The result equals a

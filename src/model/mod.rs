@@ -1,6 +1,7 @@
 //! Validated domain objects. `convert` turns raw trees into these, collecting every
 //! error; `Model::build` adds the cross-object rules (duplicates, address clashes)
-//! and the namespaces that are named but not declared.
+//! and the namespaces that are named but not declared. `Model::patch` (in `changes`)
+//! applies the same rules to a few objects replacing others in a valid model.
 
 mod changes;
 mod convert;
