@@ -52,7 +52,7 @@ const MAX_OBJECTS_REPAIRED: usize = 500;
 pub const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Counts of what is enforced, for `STATUS=`.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 struct Enforced {
     policies: usize,
     endpoints: usize,
@@ -74,7 +74,8 @@ pub struct Reconciler<D> {
     /// did not, what the kernel holds is the older ruleset and the next transaction
     /// replaces the whole table.
     in_kernel: bool,
-    enforced: Enforced,
+    /// What the last successful transaction enforces; `None` before the first.
+    enforced: Option<Enforced>,
     /// Nothing is programmed before the first load in which every file is valid
     /// (or stands in with its last good content).
     complete_load_seen: bool,
@@ -94,7 +95,7 @@ impl<D: Dataplane> Reconciler<D> {
             compiled: None,
             compiled_generation: None,
             in_kernel: false,
-            enforced: Enforced::default(),
+            enforced: None,
             complete_load_seen: false,
             syncs: 0,
             failures: 0,
@@ -290,19 +291,18 @@ impl<D: Dataplane> Reconciler<D> {
                     transaction(&applied)
                 ));
                 self.in_kernel = true;
-                self.enforced = enforced;
+                self.enforced = Some(enforced);
                 self.failures = 0;
                 outcome.programmed = true;
             }
             Some((Err(e), _)) => {
                 kernel_time = Some(kernel_started.elapsed());
-                let had_rules = self.in_kernel || self.failures > 0 || trigger != Trigger::Start;
                 self.in_kernel = false;
                 self.failures += 1;
                 let retry_in = backoff(self.failures);
                 parts.push(format!(
                     "transaction failed: {e}; the kernel keeps {}; retrying in {} s",
-                    if had_rules && self.enforced.endpoints + self.enforced.policies > 0 {
+                    if self.enforced.is_some() {
                         "the ruleset programmed before"
                     } else {
                         "what it held"
@@ -325,20 +325,18 @@ impl<D: Dataplane> Reconciler<D> {
                 ));
             }
         }
-        let programmed_once =
-            self.in_kernel || self.enforced.endpoints + self.enforced.policies > 0;
-        outcome.status = match (programmed_once, outcome.retry_in) {
-            (true, None) => format!(
+        outcome.status = match (&self.enforced, outcome.retry_in) {
+            (Some(enforced), None) => format!(
                 "enforcing {} on {} ({} local){held_status}",
-                count(self.enforced.policies, "policy", "policies"),
-                count(self.enforced.endpoints, "endpoint", "endpoints"),
-                self.enforced.local
+                count(enforced.policies, "policy", "policies"),
+                count(enforced.endpoints, "endpoint", "endpoints"),
+                enforced.local
             ),
-            (true, Some(_)) => {
+            (Some(_), Some(_)) => {
                 "the last transaction failed; the previously programmed ruleset stays; retrying"
                     .to_owned()
             }
-            (false, _) => "the first transaction failed; retrying".to_owned(),
+            (None, _) => "the first transaction failed; retrying".to_owned(),
         };
         let mut timing = format!(
             "{} ms (load {} ms, compile {} ms",
