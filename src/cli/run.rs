@@ -61,8 +61,14 @@ fn watch_table(
         .name("nft-events".to_owned())
         .spawn(move || {
             loop {
-                // Changes held for their transaction's end are looked at again soon.
-                if let Err(e) = monitor.wait(nft::monitor::HOLD) {
+                // Changes held for their transaction's end are looked at again soon;
+                // otherwise the thread sleeps until an event comes.
+                let wait = if monitor.holding() {
+                    nft::monitor::HOLD
+                } else {
+                    Duration::from_secs(3600)
+                };
+                if let Err(e) = monitor.wait(wait) {
                     log::warn!("waiting for nftables events: {e}");
                     std::thread::sleep(Duration::from_secs(1));
                 }

@@ -128,6 +128,14 @@ fn block_key(block: &IpBlock) -> String {
 /// anti-spoofing rule looks its addresses up in a named set.
 const MAX_INLINE_OWN_ADDRESSES: usize = 8;
 
+/// `_in` or `_out`: the direction a chain filters, in its name.
+fn chain_suffix(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ingress => "_in",
+        Direction::Egress => "_out",
+    }
+}
+
 fn family_digit(family: Family) -> char {
     match family {
         Family::V4 => '4',
@@ -863,14 +871,10 @@ impl<'m> Compiler<'m> {
     }
 
     fn endpoint_chain_name(&mut self, ep: &Endpoint, direction: Direction) -> String {
-        let suffix = match direction {
-            Direction::Ingress => "_in",
-            Direction::Egress => "_out",
-        };
         self.state.names.get(
             "ep",
             &format!("endpoint\0{}\0{}", ep.namespace, ep.name),
-            suffix,
+            chain_suffix(direction),
         )
     }
 
@@ -883,14 +887,10 @@ impl<'m> Compiler<'m> {
     }
 
     fn policy_chain_name(&mut self, policy: &NetworkPolicy, direction: Direction) -> String {
-        let suffix = match direction {
-            Direction::Ingress => "_in",
-            Direction::Egress => "_out",
-        };
         self.state.names.get(
             "pol",
             &format!("policy\0{}\0{}", policy.namespace, policy.name),
-            suffix,
+            chain_suffix(direction),
         )
     }
 

@@ -216,6 +216,11 @@ impl Monitor {
         wire::wait_readable(&self.socket, timeout)
     }
 
+    /// Changes are held for their transaction's end: drain again within `HOLD`.
+    pub fn holding(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Reads every queued event without blocking and returns the changes other
     /// processes (any port id but `own_portid`) made to `inet <table>`. Changes of a
     /// transaction still being delivered are kept for the next call.
