@@ -218,8 +218,9 @@ impl Kernel {
         }
         let bytes = finished.bytes();
         // A delta keeps the table verified only if nothing was committed since it was.
-        let before = readback::generation().ok();
-        let still_verified = !whole_table && before.is_some() && before == self.verified;
+        let still_verified = !whole_table
+            && self.verified.is_some()
+            && readback::generation().ok() == self.verified;
         self.verified = None;
         self.send(&finished, &descriptions)?;
         if still_verified {
