@@ -631,3 +631,57 @@ fn the_large_scenario_reads_back_exactly_as_expected() {
     );
     assert_eq!(diffs, vec![]);
 }
+
+/// The read-back may stop at the ruleset generation only while the table is known to be
+/// ours: a foreign change made before one of our deltas must still be found after it,
+/// and a table found equal is not read again until something is committed.
+#[test]
+fn a_delta_on_a_changed_table_does_not_hide_the_change_from_the_read_back() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    let rs = named_port();
+    let mut grown = rs.clone();
+    let set = grown
+        .sets
+        .keys()
+        .find(|n| n.starts_with("local_addrs4"))
+        .unwrap()
+        .clone();
+    grown
+        .sets
+        .get_mut(&set)
+        .unwrap()
+        .elements
+        .insert(netpold::ir::Element::Addr("10.99.0.1".parse().unwrap()));
+    let chain = rs
+        .chains
+        .keys()
+        .find(|c| c.starts_with("ep_"))
+        .unwrap()
+        .clone();
+    let ns = Netns::new("dr-verified");
+    let foreign = format!("insert rule inet {TABLE} {chain} accept");
+    let ns_name = ns.name.clone();
+    let found = in_netns(&ns, move || {
+        let mut kernel = Kernel::open(TABLE).unwrap();
+        kernel.replace(&rs).unwrap();
+        // Found equal: verified from here on.
+        assert!(kernel.read_back(&rs, false).unwrap().is_empty());
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &ns_name, "nft", &foreign])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "nft {foreign}");
+        let delta = netpold::ir::diff::diff(&rs, &grown).unwrap();
+        kernel.update(&grown, &delta).unwrap();
+        kernel.read_back(&grown, false).unwrap()
+    });
+    assert!(
+        found
+            .iter()
+            .any(|d| d.object == netpold::dataplane::DriftObject::Chain(chain.clone())),
+        "the foreign rule in {chain} must still be found: {found:?}"
+    );
+}

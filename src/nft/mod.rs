@@ -218,9 +218,8 @@ impl Kernel {
         }
         let bytes = finished.bytes();
         // A delta keeps the table verified only if nothing was committed since it was.
-        let still_verified = !whole_table
-            && self.verified.is_some()
-            && readback::generation().ok() == self.verified;
+        let still_verified =
+            !whole_table && self.verified.is_some() && readback::generation().ok() == self.verified;
         self.verified = None;
         self.send(&finished, &descriptions)?;
         if still_verified {
