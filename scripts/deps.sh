@@ -2,7 +2,8 @@
 # Installs the Debian packages netpold's build, tests and demo need (as root).
 set -euo pipefail
 # systemd for systemd-analyze (unit checks), util-linux for setpriv (a test runs netpold unprivileged).
-packages=(gcc libc6-dev pkg-config libnftnl-dev libmnl-dev nftables iproute2 python3 systemd util-linux)
+# chromium renders the html matrix in its test; tcpdump reads NFLOG drop logs in theirs.
+packages=(gcc libc6-dev pkg-config libnftnl-dev libmnl-dev nftables iproute2 python3 systemd util-linux chromium tcpdump)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
