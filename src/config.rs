@@ -14,6 +14,8 @@ pub const DEFAULT_TABLE: &str = "netpold";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/netpold";
 pub const DEFAULT_DEBOUNCE_MS: u64 = 100;
 pub const DEFAULT_RESYNC_INTERVAL_S: u64 = 60;
+/// Where the status socket lives (systemd's `RuntimeDirectory=netpold`).
+pub const DEFAULT_RUNTIME_DIR: &str = "/run/netpold";
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +27,10 @@ pub struct Config {
     pub debounce_ms: Option<u64>,
     pub resync_interval_s: Option<u64>,
     pub log_level: Option<String>,
+    /// `netpold status`'s socket is `<runtime_dir>/status.sock`.
+    pub runtime_dir: Option<PathBuf>,
+    /// `host:port` of the Prometheus endpoint; no listener when absent.
+    pub metrics_listen: Option<String>,
 }
 
 impl Config {
@@ -65,7 +71,23 @@ impl Config {
                 )
             })?;
         }
+        if let Some(addr) = &config.metrics_listen {
+            addr.parse::<std::net::SocketAddr>().map_err(|_| {
+                Diagnostic::new(
+                    &display,
+                    key_pos(&text, "metrics_listen"),
+                    format!(
+                        "metrics_listen: {addr:?} is not an address and port, e.g. \"127.0.0.1:9753\" or \"[::1]:9753\""
+                    ),
+                )
+            })?;
+        }
         Ok(config)
+    }
+
+    /// The metrics address, once `load` has checked it.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listen.as_deref().and_then(|a| a.parse().ok())
     }
 
     pub fn parse(display: &str, text: &str) -> Result<Config, Diagnostic> {
@@ -160,6 +182,28 @@ mod tests {
         );
         std::fs::write(&path, "log_level = \"debug\"\n").unwrap();
         assert!(Config::load(Some(&path)).is_ok());
+    }
+
+    #[test]
+    fn metrics_listen_must_be_an_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netpold.toml");
+        std::fs::write(&path, "node = \"a\"\nmetrics_listen = \"localhost\"\n").unwrap();
+        let e = Config::load(Some(&path)).unwrap_err();
+        assert_eq!(e.pos.line, 2);
+        assert!(
+            e.message
+                .starts_with("metrics_listen: \"localhost\" is not an address"),
+            "{}",
+            e.message
+        );
+        std::fs::write(
+            &path,
+            "metrics_listen = \"127.0.0.1:9753\"\nruntime_dir = \"/r\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.metrics_addr(), Some("127.0.0.1:9753".parse().unwrap()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod index;
 pub mod ir;
 pub mod load;
 pub mod manifest;
+pub mod metrics;
 pub mod model;
 // The only module with FFI: libnftnl and libmnl through their Rust bindings.
 #[allow(unsafe_code)]
@@ -15,3 +16,4 @@ pub mod nft;
 pub mod reference;
 pub mod render;
 pub mod selector;
+pub mod status;

@@ -111,10 +111,13 @@ fn example_config_documents_every_key() {
         debounce_ms,
         resync_interval_s,
         log_level,
+        runtime_dir,
+        metrics_listen,
     } = config;
     assert!(manifests.is_some() && node.is_some() && table.is_some());
     assert!(state_dir.is_some() && debounce_ms.is_some() && resync_interval_s.is_some());
     assert!(log_level.is_some());
+    assert!(runtime_dir.is_some() && metrics_listen.is_some());
     // As shipped, everything is commented out: the defaults apply.
     assert_eq!(
         Config::parse("netpold.toml", text).unwrap(),

@@ -24,8 +24,10 @@
 pub mod notify;
 mod reclaim;
 pub mod reconcile;
+pub mod serve;
 pub mod source;
 pub mod state;
+pub mod stats;
 pub mod watch;
 
 #[cfg(test)]
@@ -102,6 +104,11 @@ impl<D: Dataplane> Daemon<D> {
             debounce: options.debounce,
             resync: options.resync,
         })
+    }
+
+    /// The bookkeeping `netpold status` and the metrics read.
+    pub fn stats(&self) -> std::sync::Arc<stats::Stats> {
+        self.reconciler.stats()
     }
 
     /// A handle for sending events, as the signal thread does.

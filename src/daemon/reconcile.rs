@@ -10,15 +10,18 @@
 //! when a transaction failed; the problems behind it are logged just before it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::reclaim;
 use super::source::{Before, Load, Reload, Source};
+use super::stats::{Stats, SyncResult};
 use crate::compile::Incremental;
 use crate::dataplane::{Applied, Dataplane, DriftObject};
 use crate::ir::Ruleset;
 use crate::ir::diff::{Delta, NeedsReplace, SetChange};
 use crate::model::{Changes, Model};
+use crate::status::FileInError;
 
 /// Why a sync runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +86,7 @@ pub struct Reconciler<D> {
     /// Consecutive failed transactions, for the backoff.
     failures: u32,
     directory_unreadable: bool,
+    stats: Arc<Stats>,
 }
 
 impl<D: Dataplane> Reconciler<D> {
@@ -100,7 +104,13 @@ impl<D: Dataplane> Reconciler<D> {
             syncs: 0,
             failures: 0,
             directory_unreadable: false,
+            stats: Stats::new(node, table),
         }
+    }
+
+    /// What `netpold status` and the metrics report, shared with their threads.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// Drops the compiled state (after a panic left it in doubt): the next sync
@@ -153,6 +163,7 @@ impl<D: Dataplane> Reconciler<D> {
                     programmed: false,
                     retry_in: None,
                 },
+                (SyncResult::NotProgrammed, started, None),
             );
         }
 
@@ -283,9 +294,19 @@ impl<D: Dataplane> Reconciler<D> {
             },
         };
         let mut kernel_time = None;
+        let mut result = SyncResult::Unchanged;
+        let mut messages = None;
         match attempt {
             Some((Ok(applied), how)) => {
                 kernel_time = Some(kernel_started.elapsed());
+                result = SyncResult::Programmed;
+                messages = Some(applied.messages);
+                self.stats.objects(objects(
+                    &enforced,
+                    model,
+                    compiled.ruleset(),
+                    compiled.rule_count(),
+                ));
                 parts.push(format!(
                     "programmed {contents} {how} {}",
                     transaction(&applied)
@@ -297,6 +318,8 @@ impl<D: Dataplane> Reconciler<D> {
             }
             Some((Err(e), _)) => {
                 kernel_time = Some(kernel_started.elapsed());
+                result = SyncResult::Failed;
+                self.stats.error("transaction", 1);
                 self.in_kernel = false;
                 self.failures += 1;
                 let retry_in = backoff(self.failures);
@@ -349,7 +372,7 @@ impl<D: Dataplane> Reconciler<D> {
         }
         timing.push(')');
         parts.push(format!("in {timing}"));
-        self.report(level, &load, parts, outcome)
+        self.report(level, &load, parts, outcome, (result, started, messages))
     }
 
     /// The directory cannot be listed. What is enforced stays: a directory deleted by
@@ -362,15 +385,18 @@ impl<D: Dataplane> Reconciler<D> {
         started: Instant,
     ) -> Outcome {
         let first_time = !std::mem::replace(&mut self.directory_unreadable, true);
+        self.stats.error("directory", 1);
         if !first_time && matches!(trigger, Trigger::Rescan | Trigger::Retry) {
             return self.quiet();
         }
         let mut level = log::Level::Error;
         let mut programmed = false;
+        let mut result = SyncResult::Unchanged;
         let what = match (&self.compiled, trigger) {
             (Some(compiled), Trigger::Hangup) => match self.dataplane.replace(compiled.ruleset()) {
                 Ok(applied) => {
                     programmed = true;
+                    result = SyncResult::Programmed;
                     self.in_kernel = true;
                     level = log::Level::Warn;
                     format!(
@@ -378,7 +404,11 @@ impl<D: Dataplane> Reconciler<D> {
                         transaction(&applied)
                     )
                 }
-                Err(e) => format!("re-programming the ruleset programmed last failed: {e}"),
+                Err(e) => {
+                    result = SyncResult::Failed;
+                    self.stats.error("transaction", 1);
+                    format!("re-programming the ruleset programmed last failed: {e}")
+                }
             },
             (Some(_), _) => "the ruleset programmed last stays enforced".to_owned(),
             (None, _) => "nothing is programmed".to_owned(),
@@ -391,6 +421,7 @@ impl<D: Dataplane> Reconciler<D> {
             ms(started.elapsed())
         );
         log::log!(level, "{line}");
+        self.stats.sync(result, started.elapsed(), &line, None);
         Outcome {
             status: format!("manifest directory unreadable ({e}); {what}"),
             line: Some((level, line)),
@@ -466,6 +497,7 @@ impl<D: Dataplane> Reconciler<D> {
             }
         };
         self.syncs += 1;
+        let messages = result.as_ref().ok().map(|a| a.messages);
         let (level, text, programmed, retry_in) = match result {
             Ok(applied) => (
                 log::Level::Warn,
@@ -474,6 +506,7 @@ impl<D: Dataplane> Reconciler<D> {
                 None,
             ),
             Err(e) => {
+                self.stats.error("repair", 1);
                 self.in_kernel = false;
                 self.failures += 1;
                 let retry_in = backoff(self.failures);
@@ -491,6 +524,12 @@ impl<D: Dataplane> Reconciler<D> {
             ms(started.elapsed())
         );
         log::log!(level, "{line}");
+        let result = if programmed {
+            SyncResult::Repaired
+        } else {
+            SyncResult::Failed
+        };
+        self.stats.sync(result, started.elapsed(), &line, messages);
         Outcome {
             status: if programmed {
                 format!("repaired a change made by another program ({cause})")
@@ -535,6 +574,7 @@ impl<D: Dataplane> Reconciler<D> {
                 )
             }
             Err(e) => {
+                self.stats.error("readback", 1);
                 log::warn!("reading table inet {} back failed: {e}", self.table);
                 self.quiet()
             }
@@ -550,13 +590,14 @@ impl<D: Dataplane> Reconciler<D> {
         }
     }
 
-    /// Logs the problems, then the one `sync N:` line.
+    /// Logs the problems, then the one `sync N:` line, and counts the sync.
     fn report(
         &mut self,
         level: log::Level,
         load: &Load,
         parts: Vec<String>,
         mut outcome: Outcome,
+        (result, started, messages): (SyncResult, Instant, Option<usize>),
     ) -> Outcome {
         for problem in &load.problems {
             log::warn!("{problem}");
@@ -564,9 +605,61 @@ impl<D: Dataplane> Reconciler<D> {
         self.syncs += 1;
         let line = format!("sync {}: {}", self.syncs, join_parts(&parts));
         log::log!(level, "{line}");
+        self.stats.error("manifest", load.problems.len() as u64);
+        self.stats.files_in_error(files_in_error(load));
+        self.stats.sync(result, started.elapsed(), &line, messages);
         outcome.line = Some((level, line));
         outcome
     }
+}
+
+/// The files whose current content is not loaded, with their problems.
+fn files_in_error(load: &Load) -> Vec<FileInError> {
+    let mut files: BTreeMap<&str, FileInError> = BTreeMap::new();
+    for held in &load.held {
+        files.insert(
+            &held.file,
+            FileInError {
+                file: held.file.clone(),
+                last_good: held.last_good,
+                messages: Vec::new(),
+            },
+        );
+    }
+    for problem in &load.problems {
+        files
+            .entry(&problem.file)
+            .or_insert_with(|| FileInError {
+                file: problem.file.clone(),
+                last_good: false,
+                messages: Vec::new(),
+            })
+            .messages
+            .push(problem.to_string());
+    }
+    files.into_values().collect()
+}
+
+/// What is enforced, by kind, for the status and `netpold_objects`.
+fn objects(
+    enforced: &Enforced,
+    model: &Model,
+    ruleset: &Ruleset,
+    rules: usize,
+) -> BTreeMap<String, u64> {
+    [
+        ("namespaces", model.namespaces.len()),
+        ("endpoints", enforced.endpoints),
+        ("local_endpoints", enforced.local),
+        ("policies", enforced.policies),
+        ("chains", ruleset.chains.len()),
+        ("rules", rules),
+        ("sets", ruleset.sets.len()),
+        ("maps", ruleset.maps.len()),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n as u64))
+    .collect()
 }
 
 /// 1 s, doubling, at most 30 s.

@@ -1,0 +1,559 @@
+//! What `netpold status` shows and the metrics endpoint exports: one `Report`, filled
+//! by the daemon from its own bookkeeping and, at request time, from the kernel's
+//! counters; or, with `--kernel`, from the table alone.
+//!
+//! Counters are attributed by the comments the compiler puts on chains (`policy ns/name
+//! ingress`, `endpoint ns/name egress (iface)`), so the daemon and `--kernel` read them
+//! the same way, and a table programmed by an older netpold still reads right. A name
+//! longer than a comment holds (128 bytes) shows cut, ending in `...`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// `daemon` (from the running daemon) or `kernel` (read from the table alone).
+    pub source: String,
+    pub table: String,
+    pub node: Option<String>,
+    pub pid: Option<u32>,
+    pub version: String,
+    pub started_unix: Option<f64>,
+    pub last_sync: Option<LastSync>,
+    /// Syncs by result: `programmed`, `unchanged`, `failed`, `not_programmed`, `repaired`.
+    pub syncs: BTreeMap<String, u64>,
+    /// Errors by kind: `manifest` (problems reported), `transaction`, `directory`,
+    /// `repair`, `readback`.
+    pub errors: BTreeMap<String, u64>,
+    pub drift_repairs: u64,
+    /// What is enforced, by kind (`namespaces`, `endpoints`, `local_endpoints`,
+    /// `policies`, `chains`, `rules`, `sets`, `maps`).
+    pub objects: BTreeMap<String, u64>,
+    pub files_in_error: Vec<FileInError>,
+    pub sync_seconds: Option<Histogram>,
+    pub transaction_messages: Option<Histogram>,
+    /// Packets and bytes the rules of each policy allowed.
+    pub policies: Vec<PolicyCounter>,
+    /// Packets and bytes dropped at each endpoint, by cause.
+    pub endpoints: Vec<EndpointDrops>,
+    /// Why the counters could not be read, when they could not.
+    pub counters_error: Option<String>,
+    pub denied_flows: Option<DeniedFlows>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LastSync {
+    pub at_unix: f64,
+    pub seconds: f64,
+    /// `programmed`, `unchanged`, `failed`, `not_programmed` or `repaired`.
+    pub result: String,
+    /// The sync's log line.
+    pub line: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInError {
+    pub file: String,
+    /// Its last good content is enforced in its place; otherwise it contributes nothing.
+    pub last_good: bool,
+    /// `path:line:col: error: …`, one per problem.
+    pub messages: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Upper bounds, ascending; the `+Inf` bucket is `count`.
+    pub bounds: Vec<f64>,
+    /// Observations at or below each bound (cumulative).
+    pub cumulative: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &[f64]) -> Histogram {
+        Histogram {
+            bounds: bounds.to_vec(),
+            cumulative: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        for (bound, n) in self.bounds.iter().zip(&mut self.cumulative) {
+            if value <= *bound {
+                *n += 1;
+            }
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCounter {
+    pub namespace: String,
+    pub name: String,
+    pub direction: String,
+    pub rules: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointDrops {
+    pub namespace: String,
+    pub name: String,
+    pub direction: String,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets by cause: `isolated` (no rule allows), `spoofed` (source address not the
+    /// endpoint's), `invalid` (no connection state), `other`.
+    pub by_cause: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeniedFlows {
+    /// The NFLOG group read.
+    pub group: u16,
+    /// Logged drops read since start (the log is rate-limited, so a sample).
+    pub logged: u64,
+    /// The busiest flows, most packets first.
+    pub top: Vec<DeniedFlow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct FlowKey {
+    pub src: String,
+    pub dst: String,
+    pub protocol: String,
+    pub dport: Option<u16>,
+    /// The endpoint and direction the drop names, and why.
+    pub endpoint: String,
+    pub direction: String,
+    pub cause: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeniedFlow {
+    #[serde(flatten)]
+    pub key: FlowKey,
+    pub packets: u64,
+    pub last_unix: f64,
+}
+
+/// One counted rule as read from the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterRow {
+    pub chain_comment: String,
+    pub rule_comment: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// `ns/name dir` at the start of `rest`; the direction is the first of the words
+/// after the name (the name has no spaces; a cut one ends in `...`).
+fn owner(rest: &str) -> Option<(String, String, String)> {
+    let mut words = rest.split(' ');
+    let id = words.next()?;
+    let direction = words.next()?;
+    if direction != "ingress" && direction != "egress" {
+        return None;
+    }
+    let (namespace, name) = id.split_once('/')?;
+    Some((namespace.to_owned(), name.to_owned(), direction.to_owned()))
+}
+
+fn drop_cause(rule_comment: &str) -> &'static str {
+    if rule_comment.contains("isolated for") || rule_comment.contains("no rule allows") {
+        "isolated"
+    } else if rule_comment.contains("spoofed") {
+        "spoofed"
+    } else if rule_comment.contains("no connection state") {
+        "invalid"
+    } else {
+        "other"
+    }
+}
+
+/// Sums counted rules per policy (allowed) and per endpoint (dropped).
+pub fn attribute(rows: &[CounterRow]) -> (Vec<PolicyCounter>, Vec<EndpointDrops>) {
+    let mut policies: BTreeMap<(String, String, String), PolicyCounter> = BTreeMap::new();
+    let mut endpoints: BTreeMap<(String, String, String), EndpointDrops> = BTreeMap::new();
+    for row in rows {
+        if let Some(rest) = row.chain_comment.strip_prefix("policy ") {
+            let Some(key) = owner(rest) else { continue };
+            let p = policies
+                .entry(key.clone())
+                .or_insert_with(|| PolicyCounter {
+                    namespace: key.0,
+                    name: key.1,
+                    direction: key.2,
+                    rules: 0,
+                    packets: 0,
+                    bytes: 0,
+                });
+            p.rules += 1;
+            p.packets += row.packets;
+            p.bytes += row.bytes;
+        } else if let Some(rest) = row.chain_comment.strip_prefix("endpoint ") {
+            let Some(key) = owner(rest) else { continue };
+            let e = endpoints
+                .entry(key.clone())
+                .or_insert_with(|| EndpointDrops {
+                    namespace: key.0,
+                    name: key.1,
+                    direction: key.2,
+                    packets: 0,
+                    bytes: 0,
+                    by_cause: BTreeMap::new(),
+                });
+            e.packets += row.packets;
+            e.bytes += row.bytes;
+            *e.by_cause
+                .entry(drop_cause(&row.rule_comment).to_owned())
+                .or_default() += row.packets;
+        }
+    }
+    (
+        policies.into_values().collect(),
+        endpoints.into_values().collect(),
+    )
+}
+
+/// `3 s`, `5 min`, `2 h 10 min`, `3 d 4 h`.
+pub fn duration_words(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        _ => format!("{} d {} h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// How many policies and endpoints the text shows; `--json` has them all.
+pub const SHOWN: usize = 20;
+
+impl Report {
+    /// The text `netpold status` prints; `now_unix` for the "ago"s.
+    pub fn to_text(&self, now_unix: f64) -> String {
+        let mut out = String::new();
+        let node = self.node.as_deref().unwrap_or("?");
+        match self.source.as_str() {
+            "kernel" => {
+                let _ = writeln!(
+                    out,
+                    "table inet {} (read from the kernel; no daemon history)",
+                    self.table
+                );
+            }
+            _ => {
+                let _ = write!(
+                    out,
+                    "netpold {} on node {node}, table inet {}",
+                    self.version, self.table
+                );
+                if let Some(pid) = self.pid {
+                    let _ = write!(out, ", pid {pid}");
+                }
+                if let Some(at) = self.started_unix {
+                    let _ = write!(out, ", up {}", duration_words(now_unix - at));
+                }
+                out.push('\n');
+                match &self.last_sync {
+                    Some(s) => {
+                        let _ = writeln!(
+                            out,
+                            "last sync: {} ago, {} in {:.0} ms\n  {}",
+                            duration_words(now_unix - s.at_unix),
+                            s.result.replace('_', " "),
+                            s.seconds * 1000.0,
+                            s.line
+                        );
+                    }
+                    None => out.push_str("last sync: none yet\n"),
+                }
+                let syncs: Vec<String> =
+                    self.syncs.iter().map(|(k, v)| format!("{v} {k}")).collect();
+                let errors: Vec<String> = self
+                    .errors
+                    .iter()
+                    .filter(|(_, v)| **v > 0)
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "syncs: {}; errors: {}; drift repairs: {}",
+                    if syncs.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        syncs.join(", ")
+                    },
+                    if errors.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        errors.join(", ")
+                    },
+                    self.drift_repairs
+                );
+            }
+        }
+        let objects: Vec<String> = self
+            .objects
+            .iter()
+            .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
+            .collect();
+        let _ = writeln!(
+            out,
+            "objects: {}",
+            if objects.is_empty() {
+                "none".to_owned()
+            } else {
+                objects.join(", ")
+            }
+        );
+        if self.source != "kernel" {
+            if self.files_in_error.is_empty() {
+                out.push_str("files in error: none\n");
+            } else {
+                let _ = writeln!(out, "files in error: {}", self.files_in_error.len());
+                for f in &self.files_in_error {
+                    let _ = writeln!(
+                        out,
+                        "  {} ({})",
+                        f.file,
+                        if f.last_good {
+                            "its last good content is enforced"
+                        } else {
+                            "not loaded"
+                        }
+                    );
+                    for m in &f.messages {
+                        let _ = writeln!(out, "    {m}");
+                    }
+                }
+            }
+        }
+        if let Some(e) = &self.counters_error {
+            let _ = writeln!(out, "counters: not read: {e}");
+        } else {
+            self.counters_text(&mut out);
+        }
+        match &self.denied_flows {
+            Some(flows) => {
+                let _ = writeln!(
+                    out,
+                    "top denied flows since start (NFLOG group {}, {} logged drops, rate-limited):",
+                    flows.group, flows.logged
+                );
+                if flows.top.is_empty() {
+                    out.push_str("  none\n");
+                }
+                for f in &flows.top {
+                    let port = f.key.dport.map(|p| format!("/{p}")).unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "  {:>7}  {} -> {} {}{port}  {} {} {}",
+                        f.packets,
+                        f.key.src,
+                        f.key.dst,
+                        f.key.protocol,
+                        f.key.endpoint,
+                        f.key.direction,
+                        f.key.cause
+                    );
+                }
+            }
+            None if self.source == "daemon" => {
+                out.push_str("top denied flows: not collected (set log_group, and log_group_listen = true)\n");
+            }
+            None => {}
+        }
+        out
+    }
+
+    fn counters_text(&self, out: &mut String) {
+        let mut policies: Vec<&PolicyCounter> = self.policies.iter().collect();
+        policies.sort_by(|a, b| {
+            b.packets
+                .cmp(&a.packets)
+                .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+        });
+        let _ = writeln!(out, "allowed by policy ({} policy chains):", policies.len());
+        for p in policies.iter().take(SHOWN) {
+            let _ = writeln!(
+                out,
+                "  {:>9} packets {:>10}  {}/{} {}",
+                p.packets,
+                human_bytes(p.bytes),
+                p.namespace,
+                p.name,
+                p.direction
+            );
+        }
+        if policies.len() > SHOWN {
+            let _ = writeln!(
+                out,
+                "  … {} more (--json lists all)",
+                policies.len() - SHOWN
+            );
+        }
+        let mut drops: Vec<&EndpointDrops> =
+            self.endpoints.iter().filter(|e| e.packets > 0).collect();
+        drops.sort_by(|a, b| {
+            b.packets
+                .cmp(&a.packets)
+                .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
+        });
+        let _ = writeln!(out, "dropped at endpoints ({} with drops):", drops.len());
+        for e in drops.iter().take(SHOWN) {
+            let causes: Vec<String> = e
+                .by_cause
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {:>9} packets {:>10}  {}/{} {} ({})",
+                e.packets,
+                human_bytes(e.bytes),
+                e.namespace,
+                e.name,
+                e.direction,
+                causes.join(", ")
+            );
+        }
+        if drops.len() > SHOWN {
+            let _ = writeln!(out, "  … {} more (--json lists all)", drops.len() - SHOWN);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(chain: &str, rule: &str, packets: u64) -> CounterRow {
+        CounterRow {
+            chain_comment: chain.into(),
+            rule_comment: rule.into(),
+            packets,
+            bytes: packets * 60,
+        }
+    }
+
+    #[test]
+    fn counters_are_attributed_by_chain_comments() {
+        let rows = [
+            row(
+                "policy myns/backend-allow-frontend ingress",
+                "myns/backend-allow-frontend ingress[0]",
+                3,
+            ),
+            row(
+                "policy myns/backend-allow-frontend ingress",
+                "myns/backend-allow-frontend ingress[0]",
+                2,
+            ),
+            row(
+                "endpoint myns/backend-1 ingress (veth-back1)",
+                "myns/backend-1: isolated for ingress, no rule allows",
+                7,
+            ),
+            row(
+                "endpoint myns/backend-1 egress (veth-back1)",
+                "myns/backend-1: spoofed source",
+                1,
+            ),
+            row(
+                "forward_egress",
+                "a local endpoint's address from another interface",
+                9,
+            ),
+        ];
+        let (policies, endpoints) = attribute(&rows);
+        assert_eq!(
+            policies,
+            [PolicyCounter {
+                namespace: "myns".into(),
+                name: "backend-allow-frontend".into(),
+                direction: "ingress".into(),
+                rules: 2,
+                packets: 5,
+                bytes: 300,
+            }]
+        );
+        assert_eq!(endpoints.len(), 2);
+        assert_eq!(endpoints[1].direction, "ingress");
+        assert_eq!(endpoints[1].by_cause["isolated"], 7);
+        assert_eq!(endpoints[0].by_cause["spoofed"], 1);
+    }
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let mut h = Histogram::new(&[0.1, 1.0]);
+        for v in [0.05, 0.5, 5.0] {
+            h.observe(v);
+        }
+        assert_eq!(h.cumulative, [1, 2]);
+        assert_eq!(h.count, 3);
+        assert!((h.sum - 5.55).abs() < 1e-9);
+    }
+
+    #[test]
+    fn text_names_files_in_error_and_counters() {
+        let (policies, endpoints) = attribute(&[
+            row("policy a/p ingress", "a/p ingress[0]", 4),
+            row(
+                "endpoint a/e ingress (v)",
+                "a/e: isolated for ingress, no rule allows",
+                2,
+            ),
+        ]);
+        let report = Report {
+            source: "daemon".into(),
+            table: "netpold".into(),
+            node: Some("n1".into()),
+            version: "0.1.0".into(),
+            started_unix: Some(100.0),
+            files_in_error: vec![FileInError {
+                file: "web.yaml".into(),
+                last_good: true,
+                messages: vec!["web.yaml:3:5: error: bad".into()],
+            }],
+            policies,
+            endpoints,
+            ..Report::default()
+        };
+        let text = report.to_text(3700.0);
+        assert!(text.contains("up 1 h 0 min"), "{text}");
+        assert!(
+            text.contains("web.yaml (its last good content is enforced)"),
+            "{text}"
+        );
+        assert!(text.contains("web.yaml:3:5: error: bad"), "{text}");
+        assert!(text.contains("4 packets"), "{text}");
+        assert!(text.contains("a/e ingress (isolated 2)"), "{text}");
+        assert!(text.contains("top denied flows: not collected"), "{text}");
+    }
+}
