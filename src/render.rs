@@ -145,6 +145,9 @@ pub fn match_text(m: &Match) -> String {
                 format!("icmpv6 type {{ {} }}", names.join(", "))
             }
         }
+        Match::Limit { rate, burst } => {
+            format!("limit rate {rate}/second burst {burst} packets")
+        }
     }
 }
 

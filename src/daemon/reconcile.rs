@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::reclaim;
 use super::source::{Before, Load, Reload, Source};
-use crate::compile::Incremental;
+use crate::compile::{self, Incremental};
 use crate::dataplane::{Applied, Dataplane, DriftObject};
 use crate::ir::Ruleset;
 use crate::ir::diff::{Delta, NeedsReplace, SetChange};
@@ -64,6 +64,7 @@ pub struct Reconciler<D> {
     dataplane: D,
     node: String,
     table: String,
+    options: compile::Options,
     /// The compiled ruleset, kept up to date edit by edit; `None` before the first
     /// valid load.
     compiled: Option<Incremental>,
@@ -92,6 +93,7 @@ impl<D: Dataplane> Reconciler<D> {
             dataplane,
             node: node.to_owned(),
             table: table.to_owned(),
+            options: compile::Options::default(),
             compiled: None,
             compiled_generation: None,
             in_kernel: false,
@@ -101,6 +103,12 @@ impl<D: Dataplane> Reconciler<D> {
             failures: 0,
             directory_unreadable: false,
         }
+    }
+
+    /// Compiles with `options` (drop logs) rather than the defaults.
+    pub fn with_compile_options(mut self, options: compile::Options) -> Self {
+        self.options = options;
+        self
     }
 
     /// Drops the compiled state (after a panic left it in doubt): the next sync
@@ -208,7 +216,7 @@ impl<D: Dataplane> Reconciler<D> {
             (Some(why), _, _) => Some(NeedsReplace(why)),
         };
         let replace_why = update.map(|NeedsReplace(why)| {
-            let fresh = Incremental::new(model, &self.node, &self.table);
+            let fresh = Incremental::with_options(model, &self.node, &self.table, &self.options);
             if let Some(old) = self.compiled.replace(fresh) {
                 reclaim::later(old);
             }
