@@ -369,3 +369,53 @@ fn kernel_log_mode_programs_log_rules_without_a_group() {
         "{listing}"
     );
 }
+
+/// What a metrics scrape costs at large: the `large` scenario (`bench/gen.py`, cached
+/// in /tmp/netpold-bench/large) applied with drop logs, then its counters read. Run
+/// with `cargo test --release --test e2e_droplog -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs /tmp/netpold-bench/large and takes a while"]
+fn reading_the_counters_of_the_large_scenario() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    let manifests = Path::new("/tmp/netpold-bench/large/manifests");
+    let host = Netns::new("dlog-large");
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("netpold.toml");
+    std::fs::write(&file, "node = \"node-0\"\nlog_group = 7\n").unwrap();
+    let started = Instant::now();
+    let out = in_ns(&host.name, NETPOLD)
+        .args(["apply", "--config"])
+        .arg(&file)
+        .arg("--manifests")
+        .arg(manifests)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "apply: {:?}: {}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let mut times = Vec::new();
+    let mut rules = 0;
+    for _ in 0..5 {
+        let (elapsed, n) = in_netns(&host, || {
+            let started = Instant::now();
+            let counters = read_counters("netpold").unwrap().unwrap();
+            (started.elapsed(), counters.len())
+        });
+        times.push(elapsed);
+        rules = n;
+    }
+    times.sort();
+    eprintln!(
+        "read_counters at large: {rules} counted rules; median {:?} (min {:?}, max {:?})",
+        times[2], times[0], times[4]
+    );
+}

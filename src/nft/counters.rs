@@ -98,7 +98,8 @@ fn read_once(table: &str) -> Result<Option<Vec<RuleCounter>>, Failure> {
     chains.sort();
     let mut out = Vec::new();
     // Chain by chain, as the read-back does: each part of a table-wide rule dump walks
-    // the table's rules from the start again.
+    // the table's rules from the start again (at large: 12 s in one dump, 0.7 s in
+    // 21,249).
     for (chain_name, chain_comment) in chains {
         let c_name = wire::strz(&chain_name);
         let mut index = 0;
