@@ -106,7 +106,9 @@ impl Config {
         }
     }
 
-    /// Whether the daemon should read the NFLOG group itself.
+    /// Whether the daemon should read the NFLOG group itself: false when drops are not
+    /// logged, go to the kernel log, or `log_group_listen = false` leaves the group to
+    /// tcpdump or ulogd.
     pub fn log_group_listen(&self) -> bool {
         self.log_denied.unwrap_or(true)
             && self.log_group.is_some()
