@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::compile;
 use crate::diag::Diagnostic;
 use crate::manifest::node::Pos;
 
@@ -16,6 +17,8 @@ pub const DEFAULT_DEBOUNCE_MS: u64 = 100;
 pub const DEFAULT_RESYNC_INTERVAL_S: u64 = 60;
 /// Where the status socket lives (systemd's `RuntimeDirectory=netpold`).
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/netpold";
+pub const DEFAULT_LOG_RATE: u32 = 10;
+pub const DEFAULT_LOG_BURST: u32 = 20;
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +34,16 @@ pub struct Config {
     pub runtime_dir: Option<PathBuf>,
     /// `host:port` of the Prometheus endpoint; no listener when absent.
     pub metrics_listen: Option<String>,
+    /// Log dropped packets (rate-limited); default true.
+    pub log_denied: Option<bool>,
+    /// NFLOG group for drop logs; absent: the kernel log.
+    pub log_group: Option<u16>,
+    /// Packets a second each drop-log rule logs, after a burst of `log_burst`.
+    pub log_rate: Option<u32>,
+    pub log_burst: Option<u32>,
+    /// Whether the daemon reads `log_group` itself; default true. A group has one
+    /// reader per network namespace, so `tcpdump -i nflog:N` or ulogd need it false.
+    pub log_group_listen: Option<bool>,
 }
 
 impl Config {
@@ -82,12 +95,46 @@ impl Config {
                 )
             })?;
         }
+        for (key, value) in [
+            ("log_rate", config.log_rate),
+            ("log_burst", config.log_burst),
+        ] {
+            if value == Some(0) {
+                return Err(Diagnostic::new(
+                    &display,
+                    key_pos(&text, key),
+                    format!(
+                        "{key}: must be at least 1 packet (set log_denied = false to log nothing)"
+                    ),
+                ));
+            }
+        }
         Ok(config)
     }
 
     /// The metrics address, once `load` has checked it.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics_listen.as_deref().and_then(|a| a.parse().ok())
+    }
+
+    /// The compiler's options: what `plan`, `apply` and `run` all program.
+    pub fn compile_options(&self) -> compile::Options {
+        compile::Options {
+            drop_log: self.log_denied.unwrap_or(true).then(|| compile::DropLog {
+                group: self.log_group,
+                rate: self.log_rate.unwrap_or(DEFAULT_LOG_RATE),
+                burst: self.log_burst.unwrap_or(DEFAULT_LOG_BURST),
+            }),
+        }
+    }
+
+    /// Whether the daemon should read the NFLOG group itself: false when drops are not
+    /// logged, go to the kernel log, or `log_group_listen = false` leaves the group to
+    /// tcpdump or ulogd.
+    pub fn log_group_listen(&self) -> bool {
+        self.log_denied.unwrap_or(true)
+            && self.log_group.is_some()
+            && self.log_group_listen.unwrap_or(true)
     }
 
     pub fn parse(display: &str, text: &str) -> Result<Config, Diagnostic> {
@@ -110,9 +157,14 @@ fn offset_pos(text: &str, offset: usize) -> Pos {
     }
 }
 
+/// The line that sets `key` (not a longer key that starts with it).
 fn key_pos(text: &str, key: &str) -> Pos {
     text.lines()
-        .position(|l| l.trim_start().starts_with(key))
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
         .map_or(Pos { line: 1, col: 1 }, |i| Pos {
             line: u32::try_from(i + 1).unwrap_or(u32::MAX),
             col: 1,
@@ -204,6 +256,72 @@ mod tests {
         .unwrap();
         let c = Config::load(Some(&path)).unwrap();
         assert_eq!(c.metrics_addr(), Some("127.0.0.1:9753".parse().unwrap()));
+    }
+
+    #[test]
+    fn drop_log_keys_and_their_defaults() {
+        let c = Config::parse("c.toml", "").unwrap();
+        assert_eq!(
+            c.compile_options().drop_log,
+            Some(compile::DropLog {
+                group: None,
+                rate: 10,
+                burst: 20
+            })
+        );
+        assert!(!c.log_group_listen(), "no group, nothing to read");
+        let c = Config::parse(
+            "c.toml",
+            "log_group = 5\nlog_rate = 3\nlog_burst = 7\nlog_group_listen = false\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.compile_options().drop_log,
+            Some(compile::DropLog {
+                group: Some(5),
+                rate: 3,
+                burst: 7
+            })
+        );
+        assert!(!c.log_group_listen());
+        let c = Config::parse("c.toml", "log_group = 0\n").unwrap();
+        assert!(c.log_group_listen());
+        let c = Config::parse("c.toml", "log_denied = false\nlog_group = 5\n").unwrap();
+        assert_eq!(c.compile_options().drop_log, None);
+        assert!(!c.log_group_listen());
+    }
+
+    #[test]
+    fn drop_log_keys_are_checked_with_their_line() {
+        let e = Config::parse("c.toml", "node = \"a\"\nlog_group = 70000\n").unwrap_err();
+        assert_eq!((e.pos.line, e.pos.col), (2, 13));
+        assert!(e.message.contains("u16"), "{}", e.message);
+        let e = Config::parse("c.toml", "log_denied = \"yes\"\n").unwrap_err();
+        assert_eq!(e.pos.line, 1);
+        assert!(e.message.contains("bool"), "{}", e.message);
+        let e = Config::parse("c.toml", "log_rate = -1\n").unwrap_err();
+        assert_eq!(e.pos.line, 1);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("netpold.toml");
+        std::fs::write(
+            &path,
+            "log_group_listen = true\nlog_group = 1\nlog_burst = 0\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&path)).unwrap_err();
+        assert_eq!(e.pos.line, 3);
+        assert!(
+            e.message.starts_with("log_burst: must be at least 1"),
+            "{}",
+            e.message
+        );
+        std::fs::write(&path, "log_rate = 0\n").unwrap();
+        assert!(
+            Config::load(Some(&path))
+                .unwrap_err()
+                .message
+                .starts_with("log_rate:")
+        );
     }
 
     #[test]

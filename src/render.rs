@@ -145,6 +145,9 @@ pub fn match_text(m: &Match) -> String {
                 format!("icmpv6 type {{ {} }}", names.join(", "))
             }
         }
+        Match::Limit { rate, burst } => {
+            format!("limit rate {rate}/second burst {burst} packets")
+        }
     }
 }
 
@@ -369,6 +372,31 @@ mod tests {
         assert_eq!(
             rule_text(&r),
             "ip saddr @s4_x tcp dport { 80, 8000-8100 } counter accept comment \"ns/p ingress[0]\""
+        );
+    }
+
+    #[test]
+    fn log_rules_read_like_nft() {
+        let log = |group| Rule {
+            matches: vec![Match::Limit {
+                rate: 10,
+                burst: 20,
+            }],
+            counter: false,
+            log: Some(Log {
+                prefix: "netpold drop ingress a/b isolated: ".into(),
+                group,
+            }),
+            verdict: None,
+            comment: Some("a/b: isolated for ingress, no rule allows".into()),
+        };
+        assert_eq!(
+            rule_text(&log(None)),
+            "limit rate 10/second burst 20 packets log prefix \"netpold drop ingress a/b isolated: \" comment \"a/b: isolated for ingress, no rule allows\""
+        );
+        assert_eq!(
+            rule_text(&log(Some(7))),
+            "limit rate 10/second burst 20 packets log prefix \"netpold drop ingress a/b isolated: \" group 7 comment \"a/b: isolated for ingress, no rule allows\""
         );
     }
 }

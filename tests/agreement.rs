@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use netpold::compile::compile;
+use netpold::compile::{DropLog, Options, compile_with};
 use netpold::ir::Hook;
 use netpold::ir::eval::{CtInfo, Packet, run};
 use netpold::manifest::parse_bytes;
@@ -87,7 +87,16 @@ fn compiled_rules_agree_with_the_reference_evaluator() {
             "scenario {n} invalid: {problems:?}\n{}",
             s.yaml
         );
-        let ruleset = compile(&model, NODE, "netpold");
+        // Every other scenario with drop logs, as the daemon compiles by default: the
+        // log rules must not change a verdict.
+        let options = Options {
+            drop_log: (n % 2 == 0).then_some(DropLog {
+                group: None,
+                rate: 10,
+                burst: 20,
+            }),
+        };
+        let ruleset = compile_with(&model, NODE, "netpold", &options);
         let mut parties: Vec<IpAddr> = s.addresses.clone();
         parties.extend(OUTSIDE.iter().map(|a| a.parse::<IpAddr>().unwrap()));
         let mut pairs: Vec<(Party, Party)> = Vec::new();

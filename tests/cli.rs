@@ -268,3 +268,55 @@ fn config_file_is_strict_and_flags_override_it() {
     let out = netpold(&["plan", "--config", "/nonexistent/netpold.toml"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn plan_shows_the_drop_logs_the_config_asks_for() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m/a.yaml", VALID);
+    let config = dir.path().join("netpold.toml");
+    let plan = |keys: &str| {
+        fs::write(
+            &config,
+            format!(
+                "manifests = \"{}/m\"\nnode = \"edge-1\"\n{keys}",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let out = netpold(&["plan", "--config", config.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{keys}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let logged = "log prefix \"netpold drop ingress myns/backend-1 isolated: \"";
+    let default = plan("");
+    assert!(
+        default.contains(&format!(
+            "limit rate 10/second burst 20 packets {logged} comment"
+        )),
+        "{default}"
+    );
+    let group = plan("log_group = 5\nlog_rate = 2\nlog_burst = 4\n");
+    assert!(
+        group.contains(&format!(
+            "limit rate 2/second burst 4 packets {logged} group 5 comment"
+        )),
+        "{group}"
+    );
+    let off = plan("log_denied = false\nlog_group = 5\n");
+    assert!(!off.contains(" log "), "{off}");
+    assert!(
+        off.contains("counter drop comment \"myns/backend-1: isolated"),
+        "{off}"
+    );
+    fs::write(&config, "log_burst = 0\n").unwrap();
+    let out = netpold(&["plan", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{}:1:1: error: log_burst: must be at least 1",
+            config.display()
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -4,7 +4,7 @@
 //! equals `compile` of the same model at every step, and the delta it reports turns
 //! the previous ruleset into the new one.
 
-use netpold::compile::{Incremental, compile};
+use netpold::compile::{DropLog, Incremental, Options, compile, compile_with};
 use netpold::ir::diff;
 use netpold::load::load_dir;
 use netpold::model::{Changes, Model};
@@ -52,7 +52,15 @@ fn incremental_updates_equal_a_compilation_from_scratch() {
     for n in 0..60 {
         let mut yaml = scenario(&mut rng).yaml;
         let Some(first) = model(&yaml) else { continue };
-        let mut inc = Incremental::new(&first, NODE, "netpold");
+        // Drop logs to an NFLOG group, to the kernel log, or none.
+        let options = Options {
+            drop_log: (n % 3 != 2).then_some(DropLog {
+                group: (n % 3 == 0).then_some(5),
+                rate: 10,
+                burst: 20,
+            }),
+        };
+        let mut inc = Incremental::with_options(&first, NODE, "netpold", &options);
         let mut previous = first;
         for step in 0..25 {
             let next_yaml = if step == 12 {
@@ -63,7 +71,7 @@ fn incremental_updates_equal_a_compilation_from_scratch() {
             let Some(next) = model(&next_yaml) else {
                 continue;
             };
-            let expected = compile(&next, NODE, "netpold");
+            let expected = compile_with(&next, NODE, "netpold", &options);
             let before = inc.ruleset().clone();
             inc.update(&next, &Changes::between(&previous, &next))
                 .unwrap();

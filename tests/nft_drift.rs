@@ -26,10 +26,18 @@ use common::{NODE, Rng, scenario};
 
 const TABLE: &str = "netpold";
 
+/// Compiled as the daemon compiles by default: with drop logs (here to an NFLOG group).
 fn compiled(dir: &Path, node: &str) -> Ruleset {
     let loaded = netpold::load::load_dir(dir).unwrap();
     assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-    netpold::compile::compile(&loaded.model, node, TABLE)
+    let options = netpold::compile::Options {
+        drop_log: Some(netpold::compile::DropLog {
+            group: Some(9),
+            rate: 10,
+            burst: 20,
+        }),
+    };
+    netpold::compile::compile_with(&loaded.model, node, TABLE, &options)
 }
 
 /// Programs `rs` through `Kernel`; returns its port id and the id and name of the
@@ -265,6 +273,39 @@ fn every_ir_construct_reads_back_exactly_as_expected() {
             comment: Some("logs and goes on".into()),
             ..rule(vec![], None)
         },
+        Rule {
+            log: Some(Log {
+                prefix: "netpold drop ingress shop/db isolated: ".into(),
+                group: Some(7),
+            }),
+            comment: Some("a drop log to an NFLOG group".into()),
+            ..rule(
+                vec![Match::Limit {
+                    rate: 10,
+                    burst: 20,
+                }],
+                None,
+            )
+        },
+        Rule {
+            log: Some(Log {
+                prefix: "netpold drop egress - spoofed: ".into(),
+                group: None,
+            }),
+            ..rule(
+                vec![
+                    Match::Addr {
+                        side: AddrSide::Src,
+                        family: Family::V6,
+                        negate: true,
+                        source: AddrSource::List(vec!["fe80::/10".parse().unwrap()]),
+                    },
+                    // nft's default burst, which `nft list` leaves out.
+                    Match::Limit { rate: 1, burst: 5 },
+                ],
+                None,
+            )
+        },
         rule(vec![], Some(Verdict::Return)),
     ];
     rs.chains.insert(
@@ -465,11 +506,11 @@ fn edits() -> Vec<Edit> {
     ]
 }
 
+/// Without drop logs: the edits below count and address rules by position.
 fn named_port() -> Ruleset {
-    compiled(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/named-port"),
-        "edge-1",
-    )
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/named-port");
+    let loaded = netpold::load::load_dir(&dir).unwrap();
+    netpold::compile::compile(&loaded.model, "edge-1", TABLE)
 }
 
 #[test]

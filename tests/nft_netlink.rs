@@ -616,6 +616,39 @@ fn every_ir_construct_programs_exactly_what_nft_would() {
             comment: Some("logs and goes on".into()),
             ..rule(vec![], None)
         },
+        Rule {
+            log: Some(Log {
+                prefix: "netpold drop ingress shop/db isolated: ".into(),
+                group: Some(7),
+            }),
+            comment: Some("a drop log to an NFLOG group".into()),
+            ..rule(
+                vec![Match::Limit {
+                    rate: 10,
+                    burst: 20,
+                }],
+                None,
+            )
+        },
+        Rule {
+            log: Some(Log {
+                prefix: "netpold drop egress - spoofed: ".into(),
+                group: None,
+            }),
+            ..rule(
+                vec![
+                    Match::Addr {
+                        side: AddrSide::Src,
+                        family: Family::V6,
+                        negate: true,
+                        source: AddrSource::List(vec!["fe80::/10".parse().unwrap()]),
+                    },
+                    // nft's default burst, which `nft list` leaves out.
+                    Match::Limit { rate: 1, burst: 5 },
+                ],
+                None,
+            )
+        },
     ];
     let chain = |base, rules| Chain {
         base,

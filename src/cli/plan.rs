@@ -12,7 +12,12 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_INVALID);
     };
     let loaded_at = started.elapsed();
-    let ruleset = compile::compile(&loaded.model, &settings.node, &settings.table);
+    let ruleset = compile::compile_with(
+        &loaded.model,
+        &settings.node,
+        &settings.table,
+        &settings.config.compile_options(),
+    );
     let compiled_at = started.elapsed();
     let m = &loaded.model;
     let local = m.local_endpoints(&settings.node);

@@ -27,6 +27,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
                 .unwrap_or(config::DEFAULT_RESYNC_INTERVAL_S)
                 .max(1),
         ),
+        compile: cfg.compile_options(),
     };
     let mut dataplane = nft::Kernel::open(&settings.table)?;
     let own_portid = dataplane.portid();

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Compiler, SetDef, State, local_set};
+use super::{Compiler, Options, SetDef, State, local_set};
 use crate::index::Namespaces;
 use crate::ir::diff::{Delta, MapChange, NeedsReplace, SetChange};
 use crate::ir::{AddrSource, Chain, Element, Family, Match, Ruleset, Set, SetKind, Verdict};
@@ -120,10 +120,19 @@ impl SetDef {
 }
 
 impl Incremental {
-    /// A compilation from scratch that can then be updated.
+    /// A compilation from scratch that can then be updated, with `Options::default()`.
     pub fn new(model: &Model, node: &str, table: &str) -> Incremental {
+        Incremental::with_options(model, node, table, &Options::default())
+    }
+
+    /// A compilation from scratch with `options`, kept for every update.
+    pub fn with_options(model: &Model, node: &str, table: &str, options: &Options) -> Incremental {
         let state = {
-            let mut c = Compiler::new(model, table, State::default());
+            let state = State {
+                options: options.clone(),
+                ..State::default()
+            };
+            let mut c = Compiler::new(model, table, state);
             c.compile(node);
             c.state
         };

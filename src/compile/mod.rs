@@ -16,6 +16,9 @@
 //! - Selector membership lives in named sets, shared by every rule with the same
 //!   selector, so an endpoint that comes, goes or is relabelled changes set elements,
 //!   never rules.
+//! - Every drop and every policy rule counts its packets. With `Options::drop_log`, a
+//!   rate-limited log rule with the same conditions goes right before each drop of an
+//!   isolated endpoint and each anti-spoofing drop (prefix: `droplog`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -26,6 +29,7 @@ mod incremental;
 
 pub use incremental::Incremental;
 
+use crate::droplog::{DropCause, drop_prefix};
 use crate::index::{Index, Namespaces};
 use crate::ir::*;
 use crate::model::{
@@ -33,6 +37,25 @@ use crate::model::{
     Rule as PolicyRule,
 };
 use crate::selector::{LabelSelector, Labels};
+
+/// What the ruleset depends on besides the model: the configuration's choices.
+/// `Options::default()` logs nothing (the configuration's default, `log_denied =
+/// true`, is `config::Config::compile_options`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Log dropped packets before dropping them; `None`: count them only.
+    pub drop_log: Option<DropLog>,
+}
+
+/// How dropped packets are logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DropLog {
+    /// NFLOG group; `None`: the kernel log.
+    pub group: Option<u16>,
+    /// Packets a second each log rule logs at most, after a burst of `burst`.
+    pub rate: u32,
+    pub burst: u32,
+}
 
 /// Names of the fixed objects of the table.
 pub const EGRESS_MAP: &str = "egress_dispatch";
@@ -276,6 +299,7 @@ struct State {
     defs: Defs,
     /// Present while an incremental update records what it touches.
     log: Option<incremental::ChangeLog>,
+    options: Options,
 }
 
 /// The selector sets' definitions, kept by the namespaces whose endpoints can be
@@ -406,9 +430,19 @@ impl SetDef {
     }
 }
 
-/// Compiles the model for the node named `node` into table `table`.
+/// Compiles the model for the node named `node` into table `table`, with
+/// `Options::default()` (no drop logs).
 pub fn compile(model: &Model, node: &str, table: &str) -> Ruleset {
-    let mut c = Compiler::new(model, table, State::default());
+    compile_with(model, node, table, &Options::default())
+}
+
+/// Compiles the model for the node named `node` into table `table`.
+pub fn compile_with(model: &Model, node: &str, table: &str, options: &Options) -> Ruleset {
+    let state = State {
+        options: options.clone(),
+        ..State::default()
+    };
+    let mut c = Compiler::new(model, table, state);
     c.compile(node);
     c.state.out
 }
@@ -560,19 +594,29 @@ impl<'m> Compiler<'m> {
             )
             .with_comment(what)
         };
-        let foreign_spoof = |family| {
-            Rule::new(
-                vec![Match::Addr {
-                    side: AddrSide::Src,
-                    family,
-                    negate: false,
-                    source: AddrSource::Set(local_set(family)),
-                }],
-                Verdict::Drop,
-            )
-            .counted()
-            .with_comment("a local endpoint's address from another interface")
-        };
+        let mut foreign_spoof = Vec::new();
+        for family in Family::BOTH {
+            let matches = vec![Match::Addr {
+                side: AddrSide::Src,
+                family,
+                negate: false,
+                source: AddrSource::Set(local_set(family)),
+            }];
+            let comment = "a local endpoint's address from another interface";
+            // No endpoint to name: the logged source address says whose address it is.
+            foreign_spoof.extend(self.drop_log_rule(
+                &matches,
+                Direction::Egress,
+                None,
+                DropCause::Spoofed,
+                comment,
+            ));
+            foreign_spoof.push(
+                Rule::new(matches, Verdict::Drop)
+                    .counted()
+                    .with_comment(comment),
+            );
+        }
         let base = |hook, priority| {
             Some(BaseChain {
                 hook,
@@ -584,11 +628,14 @@ impl<'m> Compiler<'m> {
             FORWARD_EGRESS.into(),
             Chain {
                 base: base(Hook::Forward, 0),
-                rules: vec![
-                    dispatch(IfSide::In, EGRESS_MAP, "to the sender's egress chain"),
-                    foreign_spoof(Family::V4),
-                    foreign_spoof(Family::V6),
-                ],
+                rules: [dispatch(
+                    IfSide::In,
+                    EGRESS_MAP,
+                    "to the sender's egress chain",
+                )]
+                .into_iter()
+                .chain(foreign_spoof.iter().cloned())
+                .collect(),
                 comment: "forwarded traffic: the sender's egress policy".into(),
             },
         );
@@ -611,7 +658,7 @@ impl<'m> Compiler<'m> {
             INPUT_EGRESS.into(),
             Chain {
                 base: base(Hook::Input, 0),
-                rules: vec![
+                rules: [
                     // Before anti-spoofing: duplicate address detection sends from `::`.
                     Rule::new(
                         vec![Match::Icmpv6Types(NEIGHBOUR_DISCOVERY.to_vec())],
@@ -619,9 +666,10 @@ impl<'m> Compiler<'m> {
                     )
                     .with_comment("neighbour discovery with the host"),
                     dispatch(IfSide::In, EGRESS_MAP, "to the sender's egress chain"),
-                    foreign_spoof(Family::V4),
-                    foreign_spoof(Family::V6),
-                ],
+                ]
+                .into_iter()
+                .chain(foreign_spoof)
+                .collect(),
                 comment: "traffic to the host: the sender's egress policy".into(),
             },
         );
@@ -673,10 +721,18 @@ impl<'m> Compiler<'m> {
                         })
                         .collect()
                 };
+                let comment = format!("{id}: spoofed source");
+                rules.extend(self.drop_log_rule(
+                    &spoof,
+                    Direction::Egress,
+                    Some(&id),
+                    DropCause::Spoofed,
+                    &comment,
+                ));
                 rules.push(
                     Rule::new(spoof, Verdict::Drop)
                         .counted()
-                        .with_comment(format!("{id}: spoofed source")),
+                        .with_comment(comment),
                 );
             }
             // Egress is dispatched before any conntrack verdict (see `base_chains`).
@@ -688,8 +744,11 @@ impl<'m> Compiler<'m> {
                 .with_comment("replies and related traffic of allowed connections"),
             );
         }
+        // Counted but not logged: mostly late retransmissions of closed connections,
+        // which would crowd the drops that policies make out of the log.
         rules.push(
             Rule::new(vec![Match::Ct(CtState::Invalid)], Verdict::Drop)
+                .counted()
                 .with_comment("no connection state"),
         );
         for policy in policies {
@@ -701,17 +760,26 @@ impl<'m> Compiler<'m> {
                 .with_comment(bounded_comment(&format!("policy {}", policy.id()))),
             );
         }
-        let last = if policies.is_empty() {
-            Rule::new(vec![], Verdict::Accept)
-                .with_comment(bounded_comment(&format!("{id}: no {direction} policy")))
+        if policies.is_empty() {
+            rules.push(
+                Rule::new(vec![], Verdict::Accept)
+                    .with_comment(bounded_comment(&format!("{id}: no {direction} policy"))),
+            );
         } else {
-            Rule::new(vec![], Verdict::Drop)
-                .counted()
-                .with_comment(bounded_comment(&format!(
-                    "{id}: isolated for {direction}, no rule allows"
-                )))
-        };
-        rules.push(last);
+            let comment = format!("{id}: isolated for {direction}, no rule allows");
+            rules.extend(self.drop_log_rule(
+                &[],
+                direction,
+                Some(&id),
+                DropCause::Isolated,
+                &comment,
+            ));
+            rules.push(
+                Rule::new(vec![], Verdict::Drop)
+                    .counted()
+                    .with_comment(comment),
+            );
+        }
         self.state.out.chains.insert(
             name.clone(),
             Chain {
@@ -721,6 +789,35 @@ impl<'m> Compiler<'m> {
             },
         );
         name
+    }
+
+    /// The rule that logs what the drop after it, with the same `matches`, drops:
+    /// rate-limited (the limit last, so only packets about to be dropped take tokens)
+    /// and without a verdict. `None` when drops are not logged.
+    fn drop_log_rule(
+        &self,
+        matches: &[Match],
+        direction: Direction,
+        endpoint: Option<&str>,
+        cause: DropCause,
+        comment: &str,
+    ) -> Option<Rule> {
+        let log = self.state.options.drop_log?;
+        let mut matches = matches.to_vec();
+        matches.push(Match::Limit {
+            rate: log.rate,
+            burst: log.burst,
+        });
+        Some(Rule {
+            matches,
+            counter: false,
+            log: Some(Log {
+                prefix: drop_prefix(direction, endpoint, cause),
+                group: log.group,
+            }),
+            verdict: None,
+            comment: Some(bounded_comment(comment)),
+        })
     }
 
     fn policy_chain(&mut self, policy: &NetworkPolicy, direction: Direction) {
@@ -1334,6 +1431,91 @@ spec:
             dport: 53,
             ct,
         }
+    }
+
+    /// Drop logs add a limited, verdict-less log rule with the drop's conditions right
+    /// before every isolated and anti-spoofing drop, and change no verdict.
+    #[test]
+    fn drop_logs_go_right_before_each_logged_drop_and_change_no_verdict() {
+        use crate::ir::eval::{CtInfo, run};
+        let yaml = format!(
+            "{ENDPOINTS}---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: p, namespace: a}}
+spec:
+  podSelector: {{matchLabels: {{app: web}}}}
+  policyTypes: [Ingress]
+  ingress: [{{ports: [{{port: 80}}]}}]
+"
+        );
+        let mut problems = Vec::new();
+        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
+        let (model, _) = Model::build(&raw);
+        let plain = compile(&model, "n1", "netpold");
+        let options = Options {
+            drop_log: Some(DropLog {
+                group: Some(3),
+                rate: 5,
+                burst: 7,
+            }),
+        };
+        let logged = compile_with(&model, "n1", "netpold", &options);
+        let mut logs = 0;
+        for (name, chain) in &logged.chains {
+            for (i, rule) in chain.rules.iter().enumerate() {
+                let Some(log) = &rule.log else { continue };
+                logs += 1;
+                let drop = &chain.rules[i + 1];
+                assert_eq!(drop.verdict, Some(Verdict::Drop), "{name}[{i}]");
+                assert!(drop.counter);
+                assert_eq!(rule.verdict, None);
+                assert_eq!(log.group, Some(3));
+                // The same conditions, then the limit.
+                let (limit, conditions) = rule.matches.split_last().unwrap();
+                assert_eq!(conditions, &drop.matches[..], "{name}[{i}]");
+                assert_eq!(limit, &Match::Limit { rate: 5, burst: 7 });
+                let prefix = crate::droplog::parse_drop_prefix(&log.prefix).unwrap();
+                let expected_cause = if name.starts_with("ep_") && drop.matches.is_empty() {
+                    DropCause::Isolated
+                } else {
+                    DropCause::Spoofed
+                };
+                assert_eq!(prefix.cause, expected_cause, "{}", log.prefix);
+                assert_eq!(prefix.endpoint.is_some(), name.starts_with("ep_"));
+            }
+            // Without logs the chain is the same but for the log rules.
+            let without: Vec<&Rule> = chain.rules.iter().filter(|r| r.log.is_none()).collect();
+            assert_eq!(without, plain.chains[name].rules.iter().collect::<Vec<_>>());
+        }
+        // web: isolated ingress plus two anti-spoofing drops; 2 base chains x 2 families.
+        assert_eq!(logs, 3 + 4);
+        let text = crate::render::render(&logged);
+        assert!(
+            text.contains("\t\tlimit rate 5/second burst 7 packets log prefix \"netpold drop ingress a/web isolated: \" group 3 comment \"a/web: isolated for ingress, no rule allows\"\n"),
+            "{text}"
+        );
+        for (src, dst, port, iif, oif) in [
+            ("192.0.2.1", "10.0.0.1", 80, "uplink0", "veth-web"),
+            ("192.0.2.1", "10.0.0.1", 81, "uplink0", "veth-web"),
+            ("10.0.0.9", "192.0.2.1", 53, "veth-web", "uplink0"),
+            ("10.0.0.1", "192.0.2.1", 53, "veth-web", "uplink0"),
+        ] {
+            let mut p = packet(iif, oif, src, dst, CtInfo::New);
+            p.protocol = Protocol::Tcp;
+            p.dport = port;
+            assert_eq!(run(&plain, &p), run(&logged_without_logs(&logged), &p));
+            assert_eq!(run(&plain, &p).accepted, run(&logged, &p).accepted);
+        }
+    }
+
+    /// `rs` with its log rules taken out (so that traces, which index rules, compare).
+    fn logged_without_logs(rs: &Ruleset) -> Ruleset {
+        let mut rs = rs.clone();
+        for chain in rs.chains.values_mut() {
+            chain.rules.retain(|r| r.log.is_none());
+        }
+        rs
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
     pub debounce: Duration,
     pub resync: Duration,
+    /// What the compiled ruleset holds besides the policies (drop logs).
+    pub compile: crate::compile::Options,
 }
 
 /// What the main loop reacts to.
@@ -99,7 +101,8 @@ impl<D: Dataplane> Daemon<D> {
             events,
             sender,
             watcher,
-            reconciler: Reconciler::new(source, dataplane, &options.node, &options.table),
+            reconciler: Reconciler::new(source, dataplane, &options.node, &options.table)
+                .with_compile_options(options.compile),
             notifier,
             debounce: options.debounce,
             resync: options.resync,

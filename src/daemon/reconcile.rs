@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::reclaim;
 use super::source::{Before, Load, Reload, Source};
 use super::stats::{Stats, SyncResult};
-use crate::compile::Incremental;
+use crate::compile::{self, Incremental};
 use crate::dataplane::{Applied, Dataplane, DriftObject};
 use crate::ir::Ruleset;
 use crate::ir::diff::{Delta, NeedsReplace, SetChange};
@@ -67,6 +67,7 @@ pub struct Reconciler<D> {
     dataplane: D,
     node: String,
     table: String,
+    options: compile::Options,
     /// The compiled ruleset, kept up to date edit by edit; `None` before the first
     /// valid load.
     compiled: Option<Incremental>,
@@ -96,6 +97,7 @@ impl<D: Dataplane> Reconciler<D> {
             dataplane,
             node: node.to_owned(),
             table: table.to_owned(),
+            options: compile::Options::default(),
             compiled: None,
             compiled_generation: None,
             in_kernel: false,
@@ -111,6 +113,12 @@ impl<D: Dataplane> Reconciler<D> {
     /// What `netpold status` and the metrics report, shared with their threads.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// Compiles with `options` (drop logs) rather than the defaults.
+    pub fn with_compile_options(mut self, options: compile::Options) -> Self {
+        self.options = options;
+        self
     }
 
     /// Drops the compiled state (after a panic left it in doubt): the next sync
@@ -219,7 +227,7 @@ impl<D: Dataplane> Reconciler<D> {
             (Some(why), _, _) => Some(NeedsReplace(why)),
         };
         let replace_why = update.map(|NeedsReplace(why)| {
-            let fresh = Incremental::new(model, &self.node, &self.table);
+            let fresh = Incremental::with_options(model, &self.node, &self.table, &self.options);
             if let Some(old) = self.compiled.replace(fresh) {
                 reclaim::later(old);
             }

@@ -560,6 +560,7 @@ impl Running {
             state_dir: None,
             debounce: DEBOUNCE,
             resync: Duration::from_secs(3600),
+            compile: Default::default(),
         };
         let daemon = Daemon::new(options, fake.clone(), Notifier::none()).unwrap();
         let sender = daemon.sender();

@@ -193,6 +193,9 @@ fn matches(rs: &Ruleset, pkt: &Packet, m: &Match) -> bool {
         }
         // Probes are TCP, UDP or SCTP.
         Match::Icmpv6Types(_) => false,
+        // Only log rules are limited, and they have no verdict: whether the bucket
+        // has a token changes what is logged, never what is accepted.
+        Match::Limit { .. } => true,
     }
 }
 

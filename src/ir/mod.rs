@@ -158,6 +158,12 @@ pub enum Match {
     },
     /// ICMPv6 message types (neighbour discovery must reach the host).
     Icmpv6Types(Vec<u8>),
+    /// At most `rate` packets a second, after a burst of `burst` (a token bucket per
+    /// rule, shared by every packet reaching it): bounds what a log rule writes.
+    Limit {
+        rate: u32,
+        burst: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -174,7 +180,7 @@ pub enum Verdict {
     },
 }
 
-/// A non-terminal log statement (a later issue adds `log_denied` and the Log action).
+/// A non-terminal log statement: to the kernel log, or to NFLOG group `group`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Log {
     pub prefix: String,

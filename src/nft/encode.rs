@@ -49,6 +49,8 @@ const CMP_NEQ: u32 = 1;
 const CMP_LTE: u32 = 3;
 const CMP_GTE: u32 = 5;
 const LOOKUP_INVERT: u32 = 1;
+const LIMIT_PER_SECOND: u64 = 1;
+const LIMIT_PACKETS: u32 = 0;
 const NF_DROP: i32 = 0;
 const NF_ACCEPT: i32 = 1;
 const NFT_JUMP: i32 = -3;
@@ -1017,6 +1019,17 @@ impl<'a> Encoder<'a> {
                     }
                 }
             }
+            // Every attribute, as nft sends them for `limit rate R/second burst B packets`.
+            Match::Limit { rate, burst } => out.push(Expr {
+                name: c"limit",
+                attrs: vec![
+                    Attr::U64(a(sys::NFTNL_EXPR_LIMIT_RATE), u64::from(*rate)),
+                    Attr::U64(a(sys::NFTNL_EXPR_LIMIT_UNIT), LIMIT_PER_SECOND),
+                    Attr::U32(a(sys::NFTNL_EXPR_LIMIT_BURST), *burst),
+                    Attr::U32(a(sys::NFTNL_EXPR_LIMIT_TYPE), LIMIT_PACKETS),
+                    Attr::U32(a(sys::NFTNL_EXPR_LIMIT_FLAGS), 0),
+                ],
+            }),
         }
     }
 

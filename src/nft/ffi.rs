@@ -18,6 +18,7 @@ const MAX_MESSAGE: u32 = 1 << 17;
 /// One attribute of an expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attr {
+    U64(u16, u64),
     U32(u16, u32),
     U16(u16, u16),
     Bytes(u16, Vec<u8>),
@@ -460,6 +461,7 @@ impl Batch {
                 }
                 for attr in &expr.attrs {
                     match attr {
+                        Attr::U64(a, v) => sys::nftnl_expr_set_u64(e, *a, *v),
                         Attr::U32(a, v) => sys::nftnl_expr_set_u32(e, *a, *v),
                         Attr::U16(a, v) => sys::nftnl_expr_set_u16(e, *a, *v),
                         Attr::Bytes(a, v) => {

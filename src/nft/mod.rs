@@ -3,12 +3,15 @@
 //! sequence numbers. No `nft` binary at run time. This module holds all of netpold's
 //! unsafe code (each block with its `SAFETY:` line): `ffi` builds and sends batches,
 //! `wire` parses netlink replies and dumps, `monitor` reads nftables events and
-//! `readback` reads our table back; `encode` decides which messages and expressions
-//! a ruleset becomes.
+//! `readback` reads our table back, `counters` its rule counters, `nflog` an NFLOG
+//! group's logged packets; `encode` decides which messages and expressions a ruleset
+//! becomes.
 
+pub mod counters;
 mod encode;
 mod ffi;
 pub mod monitor;
+pub mod nflog;
 pub mod readback;
 mod wire;
 

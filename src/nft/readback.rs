@@ -59,7 +59,7 @@ const TYPE_BITS: u32 = 6;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reads restarted because the ruleset changed under them (or a dump was interrupted)
 /// before giving up.
-const ATTEMPTS: usize = 8;
+pub(super) const ATTEMPTS: usize = 8;
 /// The kernel sizes a dump message after the reader's buffer, up to 32 KiB or so;
 /// this leaves ample room.
 const RECV_BUFFER: usize = 256 * 1024;
@@ -160,7 +160,7 @@ impl fmt::Display for Failure {
 }
 
 /// What can go wrong with one attempt at reading the table.
-enum Failure {
+pub(super) enum Failure {
     /// The ruleset changed or a reply was lost: read again.
     Retry(String),
     /// The kernel answered a request with this errno.
@@ -240,14 +240,14 @@ fn read_once(table: &str) -> Result<Option<Snapshot>, Failure> {
 }
 
 /// A netfilter socket for request/reply and dump exchanges.
-struct Dumper {
+pub(super) struct Dumper {
     socket: wire::Socket,
     seq: u32,
     buf: wire::RecvBuf,
 }
 
 impl Dumper {
-    fn open() -> Result<Dumper, Failure> {
+    pub(super) fn open() -> Result<Dumper, Failure> {
         // Dumps are paced by our reads (the kernel fills the next part when we have
         // taken the last), so the default socket buffer is enough.
         let socket = wire::Socket::open(0, true)
@@ -269,7 +269,7 @@ impl Dumper {
         id.ok_or_else(|| Failure::Fatal("the kernel sent no generation id".into()))
     }
 
-    fn exchange(
+    pub(super) fn exchange(
         &mut self,
         msg: i32,
         flags: u16,

@@ -37,6 +37,11 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 }
 
 impl<'a> Message<'a> {
+    /// The nfnetlink subsystem and message number.
+    pub fn nfnl(&self) -> (u16, u16) {
+        (self.kind >> 8, self.kind & 0xff)
+    }
+
     /// The `NFT_MSG_*` number of an nf_tables message.
     pub fn nft_msg(&self) -> Option<u16> {
         (self.kind >> 8 == SUBSYS_NFTABLES).then_some(self.kind & 0xff)
@@ -135,6 +140,11 @@ pub fn text(payload: &[u8]) -> String {
     String::from_utf8_lossy(&payload[..end]).into_owned()
 }
 
+/// A big-endian u64 attribute.
+pub fn be64(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(payload.get(..8)?.try_into().ok()?))
+}
+
 /// A big-endian u32 attribute.
 pub fn be32(payload: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(payload.get(..4)?.try_into().ok()?))
@@ -142,8 +152,23 @@ pub fn be32(payload: &[u8]) -> Option<u32> {
 
 /// An nf_tables request: header, nfgenmsg, attributes.
 pub fn request(nft_msg: u16, family: u8, flags: u16, seq: u32, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+    nfnl_request(SUBSYS_NFTABLES, nft_msg, family, 0, flags, seq, attrs)
+}
+
+/// A request to any nfnetlink subsystem: header, nfgenmsg (with its resource id,
+/// big-endian), attributes.
+pub fn nfnl_request(
+    subsys: u16,
+    msg: u16,
+    family: u8,
+    res_id: u16,
+    flags: u16,
+    seq: u32,
+    attrs: &[(u16, &[u8])],
+) -> Vec<u8> {
     let mut out = vec![0u8; HEADER_LEN];
-    out.extend_from_slice(&[family, 0, 0, 0]);
+    out.extend_from_slice(&[family, 0]);
+    out.extend_from_slice(&res_id.to_be_bytes());
     for (kind, value) in attrs {
         let len = u16::try_from(4 + value.len()).expect("request attributes are short");
         out.extend_from_slice(&len.to_ne_bytes());
@@ -153,7 +178,7 @@ pub fn request(nft_msg: u16, family: u8, flags: u16, seq: u32, attrs: &[(u16, &[
     }
     let len = u32::try_from(out.len()).expect("requests are short");
     out[0..4].copy_from_slice(&len.to_ne_bytes());
-    out[4..6].copy_from_slice(&((SUBSYS_NFTABLES << 8) | nft_msg).to_ne_bytes());
+    out[4..6].copy_from_slice(&((subsys << 8) | msg).to_ne_bytes());
     out[6..8].copy_from_slice(&(flags | libc::NLM_F_REQUEST as u16).to_ne_bytes());
     out[8..12].copy_from_slice(&seq.to_ne_bytes());
     out
