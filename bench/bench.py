@@ -859,8 +859,8 @@ def bench_edits(args, size, sdir, sc, workdir):
     config = os.path.join(work, "netpold.toml")
     with open(config, "w") as f:
         f.write('manifests = "%s"\nnode = "%s"\ntable = "%s"\nstate_dir = "%s"\n'
-                'debounce_ms = %d\nresync_interval_s = %d\nlog_level = "info"\n'
-                % (mdir, NODE, TABLE, state, args.debounce_ms, args.resync_s))
+                'runtime_dir = "%s"\ndebounce_ms = %d\nresync_interval_s = %d\nlog_level = "info"\n'
+                % (mdir, NODE, TABLE, state, os.path.join(work, "run"), args.debounce_ms, args.resync_s))
     env = {k: v for k, v in os.environ.items() if k not in ("RUST_LOG", "NOTIFY_SOCKET", "JOURNAL_STREAM",
                                                            "WATCHDOG_USEC", "WATCHDOG_PID")}
     logdir = os.path.join(args.cache, "logs")

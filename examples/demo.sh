@@ -157,6 +157,7 @@ manifests = "$m"
 node = "demo"
 table = "netpold"
 state_dir = "$work/state"
+runtime_dir = "$work/run"
 log_level = "info"
 TOML
 log="$work/daemon.log"

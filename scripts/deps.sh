@@ -2,8 +2,9 @@
 # Installs the Debian packages netpold's build, tests and demo need (as root).
 set -euo pipefail
 # systemd for systemd-analyze (unit checks), util-linux for setpriv (a test runs netpold unprivileged).
-# chromium renders the html matrix in its test; tcpdump reads NFLOG drop logs in theirs.
-packages=(gcc libc6-dev pkg-config libnftnl-dev libmnl-dev nftables iproute2 python3 systemd util-linux chromium tcpdump)
+# chromium renders the html matrix in its test, tcpdump reads NFLOG drop logs in theirs,
+# python3-prometheus-client parses the metrics page in its.
+packages=(gcc libc6-dev pkg-config libnftnl-dev libmnl-dev nftables iproute2 python3 systemd util-linux chromium tcpdump python3-prometheus-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,6 +25,8 @@ enum Command {
     Apply(cli::NodeArgs),
     /// The daemon: program the current network namespace and keep it in step with the directory
     Run(cli::NodeArgs),
+    /// Ask the running daemon (or, with --kernel, the kernel) what is enforced and counted
+    Status(cli::status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => cli::plan::run(args),
         Command::Apply(args) => cli::apply::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Status(args) => cli::status::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

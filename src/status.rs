@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::nft::counters::RuleCounter;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// `daemon` (from the running daemon) or `kernel` (read from the table alone).
@@ -145,15 +147,6 @@ pub struct DeniedFlow {
     pub last_unix: f64,
 }
 
-/// One counted rule as read from the kernel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CounterRow {
-    pub chain_comment: String,
-    pub rule_comment: String,
-    pub packets: u64,
-    pub bytes: u64,
-}
-
 /// `ns/name dir` at the start of `rest`; the direction is the first of the words
 /// after the name (the name has no spaces; a cut one ends in `...`).
 fn owner(rest: &str) -> Option<(String, String, String)> {
@@ -180,7 +173,7 @@ fn drop_cause(rule_comment: &str) -> &'static str {
 }
 
 /// Sums counted rules per policy (allowed) and per endpoint (dropped).
-pub fn attribute(rows: &[CounterRow]) -> (Vec<PolicyCounter>, Vec<EndpointDrops>) {
+pub fn attribute(rows: &[RuleCounter]) -> (Vec<PolicyCounter>, Vec<EndpointDrops>) {
     let mut policies: BTreeMap<(String, String, String), PolicyCounter> = BTreeMap::new();
     let mut endpoints: BTreeMap<(String, String, String), EndpointDrops> = BTreeMap::new();
     for row in rows {
@@ -214,7 +207,7 @@ pub fn attribute(rows: &[CounterRow]) -> (Vec<PolicyCounter>, Vec<EndpointDrops>
             e.packets += row.packets;
             e.bytes += row.bytes;
             *e.by_cause
-                .entry(drop_cause(&row.rule_comment).to_owned())
+                .entry(drop_cause(row.rule_comment.as_deref().unwrap_or("")).to_owned())
                 .or_default() += row.packets;
         }
     }
@@ -453,10 +446,13 @@ impl Report {
 mod tests {
     use super::*;
 
-    fn row(chain: &str, rule: &str, packets: u64) -> CounterRow {
-        CounterRow {
+    fn row(chain: &str, rule: &str, packets: u64) -> RuleCounter {
+        RuleCounter {
+            chain: String::new(),
+            index: 0,
+            handle: 0,
             chain_comment: chain.into(),
-            rule_comment: rule.into(),
+            rule_comment: Some(rule.into()),
             packets,
             bytes: packets * 60,
         }

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod check;
 pub mod plan;
 pub mod run;
+pub mod status;
 
 use std::path::PathBuf;
 

@@ -1,9 +1,14 @@
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use super::{EXIT_OK, NodeArgs};
 use netpold::daemon::notify::Notifier;
+use netpold::daemon::serve::{self, CounterSource};
+use netpold::daemon::stats::Stats;
 use netpold::daemon::{Daemon, Event, Options};
+use netpold::status::FlowKey;
 use netpold::{config, nft};
 
 /// The daemon, in the foreground, until SIGTERM or SIGINT (then exit code 0, the rules
@@ -45,8 +50,103 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
     let daemon = Daemon::new(options, dataplane, Notifier::from_env())?;
     daemon.forward_signals()?;
     watch_table(monitor, &table, own_portid, daemon.sender())?;
+    let socket = serve_status(cfg, &table, &daemon.stats());
     daemon.run();
+    if let Some(socket) = socket {
+        let _ = std::fs::remove_file(socket);
+    }
     Ok(EXIT_OK)
+}
+
+/// The status socket, the metrics endpoint and the drop-log reader. None of them is
+/// needed to enforce, so a failure to start one is logged and the daemon goes on.
+fn serve_status(cfg: &config::Config, table: &str, stats: &Arc<Stats>) -> Option<PathBuf> {
+    let counters: CounterSource = {
+        let table = table.to_owned();
+        Arc::new(move || match nft::counters::read_counters(&table) {
+            Ok(Some(rows)) => Ok(rows),
+            Ok(None) => Err(format!("table inet {table} does not exist")),
+            Err(e) => Err(e.to_string()),
+        })
+    };
+    let runtime_dir = cfg
+        .runtime_dir
+        .clone()
+        .unwrap_or_else(|| config::DEFAULT_RUNTIME_DIR.into());
+    let socket = match serve::status_socket(&runtime_dir, stats.clone(), counters.clone()) {
+        Ok(socket) => socket,
+        Err(e) => {
+            log::error!(
+                "cannot serve the status in {}: {e}; `netpold status` will not reach this daemon",
+                runtime_dir.display()
+            );
+            None
+        }
+    };
+    if let Some(addr) = cfg.metrics_addr() {
+        match serve::metrics(addr, stats.clone(), counters) {
+            Ok(bound) => log::info!("metrics at http://{bound}/metrics"),
+            Err(e) => log::error!("cannot serve metrics on {addr}: {e}; no metrics"),
+        }
+    }
+    if cfg.log_group_listen()
+        && let Some(group) = cfg.log_group
+    {
+        match nft::nflog::NflogReader::bind(group) {
+            Ok(reader) => {
+                stats.collect_flows(group);
+                if let Err(e) = read_drops(reader, stats.clone()) {
+                    log::error!("cannot start the drop-log reader: {e}");
+                }
+            }
+            Err(e) => log::warn!("top denied flows are not collected: {e}"),
+        }
+    }
+    socket
+}
+
+/// Tallies the drops logged to the NFLOG group, for `status`'s top denied flows.
+fn read_drops(mut reader: nft::nflog::NflogReader, stats: Arc<Stats>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("drop-log".to_owned())
+        .spawn(move || {
+            loop {
+                let packets = match reader.read(Duration::from_secs(3600)) {
+                    Ok(packets) => packets,
+                    Err(e) => {
+                        log::warn!("reading NFLOG group {}: {e}", reader.group());
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                for packet in packets {
+                    let Some(prefix) = packet.drop_prefix() else {
+                        continue;
+                    };
+                    stats.denied(FlowKey {
+                        src: packet.src.to_string(),
+                        dst: packet.dst.to_string(),
+                        protocol: protocol_name(packet.protocol),
+                        dport: packet.dst_port,
+                        endpoint: prefix.endpoint.unwrap_or_else(|| "-".to_owned()),
+                        direction: prefix.direction.to_string(),
+                        cause: prefix.cause.word().to_owned(),
+                    });
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn protocol_name(number: u8) -> String {
+    match number {
+        1 => "icmp".to_owned(),
+        6 => "tcp".to_owned(),
+        17 => "udp".to_owned(),
+        58 => "icmpv6".to_owned(),
+        132 => "sctp".to_owned(),
+        n => n.to_string(),
+    }
 }
 
 /// Reports other programs' changes to our table to the daemon, which repairs them.

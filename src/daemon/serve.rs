@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::stats::Stats;
-use crate::status::{CounterRow, Report, attribute};
+use crate::status::{Report, RuleCounter, attribute};
 
 /// Reads the kernel's counters of our table; an error says why they are missing.
-pub type CounterSource = Arc<dyn Fn() -> Result<Vec<CounterRow>, String> + Send + Sync>;
+pub type CounterSource = Arc<dyn Fn() -> Result<Vec<RuleCounter>, String> + Send + Sync>;
 
 /// The file name of the status socket in the runtime directory.
 pub const SOCKET_NAME: &str = "status.sock";
@@ -174,9 +174,12 @@ mod tests {
 
     fn no_counters() -> CounterSource {
         Arc::new(|| {
-            Ok(vec![CounterRow {
+            Ok(vec![RuleCounter {
+                chain: "pol_x_in".into(),
+                index: 0,
+                handle: 1,
                 chain_comment: "policy a/p ingress".into(),
-                rule_comment: "a/p ingress[0]".into(),
+                rule_comment: Some("a/p ingress[0]".into()),
                 packets: 7,
                 bytes: 420,
             }])

@@ -645,12 +645,15 @@ impl Daemon {
     pub fn start(topo: &Topology, extra_config: &str) -> Daemon {
         let config = topo.dir.path().with_extension("toml");
         let state = topo.dir.path().with_extension("state");
+        // Its own status socket, not the host's /run/netpold.
+        let runtime = topo.dir.path().with_extension("run");
         std::fs::write(
             &config,
             format!(
-                "manifests = \"{}\"\nnode = \"{NODE}\"\nstate_dir = \"{}\"\nlog_level = \"info\"\n{extra_config}",
+                "manifests = \"{}\"\nnode = \"{NODE}\"\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\nlog_level = \"info\"\n{extra_config}",
                 topo.manifests().display(),
-                state.display()
+                state.display(),
+                runtime.display()
             ),
         )
         .unwrap();
@@ -687,6 +690,11 @@ impl Daemon {
             }
         });
         self.child = Some(child);
+    }
+
+    /// The daemon's status socket.
+    pub fn status_socket(&self) -> PathBuf {
+        self.config.with_extension("run").join("status.sock")
     }
 
     pub fn pid(&self) -> u32 {
@@ -782,5 +790,6 @@ impl Drop for Daemon {
         }
         let _ = std::fs::remove_file(&self.config);
         let _ = std::fs::remove_dir_all(self.config.with_extension("state"));
+        let _ = std::fs::remove_dir_all(self.config.with_extension("run"));
     }
 }
