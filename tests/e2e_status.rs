@@ -45,7 +45,7 @@ fn status_json(args: &[&str]) -> (Option<i32>, Value, String) {
     (out.status.code(), value, stderr)
 }
 
-fn find<'a>(list: &'a Value, pred: impl Fn(&Value) -> bool) -> Option<&'a Value> {
+fn find(list: &Value, pred: impl Fn(&Value) -> bool) -> Option<&Value> {
     list.as_array()?.iter().find(|v| pred(v))
 }
 
