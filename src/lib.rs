@@ -4,6 +4,7 @@ pub mod config;
 pub mod daemon;
 pub mod dataplane;
 pub mod diag;
+pub mod explain;
 pub mod index;
 pub mod ir;
 pub mod load;

@@ -23,8 +23,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 mod incremental;
+mod origins;
 
 pub use incremental::Incremental;
+pub use origins::{ChainOrigin, ObjectKey, Origins, explainable};
 
 use crate::index::{Index, Namespaces};
 use crate::ir::*;
@@ -276,6 +278,8 @@ struct State {
     defs: Defs,
     /// Present while an incremental update records what it touches.
     log: Option<incremental::ChangeLog>,
+    /// Present when `explainable` asks where chains come from.
+    origins: Option<Origins>,
 }
 
 /// The selector sets' definitions, kept by the namespaces whose endpoints can be
@@ -712,6 +716,20 @@ impl<'m> Compiler<'m> {
                 )))
         };
         rules.push(last);
+        if let Some(origins) = &mut self.state.origins {
+            origins.note(
+                &name,
+                ChainOrigin::Endpoint {
+                    endpoint: (ep.namespace.clone(), ep.name.clone()),
+                    direction,
+                    policies: policies
+                        .iter()
+                        .map(|p| (p.namespace.clone(), p.name.clone()))
+                        .collect(),
+                    last_rule: rules.len() - 1,
+                },
+            );
+        }
         self.state.out.chains.insert(
             name.clone(),
             Chain {
@@ -725,6 +743,8 @@ impl<'m> Compiler<'m> {
 
     fn policy_chain(&mut self, policy: &NetworkPolicy, direction: Direction) {
         let mut rules = Vec::new();
+        // The policy rule each chain rule comes from, when origins are recorded.
+        let mut from_rule = Vec::new();
         let own = Namespaces::Exactly(policy.namespace.clone());
         for (i, rule) in policy
             .rules(direction)
@@ -753,8 +773,21 @@ impl<'m> Compiler<'m> {
                     }
                 }
             }
+            if self.state.origins.is_some() {
+                from_rule.resize(rules.len(), i);
+            }
         }
         let name = self.policy_chain_name(policy, direction);
+        if let Some(origins) = &mut self.state.origins {
+            origins.note(
+                &name,
+                ChainOrigin::Policy {
+                    policy: (policy.namespace.clone(), policy.name.clone()),
+                    direction,
+                    rules: from_rule,
+                },
+            );
+        }
         self.state.out.chains.insert(
             name,
             Chain {
