@@ -9,6 +9,7 @@ pub mod index;
 pub mod ir;
 pub mod load;
 pub mod manifest;
+pub mod matrix;
 pub mod model;
 // The only module with FFI: libnftnl and libmnl through their Rust bindings.
 #[allow(unsafe_code)]

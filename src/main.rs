@@ -25,6 +25,10 @@ enum Command {
     Apply(cli::NodeArgs),
     /// The daemon: program the current network namespace and keep it in step with the directory
     Run(cli::NodeArgs),
+    /// Say whether a flow is allowed, and which policy rule allows or denies it
+    Explain(cli::explain::ExplainArgs),
+    /// Who can reach whom among the endpoints: table, csv, json, dot or html
+    Matrix(cli::matrix::MatrixArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => cli::plan::run(args),
         Command::Apply(args) => cli::apply::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Explain(args) => cli::explain::run(args),
+        Command::Matrix(args) => cli::matrix::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
