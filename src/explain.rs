@@ -249,10 +249,14 @@ impl fmt::Display for Explanation {
             (false, None) => writeln!(f)?,
         }
         for side in [&self.egress, &self.ingress] {
+            let address = match side.direction {
+                Direction::Egress => self.from.ip,
+                Direction::Ingress => self.to.ip,
+            };
             let who = match (&side.endpoint, &side.node) {
                 (Some(id), Some(node)) => format!("{id} (node {node})"),
                 (Some(id), None) => id.clone(),
-                (None, _) => "an address".to_owned(),
+                (None, _) => address.to_string(),
             };
             let of = match side.direction {
                 Direction::Egress => "egress ",
@@ -465,7 +469,7 @@ impl<'m> Explainer<'m> {
                 policies: Vec::new(),
                 allowed: true,
                 allowed_by: None,
-                reason: format!("{ip} is no endpoint's address: no {direction} policy applies"),
+                reason: format!("no endpoint has this address: no {direction} policy applies"),
                 rules: Vec::new(),
             };
         };
@@ -684,7 +688,7 @@ spec:
         assert_eq!(e.egress.endpoint, None);
         assert_eq!(
             e.egress.reason,
-            "192.0.2.7 is no endpoint's address: no egress policy applies"
+            "no endpoint has this address: no egress policy applies"
         );
         assert_eq!(e.to.endpoint.as_deref(), Some("shop/db"));
         let json = e.to_json();
