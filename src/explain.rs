@@ -456,7 +456,7 @@ impl<'m> Explainer<'m> {
         to: (Option<&'m Endpoint>, IpAddr),
         port: Port,
     ) -> Side {
-        let (ep, ip) = match direction {
+        let (ep, _) = match direction {
             Direction::Egress => from,
             Direction::Ingress => to,
         };

@@ -199,7 +199,8 @@ fn reason(e: &crate::explain::Explanation) -> String {
         (true, _) => {
             let by = e.deciding();
             if by.is_empty() {
-                "allowed: neither end is isolated for this direction".to_owned()
+                "allowed: neither the sender's egress nor the receiver's ingress is isolated"
+                    .to_owned()
             } else {
                 format!("allowed by {}", by.join(" and "))
             }
@@ -605,7 +606,7 @@ ports: TCP 5432, TCP 22
         assert_eq!(
             csv(&m),
             "from,to,protocol,port,verdict,decided_by,by,reason
-a/db,a/web,TCP,22,allowed,,,allowed: neither end is isolated for this direction
+a/db,a/web,TCP,22,allowed,,,allowed: neither the sender's egress nor the receiver's ingress is isolated
 a/web,a/db,TCP,22,denied,ingress,a/db-from-web,denied by ingress: isolated; no rule of a/db-from-web allows this
 "
         );

@@ -344,7 +344,7 @@ fn explain_and_matrix_answer_or_say_why_not() {
     assert_eq!(
         text(&out.stdout),
         "from,to,protocol,port,verdict,decided_by,by,reason
-myns/backend-1,myns/frontend-1,TCP,6379,allowed,,,allowed: neither end is isolated for this direction
+myns/backend-1,myns/frontend-1,TCP,6379,allowed,,,allowed: neither the sender's egress nor the receiver's ingress is isolated
 myns/frontend-1,myns/backend-1,TCP,6379,allowed,,myns/allow-frontend ingress[0],allowed by myns/allow-frontend ingress[0]
 "
     );
