@@ -4,7 +4,7 @@
 //! Without Chromium the test is skipped, except under `CI=true`, where it fails.
 
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NETPOLD: &str = env!("CARGO_BIN_EXE_netpold");
@@ -36,6 +36,54 @@ fn manifests() -> String {
         );
     }
     yaml
+}
+
+/// Runs headless Chromium on `page` with `extra` flags and returns its stdout. It is
+/// killed by its PID if it hangs.
+fn chromium(extra: &[String], page: &std::path::Path) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let (stdout, stderr) = (tmp.path().join("stdout"), tmp.path().join("stderr"));
+    let started = Instant::now();
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1200,900",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            tmp.path().join("profile").display()
+        ))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "chromium: {status}: {}",
+        std::fs::read_to_string(&stderr).unwrap_or_default()
+    );
+    std::fs::read_to_string(&stdout).unwrap()
 }
 
 fn chromium_available() -> bool {
@@ -110,53 +158,9 @@ fn html_matrix_of_300_endpoints_renders_in_chromium() {
     std::fs::write(&html, &page).unwrap();
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("matrix-300.png");
     let _ = std::fs::remove_file(&shot);
-    let profile = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1200,900",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", html.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Stopped by its PID if it hangs.
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stderr = child
-        .stderr
-        .take()
-        .map(|mut e| {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut e, &mut s);
-            s
-        })
-        .unwrap_or_default();
-    assert!(
-        status.success() && shot.exists(),
-        "chromium: {status}: {stderr}"
-    );
+    chromium(&[format!("--screenshot={}", shot.display())], &html);
+    assert!(shot.exists(), "chromium wrote no screenshot");
     eprintln!(
         "chromium rendered it in {:.1?}: {}",
         started.elapsed(),
@@ -178,4 +182,19 @@ fn html_matrix_of_300_endpoints_renders_in_chromium() {
     );
     assert!(allowed * 10 > total, "allowed colour covers too little");
     assert!(denied * 10 > total, "denied colour covers too little");
+
+    // Hover: a pointer over a cell (ns0/w010 -> ns0/w000) gives it its title.
+    let hovered = dir.path().join("hovered.html");
+    let pointer = "<script>document.getElementById('m').rows[2].cells[1].dispatchEvent(new MouseEvent('mouseover',{bubbles:true}));</script>";
+    std::fs::write(
+        &hovered,
+        page.replace("</body>", &format!("{pointer}</body>")),
+    )
+    .unwrap();
+    let dom = chromium(&["--dump-dom".to_owned()], &hovered);
+    let want = "title=\"ns0/w010 → ns0/w000: denied\nTCP 80: denied by ingress: isolated; no rule of ns0/web-only allows this\"";
+    assert!(
+        dom.contains(want),
+        "no hover text {want} in the rendered page"
+    );
 }
