@@ -73,3 +73,81 @@ pub fn explainable(model: &Model, node: &str, table: &str) -> (Ruleset, Origins)
     c.compile(node);
     (c.state.out, c.state.origins.unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_bytes;
+
+    #[test]
+    fn origins_cover_every_chain_and_leave_the_ruleset_alone() {
+        let yaml = "
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {node: n1, interfaceName: veth-web, ips: [10.0.0.1, fd00::1], ports: [{name: http, port: 80}]}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: db, namespace: a, labels: {app: db}}
+spec: {node: n2, interfaceName: veth-db, ips: [10.0.0.2]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: p, namespace: a}
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+  ingress:
+  - from: [{podSelector: {}}, {ipBlock: {cidr: 192.0.2.0/24}}]
+    ports: [{port: http}, {port: 443}, {protocol: UDP}]
+  - {}
+  egress: [{to: [{podSelector: {matchLabels: {app: db}}}]}]
+";
+        let mut problems = Vec::new();
+        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
+        let (model, more) = Model::build(&raw);
+        assert!(problems.is_empty() && more.is_empty());
+        let (rs, origins) = explainable(&model, "n1", "netpold");
+        assert_eq!(rs, super::super::compile(&model, "n1", "netpold"));
+        let recorded: Vec<&String> = origins.chains.keys().collect();
+        let expected: Vec<&String> = rs
+            .chains
+            .iter()
+            .filter(|(_, c)| c.base.is_none())
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(recorded, expected);
+        for (name, origin) in &origins.chains {
+            match origin {
+                ChainOrigin::Policy { rules, .. } => {
+                    assert_eq!(rules.len(), rs.chains[name].rules.len(), "{name}");
+                    // Rule 0 makes several chain rules (peers × ports × families), rule 1 one.
+                    assert_eq!(
+                        rules.iter().filter(|&&i| i == 1).count(),
+                        usize::from(matches!(
+                            origin,
+                            ChainOrigin::Policy {
+                                direction: Direction::Ingress,
+                                ..
+                            }
+                        ),)
+                    );
+                }
+                ChainOrigin::Endpoint {
+                    last_rule,
+                    policies,
+                    ..
+                } => {
+                    assert_eq!(*last_rule, rs.chains[name].rules.len() - 1);
+                    assert_eq!(policies, &[("a".to_owned(), "p".to_owned())]);
+                }
+            }
+        }
+        let web = ("a".to_owned(), "web".to_owned());
+        assert!(origins.endpoint_chain(&web, Direction::Egress).is_some());
+        // db runs on n2: no chain here.
+        let db = ("a".to_owned(), "db".to_owned());
+        assert!(origins.endpoint_chain(&db, Direction::Ingress).is_none());
+    }
+}
