@@ -342,9 +342,18 @@ pub fn csv(m: &Matrix) -> String {
     out
 }
 
-/// The JSON form (see the README): endpoints, and one object per ordered pair.
-pub fn json(m: &Matrix) -> serde_json::Value {
-    let mut cells = Vec::new();
+/// The JSON form (see the README): endpoints, and one object per ordered pair, a
+/// line each. Written cell by cell, so a matrix of a few hundred endpoints never
+/// holds its whole JSON tree in memory.
+pub fn json(m: &Matrix) -> String {
+    let head = serde_json::json!({
+        "endpoints": m.endpoints,
+        "ports": if m.ports_given { "given" } else { "default" },
+    })
+    .to_string();
+    // `head` ends in `}`: the cells go in as its last member.
+    let mut out = format!("{},\"cells\":[", &head[..head.len() - 1]);
+    let mut first = true;
     for (i, row) in m.cells.iter().enumerate() {
         for (j, cell) in row.iter().enumerate() {
             let ports: Vec<serde_json::Value> = match cell {
@@ -373,14 +382,13 @@ pub fn json(m: &Matrix) -> serde_json::Value {
             if let Cell::NoPath(why) = cell {
                 obj["reason"] = why.clone().into();
             }
-            cells.push(obj);
+            out.push_str(if first { "\n" } else { ",\n" });
+            first = false;
+            out.push_str(&obj.to_string());
         }
     }
-    serde_json::json!({
-        "endpoints": m.endpoints,
-        "ports": if m.ports_given { "given" } else { "default" },
-        "cells": cells,
-    })
+    out.push_str("\n]}\n");
+    out
 }
 
 fn dot_id(s: &str) -> String {
@@ -615,7 +623,11 @@ a/web,a/db,TCP,22,denied,ingress,a/db-from-web,denied by ingress: isolated; no r
     #[test]
     fn json_names_the_deciding_policy_per_cell() {
         let m = matrix(&[tcp(5432)], None);
-        let j = json(&m);
+        let text = json(&m);
+        // A line per cell, after the endpoints.
+        assert_eq!(text.lines().count(), 1 + 6 + 1);
+        let j: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(j["endpoints"][2], "b/six");
         assert_eq!(j["ports"], "given");
         let cell = j["cells"]
             .as_array()

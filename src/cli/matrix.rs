@@ -52,7 +52,7 @@ pub fn run(args: &MatrixArgs) -> anyhow::Result<u8> {
     let text = match args.format {
         Format::Table => matrix::table(&m),
         Format::Csv => matrix::csv(&m),
-        Format::Json => format!("{}\n", serde_json::to_string_pretty(&matrix::json(&m))?),
+        Format::Json => matrix::json(&m),
         Format::Dot => matrix::dot(&m),
         Format::Html => {
             let title = match &args.namespace {
