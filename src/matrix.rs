@@ -479,7 +479,7 @@ pub fn html(m: &Matrix, title: &str) -> String {
 <style>
 body{{font:13px sans-serif;margin:12px;color:#222}}
 table{{border-collapse:collapse}}
-td{{width:14px;height:14px;padding:0;border:1px solid #fff}}
+td{{width:{cell}px;height:{cell}px;padding:0;border:1px solid #fff}}
 td.a{{background:{HTML_ALLOWED}}} td.d{{background:{HTML_DENIED}}} td.p{{background:{HTML_PARTIAL}}}
 td.s{{background:{HTML_ITSELF}}} td.n{{background:#fff;border-color:#ddd}}
 td:hover{{outline:2px solid #000}}
@@ -491,7 +491,13 @@ th.c{{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;padding:
 <h1 style="font-size:16px">{title}</h1>
 <p>Rows send, columns receive. <span class="k" style="background:{HTML_ALLOWED}"></span>allowed<span class="k" style="background:{HTML_DENIED}"></span>denied<span class="k" style="background:{HTML_PARTIAL}"></span>some ports allowed<span class="k" style="background:{HTML_ITSELF}"></span>itself. Hover over a cell for the verdict per port and the policy behind it.</p>
 "#,
-        title = html_escape(title)
+        title = html_escape(title),
+        // Big cells for a few endpoints, small ones so that hundreds fit a screen or two.
+        cell = match m.endpoints.len() {
+            0..=30 => 24,
+            31..=100 => 18,
+            _ => 14,
+        }
     );
     for line in ports_legend(m) {
         let _ = writeln!(out, "<p>{}</p>", html_escape(&line));
