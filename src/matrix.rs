@@ -263,6 +263,13 @@ fn mark(status: Status) -> char {
     }
 }
 
+fn has_no_path(m: &Matrix) -> bool {
+    m.cells
+        .iter()
+        .flatten()
+        .any(|c| matches!(c, Cell::NoPath(_)))
+}
+
 /// A compact terminal table: rows are senders, columns receivers, numbered alike.
 pub fn table(m: &Matrix) -> String {
     let n = m.endpoints.len();
@@ -277,7 +284,12 @@ pub fn table(m: &Matrix) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "from (rows) -> to (columns): ✓ allowed, ✗ denied, ~ some ports allowed, · itself"
+        "from (rows) -> to (columns): ✓ allowed, ✗ denied, ~ some ports allowed, · itself{}",
+        if has_no_path(m) {
+            ", blank: no address family in common"
+        } else {
+            ""
+        }
     );
     for line in ports_legend(m) {
         let _ = writeln!(out, "{line}");
@@ -489,9 +501,14 @@ th.c{{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;padding:
 .k{{display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 4px 0 12px}}
 </style></head><body>
 <h1 style="font-size:16px">{title}</h1>
-<p>Rows send, columns receive. <span class="k" style="background:{HTML_ALLOWED}"></span>allowed<span class="k" style="background:{HTML_DENIED}"></span>denied<span class="k" style="background:{HTML_PARTIAL}"></span>some ports allowed<span class="k" style="background:{HTML_ITSELF}"></span>itself. Hover over a cell for the verdict per port and the policy behind it.</p>
+<p>Rows send, columns receive. <span class="k" style="background:{HTML_ALLOWED}"></span>allowed<span class="k" style="background:{HTML_DENIED}"></span>denied<span class="k" style="background:{HTML_PARTIAL}"></span>some ports allowed<span class="k" style="background:{HTML_ITSELF}"></span>itself{no_path}. Hover over a cell for the verdict per port and the policy behind it.</p>
 "#,
         title = html_escape(title),
+        no_path = if has_no_path(m) {
+            r#"<span class="k" style="background:#fff;border:1px solid #ddd"></span>no address family in common"#
+        } else {
+            ""
+        },
         // Big cells for a few endpoints, small ones so that hundreds fit a screen or two.
         cell = match m.endpoints.len() {
             0..=30 => 24,
