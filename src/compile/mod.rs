@@ -273,13 +273,13 @@ struct Compiler<'m> {
 /// recompute the members of each selector set.
 #[derive(Default)]
 struct State {
+    /// Present when `explainable` asks where chains come from.
+    origins: Option<Origins>,
     names: Names,
     out: Ruleset,
     defs: Defs,
     /// Present while an incremental update records what it touches.
     log: Option<incremental::ChangeLog>,
-    /// Present when `explainable` asks where chains come from.
-    origins: Option<Origins>,
 }
 
 /// The selector sets' definitions, kept by the namespaces whose endpoints can be
@@ -716,6 +716,14 @@ impl<'m> Compiler<'m> {
                 )))
         };
         rules.push(last);
+        self.state.out.chains.insert(
+            name.clone(),
+            Chain {
+                base: None,
+                rules,
+                comment: bounded_comment(&format!("endpoint {id} {direction} ({})", ep.interface)),
+            },
+        );
         if let Some(origins) = &mut self.state.origins {
             origins.note(
                 &name,
@@ -726,18 +734,10 @@ impl<'m> Compiler<'m> {
                         .iter()
                         .map(|p| (p.namespace.clone(), p.name.clone()))
                         .collect(),
-                    last_rule: rules.len() - 1,
+                    last_rule: self.state.out.chains[&name].rules.len() - 1,
                 },
             );
         }
-        self.state.out.chains.insert(
-            name.clone(),
-            Chain {
-                base: None,
-                rules,
-                comment: bounded_comment(&format!("endpoint {id} {direction} ({})", ep.interface)),
-            },
-        );
         name
     }
 
