@@ -402,12 +402,18 @@ impl<'m> Explainer<'m> {
             let trace = eval::run(rs, &pkt);
             if !trace.accepted {
                 allowed = false;
+                // The endpoint chain that dropped it or called the policy chain that
+                // did; none when a base chain's own rule dropped it.
                 decided_by = trace
                     .path
-                    .last()
-                    .and_then(|r| match origins.chains.get(&r.chain) {
-                        Some(ChainOrigin::Endpoint { direction, .. }) => Some(*direction),
-                        _ => None,
+                    .iter()
+                    .rev()
+                    .map(|r| origins.chains.get(&r.chain))
+                    .find(|o| !matches!(o, Some(ChainOrigin::Policy { .. })))
+                    .flatten()
+                    .and_then(|o| match o {
+                        ChainOrigin::Endpoint { direction, .. } => Some(*direction),
+                        ChainOrigin::Policy { .. } => None,
                     });
                 break;
             }
