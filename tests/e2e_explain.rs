@@ -209,6 +209,15 @@ fn explain_agrees_with_the_kernel_on_random_scenarios() {
                 sides.iter().all(|s| s["verdict"] == "allowed"),
                 "{what}: the verdict is both sides' verdicts: {e:#}"
             );
+            // The packet meets the sender's egress first.
+            if !overall {
+                let first = if e["egress"]["verdict"] == "denied" {
+                    "egress"
+                } else {
+                    "ingress"
+                };
+                assert_eq!(e["decided_by"], first, "{what}: {e:#}");
+            }
             expected.push(if here { PASS } else { DROP });
         }
         let rows: Vec<Row> = flows
