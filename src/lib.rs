@@ -5,10 +5,12 @@ pub mod daemon;
 pub mod dataplane;
 pub mod diag;
 pub mod droplog;
+pub mod explain;
 pub mod index;
 pub mod ir;
 pub mod load;
 pub mod manifest;
+pub mod matrix;
 pub mod metrics;
 pub mod model;
 // The only module with FFI: libnftnl and libmnl through their Rust bindings.

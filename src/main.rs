@@ -27,6 +27,10 @@ enum Command {
     Run(cli::NodeArgs),
     /// Ask the running daemon (or, with --kernel, the kernel) what is enforced and counted
     Status(cli::status::StatusArgs),
+    /// Say whether a flow is allowed, and which policy rule allows or denies it
+    Explain(cli::explain::ExplainArgs),
+    /// Who can reach whom among the endpoints: table, csv, json, dot or html
+    Matrix(cli::matrix::MatrixArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +45,8 @@ fn main() -> ExitCode {
         Command::Apply(args) => cli::apply::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Status(args) => cli::status::run(args),
+        Command::Explain(args) => cli::explain::run(args),
+        Command::Matrix(args) => cli::matrix::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -10,7 +10,10 @@ use std::process::{Command, Output};
 fn netpold(args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_netpold"));
     command.args(args);
-    let verb_takes_config = matches!(args.first(), Some(&("check" | "plan" | "apply")));
+    let verb_takes_config = matches!(
+        args.first(),
+        Some(&("check" | "plan" | "apply" | "explain" | "matrix"))
+    );
     if verb_takes_config && !args.contains(&"--config") {
         command.args(["--config", "/dev/null"]);
     }
@@ -319,4 +322,108 @@ fn plan_shows_the_drop_logs_the_config_asks_for() {
         "{}",
         text(&out.stderr)
     );
+}
+
+const FRONTEND: &str = "\
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: frontend-1, namespace: myns, labels: {role: frontend}}
+spec: {node: edge-1, interfaceName: veth-fe1, ips: [10.1.0.3]}
+";
+
+#[test]
+fn explain_and_matrix_answer_or_say_why_not() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.yaml", VALID);
+    write(dir.path(), "b.yaml", FRONTEND);
+    let m = dir.path().to_str().unwrap();
+    let flow = ["--from", "myns/frontend-1", "--to", "myns/backend-1"];
+    let explain = |extra: &[&str]| {
+        let mut args = vec!["explain", "--manifests", m];
+        args.extend(flow);
+        args.extend(extra);
+        netpold(&args)
+    };
+    let out = explain(&["--port", "6379"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "myns/frontend-1 (10.1.0.3) -> myns/backend-1 (10.1.0.2), TCP 6379: allowed
+  egress  of myns/frontend-1 (node edge-1): not isolated: no policy selects it for egress; allowed
+  ingress of myns/backend-1 (node edge-1): isolated by myns/allow-frontend; allowed by myns/allow-frontend ingress[0]
+"
+    );
+    // A denial is an answer too: exit code 0.
+    let out = explain(&["--port", "6379/udp", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verdict"], "denied");
+    assert_eq!(json["decided_by"], "ingress");
+    assert_eq!(json["protocol"], "UDP");
+    assert_eq!(json["ingress"]["policies"][0], "myns/allow-frontend");
+
+    let out = netpold(&[
+        "explain",
+        "--manifests",
+        m,
+        "--from",
+        "myns/nobody",
+        "--to",
+        "10.1.0.2",
+        "--port",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "netpold: error: no WorkloadEndpoint myns/nobody in the manifests\n"
+    );
+    for bad in [&["--port", "70000"][..], &["--port", "80/icmp"], &[]] {
+        let out = explain(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", text(&out.stderr));
+    }
+
+    let out = netpold(&[
+        "matrix",
+        "--manifests",
+        m,
+        "--format",
+        "csv",
+        "--port",
+        "6379",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "from,to,protocol,port,verdict,decided_by,by,reason
+myns/backend-1,myns/frontend-1,TCP,6379,allowed,,,allowed: neither the sender's egress nor the receiver's ingress is isolated
+myns/frontend-1,myns/backend-1,TCP,6379,allowed,,myns/allow-frontend ingress[0],allowed by myns/allow-frontend ingress[0]
+"
+    );
+    let out = netpold(&["matrix", "--manifests", m, "--format", "svg"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = netpold(&["matrix", "--manifests", m, "--namespace", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "netpold: error: no namespace nope in the manifests\n"
+    );
+
+    // Invalid manifests: the problems, and no answer.
+    write(dir.path(), "policies/db.yaml", BROKEN_DB);
+    for verb in [&["explain", "--port", "6379"][..], &["matrix"]] {
+        let mut args = vec![verb[0], "--manifests", m];
+        if verb[0] == "explain" {
+            args.extend(flow);
+        }
+        args.extend(&verb[1..]);
+        let out = netpold(&args);
+        assert_eq!(out.status.code(), Some(1), "{verb:?}");
+        assert_eq!(text(&out.stdout), "");
+        assert!(
+            text(&out.stderr).contains("policies/db.yaml:15:11: error: spec.ingress[0]"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
 }

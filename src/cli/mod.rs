@@ -2,6 +2,8 @@
 
 pub mod apply;
 pub mod check;
+pub mod explain;
+pub mod matrix;
 pub mod plan;
 pub mod run;
 pub mod status;

@@ -26,8 +26,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 mod incremental;
+mod origins;
 
 pub use incremental::Incremental;
+pub use origins::{ChainOrigin, ObjectKey, Origins, explainable};
 
 use crate::droplog::{DropCause, drop_prefix};
 use crate::index::{Index, Namespaces};
@@ -294,6 +296,8 @@ struct Compiler<'m> {
 /// recompute the members of each selector set.
 #[derive(Default)]
 struct State {
+    /// Present when `explainable` asks where chains come from.
+    origins: Option<Origins>,
     names: Names,
     out: Ruleset,
     defs: Defs,
@@ -788,6 +792,20 @@ impl<'m> Compiler<'m> {
                 comment: bounded_comment(&format!("endpoint {id} {direction} ({})", ep.interface)),
             },
         );
+        if let Some(origins) = &mut self.state.origins {
+            origins.note(
+                &name,
+                ChainOrigin::Endpoint {
+                    endpoint: (ep.namespace.clone(), ep.name.clone()),
+                    direction,
+                    policies: policies
+                        .iter()
+                        .map(|p| (p.namespace.clone(), p.name.clone()))
+                        .collect(),
+                    last_rule: self.state.out.chains[&name].rules.len() - 1,
+                },
+            );
+        }
         name
     }
 
@@ -822,6 +840,8 @@ impl<'m> Compiler<'m> {
 
     fn policy_chain(&mut self, policy: &NetworkPolicy, direction: Direction) {
         let mut rules = Vec::new();
+        // The policy rule each chain rule comes from, when origins are recorded.
+        let mut from_rule = Vec::new();
         let own = Namespaces::Exactly(policy.namespace.clone());
         for (i, rule) in policy
             .rules(direction)
@@ -850,8 +870,21 @@ impl<'m> Compiler<'m> {
                     }
                 }
             }
+            if self.state.origins.is_some() {
+                from_rule.resize(rules.len(), i);
+            }
         }
         let name = self.policy_chain_name(policy, direction);
+        if let Some(origins) = &mut self.state.origins {
+            origins.note(
+                &name,
+                ChainOrigin::Policy {
+                    policy: (policy.namespace.clone(), policy.name.clone()),
+                    direction,
+                    rules: from_rule,
+                },
+            );
+        }
         self.state.out.chains.insert(
             name,
             Chain {

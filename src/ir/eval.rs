@@ -80,6 +80,31 @@ pub fn run(rs: &Ruleset, pkt: &Packet) -> Trace {
     trace
 }
 
+/// What one chain, evaluated on its own, does with a packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainTrace {
+    /// `Some(true)`: accepted; `Some(false)`: dropped; `None`: fell off the end or returned.
+    pub verdict: Option<bool>,
+    /// Every rule whose verdict was taken, in order.
+    pub path: Vec<RuleRef>,
+}
+
+/// Runs `pkt` through the chain `name` alone, as if a base chain had jumped to it.
+/// `explain` uses it to show an endpoint's policy even where the kernel never
+/// evaluates it (the receiver's ingress, when the sender's egress already dropped).
+pub fn run_chain(rs: &Ruleset, name: &str, pkt: &Packet) -> ChainTrace {
+    let mut path = Vec::new();
+    let verdict = match rs.chains.get(name) {
+        None => None,
+        Some(chain) => match eval_chain(rs, pkt, name, chain, 0, &mut path) {
+            Flow::Accept => Some(true),
+            Flow::Drop => Some(false),
+            Flow::Continue => None,
+        },
+    };
+    ChainTrace { verdict, path }
+}
+
 fn eval_chain(
     rs: &Ruleset,
     pkt: &Packet,

@@ -1,0 +1,766 @@
+//! Why a flow is allowed or denied, from the rules the kernel gets: the model is
+//! compiled for the node that enforces each side (the sender's node for its egress,
+//! the receiver's node for its ingress), the packet runs through that ruleset with
+//! `ir::eval`, and `compile::Origins` names the endpoint, policies and policy rule
+//! behind the rules it took. No second implementation of the semantics: what this
+//! says is what the kernel does. `netpold explain` prints one `Explanation`;
+//! `netpold matrix` (`crate::matrix`) asks for one per pair of endpoints.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use crate::compile::{self, ChainOrigin, ObjectKey, Origins};
+use crate::ir::eval::{self, CtInfo, Packet, RuleRef};
+use crate::ir::{Hook, Ruleset, Verdict};
+use crate::model::{Direction, Endpoint, Model, Protocol};
+
+/// One end of a flow, as the command line names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Party {
+    /// A WorkloadEndpoint, `namespace/name`.
+    Endpoint(String, String),
+    /// An address: an endpoint's (which stands for that endpoint) or any other.
+    Ip(IpAddr),
+}
+
+impl FromStr for Party {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Party, String> {
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(Party::Ip(ip));
+        }
+        if s.parse::<ipnet::IpNet>().is_ok() {
+            return Err(format!("{s} is a network: give one address"));
+        }
+        match s.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(Party::Endpoint(ns.to_owned(), name.to_owned()))
+            }
+            _ => Err(format!(
+                "{s:?} is neither namespace/name of an endpoint nor an IP address"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Party {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Party::Endpoint(ns, name) => write!(f, "{ns}/{name}"),
+            Party::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// A destination port and its protocol: `N` (TCP) or `N/tcp`, `N/udp`, `N/sctp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Port {
+    pub protocol: Protocol,
+    pub number: u16,
+}
+
+impl FromStr for Port {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Port, String> {
+        let (number, protocol) = match s.split_once('/') {
+            None => (s, Protocol::Tcp),
+            Some((n, p)) => (
+                n,
+                Protocol::parse(&p.to_ascii_uppercase())
+                    .ok_or_else(|| format!("protocol {p:?}: one of tcp, udp, sctp"))?,
+            ),
+        };
+        match number.parse::<u16>() {
+            Ok(n) if n > 0 && number.bytes().all(|b| b.is_ascii_digit()) => Ok(Port {
+                protocol,
+                number: n,
+            }),
+            _ => Err(format!(
+                "port {number:?}: a number 1-65535, optionally followed by /tcp, /udp or /sctp"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Port {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.protocol, self.number)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    #[error("no WorkloadEndpoint {0} in the manifests")]
+    UnknownEndpoint(String),
+    #[error("{0} has no address")]
+    NoAddress(String),
+    #[error("{from} and {to} have no address family in common")]
+    NoCommonFamily { from: String, to: String },
+    #[error("{0} to itself never passes through the host: there is nothing to explain")]
+    Itself(String),
+}
+
+/// One end of a flow once resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct End {
+    /// `namespace/name`, when the address is an endpoint's.
+    pub endpoint: Option<String>,
+    pub ip: IpAddr,
+    /// The node that enforces this endpoint's policy.
+    pub node: Option<String>,
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.endpoint {
+            Some(id) => write!(f, "{id} ({})", self.ip),
+            None => write!(f, "{}", self.ip),
+        }
+    }
+}
+
+/// The rule of a policy that allows a flow: `policy direction[rule]`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PolicyRuleRef {
+    pub policy: String,
+    pub direction: Direction,
+    pub rule: usize,
+}
+
+impl fmt::Display for PolicyRuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}[{}]", self.policy, self.direction, self.rule)
+    }
+}
+
+/// What one side's policy (the sender's egress or the receiver's ingress) does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Side {
+    pub direction: Direction,
+    /// `None`: the address is no endpoint's, so no policy of this side applies.
+    pub endpoint: Option<String>,
+    pub node: Option<String>,
+    /// At least one policy selects the endpoint and governs this direction.
+    pub isolated: bool,
+    /// Those policies, in the order the endpoint's chain jumps to them.
+    pub policies: Vec<String>,
+    pub allowed: bool,
+    /// The policy rule that allows the flow, when one does.
+    pub allowed_by: Option<PolicyRuleRef>,
+    /// Why, in one line.
+    pub reason: String,
+    /// The rules whose verdicts were taken, `chain[index]`.
+    pub rules: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub from: End,
+    pub to: End,
+    pub port: Port,
+    pub allowed: bool,
+    /// The direction whose policy drops the flow in the kernel (the first on the
+    /// packet's way); `None` when allowed, or dropped by a rule of no endpoint.
+    pub decided_by: Option<Direction>,
+    pub egress: Side,
+    pub ingress: Side,
+}
+
+impl Explanation {
+    pub fn side(&self, direction: Direction) -> &Side {
+        match direction {
+            Direction::Egress => &self.egress,
+            Direction::Ingress => &self.ingress,
+        }
+    }
+
+    /// The policies behind the verdict: the rules that allow it, or the policies
+    /// of the direction that denies it (none: no endpoint chain decided).
+    pub fn deciding(&self) -> Vec<String> {
+        match (self.allowed, self.decided_by) {
+            (true, _) => [&self.egress, &self.ingress]
+                .iter()
+                .filter_map(|s| s.allowed_by.as_ref().map(ToString::to_string))
+                .collect(),
+            (false, Some(d)) => self.side(d).policies.clone(),
+            (false, None) => Vec::new(),
+        }
+    }
+
+    /// The stable JSON form `netpold explain --json` prints (see the README).
+    pub fn to_json(&self) -> serde_json::Value {
+        let end = |e: &End| {
+            serde_json::json!({
+                "endpoint": e.endpoint,
+                "ip": e.ip.to_string(),
+                "node": e.node,
+            })
+        };
+        let side = |s: &Side| {
+            serde_json::json!({
+                "endpoint": s.endpoint,
+                "node": s.node,
+                "isolated": s.isolated,
+                "policies": s.policies,
+                "verdict": verdict_word(s.allowed),
+                "allowed_by": s.allowed_by.as_ref().map(|r| serde_json::json!({
+                    "policy": r.policy,
+                    "rule": r.rule,
+                })),
+                "reason": s.reason,
+                "rules": s.rules,
+            })
+        };
+        serde_json::json!({
+            "from": end(&self.from),
+            "to": end(&self.to),
+            "protocol": self.port.protocol.to_string(),
+            "port": self.port.number,
+            "verdict": verdict_word(self.allowed),
+            "decided_by": self.decided_by.map(|d| d.to_string()),
+            "egress": side(&self.egress),
+            "ingress": side(&self.ingress),
+        })
+    }
+}
+
+pub fn verdict_word(allowed: bool) -> &'static str {
+    if allowed { "allowed" } else { "denied" }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} -> {}, {}: {}",
+            self.from,
+            self.to,
+            self.port,
+            verdict_word(self.allowed)
+        )?;
+        match (self.allowed, self.decided_by) {
+            (true, _) => writeln!(f)?,
+            (false, Some(Direction::Egress)) => writeln!(f, " by the sender's egress policy")?,
+            (false, Some(Direction::Ingress)) => writeln!(f, " by the receiver's ingress policy")?,
+            (false, None) => writeln!(f)?,
+        }
+        for side in [&self.egress, &self.ingress] {
+            let address = match side.direction {
+                Direction::Egress => self.from.ip,
+                Direction::Ingress => self.to.ip,
+            };
+            let who = match (&side.endpoint, &side.node) {
+                (Some(id), Some(node)) => format!("{id} (node {node})"),
+                (Some(id), None) => id.clone(),
+                (None, _) => address.to_string(),
+            };
+            let of = match side.direction {
+                Direction::Egress => "egress ",
+                Direction::Ingress => "ingress",
+            };
+            write!(f, "  {of} of {who}: {}", side.reason)?;
+            if self.decided_by == Some(Direction::Egress) && side.direction == Direction::Ingress {
+                write!(f, " (not reached: the egress drop comes first)")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Answers questions about one model: compiles it for each node on first use and
+/// keeps the result, so that a matrix of many flows compiles once per node.
+pub struct Explainer<'m> {
+    model: &'m Model,
+    /// The node of endpoints that name none (the node that loads them).
+    default_node: String,
+    table: String,
+    by_ip: HashMap<IpAddr, &'m Endpoint>,
+    compiled: HashMap<String, (Ruleset, Origins)>,
+    options: compile::Options,
+}
+
+/// An end during explanation: the endpoint, when it is one, and its candidate addresses.
+struct Resolved<'m> {
+    endpoint: Option<&'m Endpoint>,
+    ips: Vec<IpAddr>,
+}
+
+impl<'m> Explainer<'m> {
+    pub fn new(model: &'m Model, default_node: &str, table: &str) -> Explainer<'m> {
+        let by_ip = model
+            .endpoints
+            .values()
+            .flat_map(|ep| ep.ips.iter().map(move |ip| (*ip, ep)))
+            .collect();
+        Explainer {
+            model,
+            default_node: default_node.to_owned(),
+            table: table.to_owned(),
+            by_ip,
+            compiled: HashMap::new(),
+            options: compile::Options::default(),
+        }
+    }
+
+    /// Compiles as `run` would with this configuration (drop logs), so the rules
+    /// explained are the kernel's to the rule.
+    pub fn with_options(mut self, options: compile::Options) -> Explainer<'m> {
+        self.options = options;
+        self
+    }
+
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    fn node_of(&self, ep: &Endpoint) -> String {
+        ep.node.clone().unwrap_or_else(|| self.default_node.clone())
+    }
+
+    fn compiled(&mut self, node: &str) -> &(Ruleset, Origins) {
+        if !self.compiled.contains_key(node) {
+            let c = compile::explainable(self.model, node, &self.table, &self.options);
+            self.compiled.insert(node.to_owned(), c);
+        }
+        &self.compiled[node]
+    }
+
+    fn resolve(&self, party: &Party) -> Result<Resolved<'m>, ExplainError> {
+        match party {
+            Party::Endpoint(ns, name) => {
+                let ep = self
+                    .model
+                    .endpoints
+                    .get(&(ns.clone(), name.clone()))
+                    .ok_or_else(|| ExplainError::UnknownEndpoint(party.to_string()))?;
+                if ep.ips.is_empty() {
+                    return Err(ExplainError::NoAddress(party.to_string()));
+                }
+                Ok(Resolved {
+                    endpoint: Some(ep),
+                    ips: ep.ips.clone(),
+                })
+            }
+            Party::Ip(ip) => Ok(Resolved {
+                endpoint: self.by_ip.get(ip).copied(),
+                ips: vec![*ip],
+            }),
+        }
+    }
+
+    /// Explains a flow from `from` to `to`. An endpoint named by `namespace/name`
+    /// sends from (or is reached at) its first address of the first family, IPv4
+    /// before IPv6, that both ends have.
+    pub fn explain(
+        &mut self,
+        from: &Party,
+        to: &Party,
+        port: Port,
+    ) -> Result<Explanation, ExplainError> {
+        let src = self.resolve(from)?;
+        let dst = self.resolve(to)?;
+        if let (Some(a), Some(b)) = (src.endpoint, dst.endpoint)
+            && std::ptr::eq(a, b)
+        {
+            return Err(ExplainError::Itself(a.id()));
+        }
+        let (src_ip, dst_ip) = [true, false]
+            .into_iter()
+            .find_map(|v4| {
+                let s = src.ips.iter().find(|ip| ip.is_ipv4() == v4)?;
+                let d = dst.ips.iter().find(|ip| ip.is_ipv4() == v4)?;
+                Some((*s, *d))
+            })
+            .ok_or_else(|| ExplainError::NoCommonFamily {
+                from: from.to_string(),
+                to: to.to_string(),
+            })?;
+        Ok(self.explain_resolved((src.endpoint, src_ip), (dst.endpoint, dst_ip), port))
+    }
+
+    fn explain_resolved(
+        &mut self,
+        from: (Option<&'m Endpoint>, IpAddr),
+        to: (Option<&'m Endpoint>, IpAddr),
+        port: Port,
+    ) -> Explanation {
+        let end = |this: &Self, (ep, ip): (Option<&Endpoint>, IpAddr)| End {
+            endpoint: ep.map(Endpoint::id),
+            ip,
+            node: ep.map(|e| this.node_of(e)),
+        };
+        let (from_end, to_end) = (end(self, from), end(self, to));
+        // The kernel's verdict: the sender's node, then the receiver's, each running
+        // the packet through its whole table as netfilter would.
+        let mut nodes: Vec<String> = [&from_end.node, &to_end.node]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        nodes.dedup();
+        let mut allowed = true;
+        let mut decided_by = None;
+        for node in &nodes {
+            let pkt = self.packet(node, from, to, port);
+            let (rs, origins) = self.compiled(node);
+            let trace = eval::run(rs, &pkt);
+            if !trace.accepted {
+                allowed = false;
+                // The endpoint chain that dropped it or called the policy chain that
+                // did; none when a base chain's own rule dropped it.
+                decided_by = trace
+                    .path
+                    .iter()
+                    .rev()
+                    .map(|r| origins.chains.get(&r.chain))
+                    .find(|o| !matches!(o, Some(ChainOrigin::Policy { .. })))
+                    .flatten()
+                    .and_then(|o| match o {
+                        ChainOrigin::Endpoint { direction, .. } => Some(*direction),
+                        ChainOrigin::Policy { .. } => None,
+                    });
+                break;
+            }
+        }
+        let egress = self.side(Direction::Egress, from, to, port);
+        let ingress = self.side(Direction::Ingress, from, to, port);
+        Explanation {
+            from: from_end,
+            to: to_end,
+            port,
+            allowed,
+            decided_by,
+            egress,
+            ingress,
+        }
+    }
+
+    /// The packet as `node` sees it: forwarded, by the interfaces of the ends that
+    /// are endpoints of that node (any other end is beyond an interface no endpoint claims).
+    fn packet(
+        &self,
+        node: &str,
+        from: (Option<&Endpoint>, IpAddr),
+        to: (Option<&Endpoint>, IpAddr),
+        port: Port,
+    ) -> Packet {
+        let iface =
+            |ep: Option<&Endpoint>| ep.filter(|e| e.is_local(node)).map(|e| e.interface.clone());
+        Packet {
+            hook: Hook::Forward,
+            iif: iface(from.0),
+            oif: iface(to.0),
+            src: from.1,
+            dst: to.1,
+            protocol: port.protocol,
+            dport: port.number,
+            ct: CtInfo::New,
+        }
+    }
+
+    /// One side's policy, evaluated on its own: the endpoint's chain on its node.
+    fn side(
+        &mut self,
+        direction: Direction,
+        from: (Option<&'m Endpoint>, IpAddr),
+        to: (Option<&'m Endpoint>, IpAddr),
+        port: Port,
+    ) -> Side {
+        let (ep, _) = match direction {
+            Direction::Egress => from,
+            Direction::Ingress => to,
+        };
+        let Some(ep) = ep else {
+            return Side {
+                direction,
+                endpoint: None,
+                node: None,
+                isolated: false,
+                policies: Vec::new(),
+                allowed: true,
+                allowed_by: None,
+                reason: format!("no endpoint has this address: no {direction} policy applies"),
+                rules: Vec::new(),
+            };
+        };
+        let node = self.node_of(ep);
+        let pkt = self.packet(&node, from, to, port);
+        let key: ObjectKey = (ep.namespace.clone(), ep.name.clone());
+        let (rs, origins) = self.compiled(&node);
+        let chain = origins
+            .endpoint_chain(&key, direction)
+            .expect("an endpoint has chains on its own node");
+        let trace = eval::run_chain(rs, chain, &pkt);
+        let Some(ChainOrigin::Endpoint {
+            policies,
+            last_rule,
+            ..
+        }) = origins.chains.get(chain)
+        else {
+            unreachable!("endpoint chains are recorded as such");
+        };
+        let policies: Vec<String> = policies
+            .iter()
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect();
+        // A chain that falls through ends in its base chain, which accepts.
+        let allowed = trace.verdict != Some(false);
+        let allowed_by = trace.path.iter().find_map(|r| {
+            let Some(ChainOrigin::Policy {
+                policy,
+                direction,
+                rules,
+            }) = origins.chains.get(&r.chain)
+            else {
+                return None;
+            };
+            let rule = &rs.chains[&r.chain].rules[r.index];
+            (rule.verdict == Some(Verdict::Accept)).then(|| PolicyRuleRef {
+                policy: format!("{}/{}", policy.0, policy.1),
+                direction: *direction,
+                rule: rules[r.index],
+            })
+        });
+        let isolated = !policies.is_empty();
+        let taken = trace.path.last();
+        let reason = match (&allowed_by, taken) {
+            (Some(r), _) => format!("isolated by {}; allowed by {r}", policies.join(", ")),
+            (None, Some(RuleRef { chain: c, index })) if c == chain && index == last_rule => {
+                if isolated {
+                    format!("isolated; no rule of {} allows this", policies.join(", "))
+                } else {
+                    format!("not isolated: no policy selects it for {direction}; allowed")
+                }
+            }
+            (None, Some(r)) => {
+                let rule = &rs.chains[&r.chain].rules[r.index];
+                format!(
+                    "{} by rule {} of chain {} ({})",
+                    verdict_word(allowed),
+                    r.index,
+                    r.chain,
+                    rule.comment.as_deref().unwrap_or("no comment")
+                )
+            }
+            (None, None) => format!("{} by the base chain's policy", verdict_word(allowed)),
+        };
+        Side {
+            direction,
+            endpoint: Some(ep.id()),
+            node: Some(node),
+            isolated,
+            policies,
+            allowed,
+            allowed_by,
+            reason,
+            rules: trace
+                .path
+                .iter()
+                .map(|r| format!("{}[{}]", r.chain, r.index))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_bytes;
+
+    fn model(yaml: &str) -> Model {
+        let mut problems = Vec::new();
+        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
+        let (model, more) = Model::build(&raw);
+        assert!(
+            problems.is_empty() && more.is_empty(),
+            "{problems:?} {more:?}"
+        );
+        model
+    }
+
+    const SHOP: &str = "
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {node: n1, interfaceName: veth-web, ips: [10.0.0.1, fd00::1]}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec: {node: n2, interfaceName: veth-db, ips: [10.0.0.2], ports: [{name: pg, port: 5432}]}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: batch, namespace: shop, labels: {app: batch}}
+spec: {node: n1, interfaceName: veth-batch, ips: [10.0.0.3]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-from-web, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{ipBlock: {cidr: 192.0.2.0/24}}]
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: pg}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: batch-no-egress, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: batch}}
+  policyTypes: [Egress]
+";
+
+    fn ep(id: &str) -> Party {
+        id.parse().unwrap()
+    }
+
+    fn tcp(n: u16) -> Port {
+        Port {
+            protocol: Protocol::Tcp,
+            number: n,
+        }
+    }
+
+    #[test]
+    fn parties_and_ports_parse() {
+        assert_eq!(
+            "shop/web".parse::<Party>(),
+            Ok(Party::Endpoint("shop".into(), "web".into()))
+        );
+        assert_eq!(
+            "fd00::1".parse::<Party>(),
+            Ok(Party::Ip("fd00::1".parse().unwrap()))
+        );
+        assert!("web".parse::<Party>().is_err());
+        assert!("10.0.0.0/8".parse::<Party>().is_err());
+        assert!("a/b/c".parse::<Party>().is_err());
+        assert_eq!("80".parse::<Port>(), Ok(tcp(80)));
+        assert_eq!(
+            "53/UDP".parse::<Port>(),
+            Ok(Port {
+                protocol: Protocol::Udp,
+                number: 53
+            })
+        );
+        assert_eq!("9/sctp".parse::<Port>().unwrap().protocol, Protocol::Sctp);
+        for bad in ["0", "65536", "+80", "80/icmp", "", "http"] {
+            assert!(bad.parse::<Port>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn allowed_by_a_named_port_rule_on_the_receivers_node() {
+        let m = model(SHOP);
+        let mut x = Explainer::new(&m, "n1", "netpold");
+        let e = x
+            .explain(&ep("shop/web"), &ep("shop/db"), tcp(5432))
+            .unwrap();
+        assert!(e.allowed);
+        assert_eq!(e.decided_by, None);
+        assert_eq!(e.from.ip.to_string(), "10.0.0.1");
+        assert!(!e.egress.isolated);
+        assert_eq!(e.egress.node.as_deref(), Some("n1"));
+        assert_eq!(e.ingress.node.as_deref(), Some("n2"));
+        assert_eq!(e.ingress.policies, ["shop/db-from-web"]);
+        assert_eq!(
+            e.ingress.allowed_by.as_ref().map(ToString::to_string),
+            Some("shop/db-from-web ingress[1]".to_owned())
+        );
+        assert_eq!(e.deciding(), ["shop/db-from-web ingress[1]"]);
+        assert_eq!(
+            e.to_string(),
+            "shop/web (10.0.0.1) -> shop/db (10.0.0.2), TCP 5432: allowed
+  egress  of shop/web (node n1): not isolated: no policy selects it for egress; allowed
+  ingress of shop/db (node n2): isolated by shop/db-from-web; allowed by shop/db-from-web ingress[1]
+"
+        );
+    }
+
+    #[test]
+    fn denied_by_ingress_and_an_address_that_is_no_endpoint() {
+        let m = model(SHOP);
+        let mut x = Explainer::new(&m, "n1", "netpold");
+        let e = x.explain(&ep("shop/web"), &ep("shop/db"), tcp(22)).unwrap();
+        assert!(!e.allowed);
+        assert_eq!(e.decided_by, Some(Direction::Ingress));
+        assert_eq!(
+            e.ingress.reason,
+            "isolated; no rule of shop/db-from-web allows this"
+        );
+        assert_eq!(e.deciding(), ["shop/db-from-web"]);
+        // An address inside the ipBlock: every port, and no egress policy on its side.
+        let e = x
+            .explain(&ep("192.0.2.7"), &ep("10.0.0.2"), tcp(22))
+            .unwrap();
+        assert!(e.allowed);
+        assert_eq!(e.egress.endpoint, None);
+        assert_eq!(
+            e.egress.reason,
+            "no endpoint has this address: no egress policy applies"
+        );
+        assert_eq!(e.to.endpoint.as_deref(), Some("shop/db"));
+        let json = e.to_json();
+        assert_eq!(json["verdict"], "allowed");
+        assert_eq!(json["from"]["endpoint"], serde_json::Value::Null);
+        assert_eq!(json["ingress"]["allowed_by"]["rule"], 0);
+        assert_eq!(json["ingress"]["allowed_by"]["policy"], "shop/db-from-web");
+    }
+
+    #[test]
+    fn egress_decides_and_ingress_is_still_explained() {
+        let m = model(SHOP);
+        let mut x = Explainer::new(&m, "n1", "netpold");
+        let e = x
+            .explain(&ep("shop/batch"), &ep("shop/db"), tcp(5432))
+            .unwrap();
+        assert!(!e.allowed);
+        assert_eq!(e.decided_by, Some(Direction::Egress));
+        assert!(e.egress.isolated && !e.egress.allowed);
+        assert!(!e.ingress.allowed);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "shop/batch (10.0.0.3) -> shop/db (10.0.0.2), TCP 5432: denied by the sender's egress policy\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("(not reached: the egress drop comes first)"),
+            "{text}"
+        );
+        let json = e.to_json();
+        assert_eq!(json["decided_by"], "egress");
+        assert_eq!(json["egress"]["isolated"], true);
+        assert_eq!(json["egress"]["policies"][0], "shop/batch-no-egress");
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let m = model(SHOP);
+        let mut x = Explainer::new(&m, "n1", "netpold");
+        assert_eq!(
+            x.explain(&ep("shop/nope"), &ep("shop/db"), tcp(1)),
+            Err(ExplainError::UnknownEndpoint("shop/nope".into()))
+        );
+        // db has IPv4 only.
+        assert!(matches!(
+            x.explain(&ep("fd00::9"), &ep("shop/db"), tcp(1)),
+            Err(ExplainError::NoCommonFamily { .. })
+        ));
+        assert_eq!(
+            x.explain(&ep("shop/web"), &ep("fd00::1"), tcp(1)),
+            Err(ExplainError::Itself("shop/web".into()))
+        );
+        // IPv6 to web works from an outside IPv6 address.
+        let e = x.explain(&ep("fd00::9"), &ep("shop/web"), tcp(1)).unwrap();
+        assert_eq!(e.to.ip.to_string(), "fd00::1");
+        assert!(e.allowed);
+    }
+}
