@@ -725,7 +725,7 @@ impl<'m> Compiler<'m> {
                         })
                         .collect()
                 };
-                let comment = format!("{id}: spoofed source");
+                let comment = comment_around("", &id, ": spoofed source");
                 rules.extend(self.drop_log_rule(
                     &spoof,
                     Direction::Egress,
@@ -761,16 +761,23 @@ impl<'m> Compiler<'m> {
                     vec![],
                     Verdict::Jump(self.policy_chain_name(policy, direction)),
                 )
-                .with_comment(bounded_comment(&format!("policy {}", policy.id()))),
+                .with_comment(comment_around("policy ", &policy.id(), "")),
             );
         }
         if policies.is_empty() {
             rules.push(
-                Rule::new(vec![], Verdict::Accept)
-                    .with_comment(bounded_comment(&format!("{id}: no {direction} policy"))),
+                Rule::new(vec![], Verdict::Accept).with_comment(comment_around(
+                    "",
+                    &id,
+                    &format!(": no {direction} policy"),
+                )),
             );
         } else {
-            let comment = format!("{id}: isolated for {direction}, no rule allows");
+            let comment = comment_around(
+                "",
+                &id,
+                &format!(": isolated for {direction}, no rule allows"),
+            );
             rules.extend(self.drop_log_rule(
                 &[],
                 direction,
@@ -789,7 +796,11 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: None,
                 rules,
-                comment: bounded_comment(&format!("endpoint {id} {direction} ({})", ep.interface)),
+                comment: comment_around(
+                    "endpoint ",
+                    &id,
+                    &format!(" {direction} ({})", ep.interface),
+                ),
             },
         );
         if let Some(origins) = &mut self.state.origins {
@@ -849,7 +860,7 @@ impl<'m> Compiler<'m> {
             .iter()
             .enumerate()
         {
-            let comment = bounded_comment(&format!("{} {direction}[{i}]", policy.id()));
+            let comment = comment_around("", &policy.id(), &format!(" {direction}[{i}]"));
             // Peers are alternatives: sorted, so their order in the file does not change the plan.
             let peers: Vec<Option<&Peer>> = if rule.peers.is_empty() {
                 vec![None]
@@ -890,7 +901,7 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: None,
                 rules,
-                comment: bounded_comment(&format!("policy {} {direction}", policy.id())),
+                comment: comment_around("policy ", &policy.id(), &format!(" {direction}")),
             },
         );
     }

@@ -68,7 +68,9 @@ pub fn status_socket(
         .name("status".to_owned())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
+                let Some(mut conn) = accepted(conn) else {
+                    continue;
+                };
                 let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
                 let json = serde_json::to_string(&report(&stats, &counters))
                     .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
@@ -81,6 +83,19 @@ pub fn status_socket(
             }
         })?;
     Ok(Some(path))
+}
+
+/// The connection, or `None` after a pause: an error such as running out of file
+/// descriptors would otherwise spin the loop.
+fn accepted<C>(conn: io::Result<C>) -> Option<C> {
+    match conn {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            log::debug!("accepting a connection: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        }
+    }
 }
 
 /// Asks the daemon behind `socket` for its report.
@@ -109,7 +124,7 @@ pub fn metrics(
         .name("metrics".to_owned())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
+                let Some(conn) = accepted(conn) else { continue };
                 if let Err(e) = answer_http(conn, &stats, &counters) {
                     log::debug!("metrics: {e}");
                 }
