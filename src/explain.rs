@@ -596,17 +596,9 @@ impl<'m> Explainer<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_bytes;
 
     fn model(yaml: &str) -> Model {
-        let mut problems = Vec::new();
-        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
-        let (model, more) = Model::build(&raw);
-        assert!(
-            problems.is_empty() && more.is_empty(),
-            "{problems:?} {more:?}"
-        );
-        model
+        crate::model::from_valid_yaml(yaml)
     }
 
     const SHOP: &str = "

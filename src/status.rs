@@ -548,13 +548,7 @@ spec:
   ingress: [{{ports: [{{port: 80}}]}}]
 "
         );
-        let mut problems = Vec::new();
-        let raw = crate::manifest::parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
-        let (model, more) = crate::model::Model::build(&raw);
-        assert!(
-            problems.is_empty() && more.is_empty(),
-            "{problems:?} {more:?}"
-        );
+        let model = crate::model::from_valid_yaml(&yaml);
         let rs = crate::compile::compile(&model, "n1", "t");
         let rows: Vec<RuleCounter> = rs
             .chains

@@ -1206,7 +1206,6 @@ impl<'m> Compiler<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_bytes;
     use crate::model::PortSpec;
 
     fn ip(s: &str) -> IpAddr {
@@ -1298,14 +1297,7 @@ mod tests {
     }
 
     fn compiled(yaml: &str) -> Ruleset {
-        let mut problems = Vec::new();
-        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
-        let (model, more) = Model::build(&raw);
-        assert!(
-            problems.is_empty() && more.is_empty(),
-            "{problems:?} {more:?}"
-        );
-        compile(&model, "n1", "netpold")
+        compile(&crate::model::from_valid_yaml(yaml), "n1", "netpold")
     }
 
     const ENDPOINTS: &str = "
@@ -1493,9 +1485,7 @@ spec:
   ingress: [{{ports: [{{port: 80}}]}}]
 "
         );
-        let mut problems = Vec::new();
-        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
-        let (model, _) = Model::build(&raw);
+        let model = crate::model::from_valid_yaml(&yaml);
         let plain = compile(&model, "n1", "netpold");
         let options = Options {
             drop_log: Some(DropLog {
