@@ -8,6 +8,7 @@ mod convert;
 pub mod syntax;
 #[cfg(test)]
 mod tests;
+pub mod tiered;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,11 +19,12 @@ use ipnet::IpNet;
 
 use crate::diag::{Diagnostic, Origin};
 use crate::manifest::RawObject;
-use crate::manifest::node::Pos;
+use crate::manifest::node::{Node, Pos};
 use crate::selector::{LabelSelector, Labels};
 
 pub use changes::{Changes, Claims};
 pub use convert::convert_object;
+pub use tiered::TieredPolicy;
 
 /// The label every namespace carries, as the API server sets it.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -253,6 +255,20 @@ impl NetworkPolicy {
     }
 }
 
+/// The apiVersion of netpold's own kinds.
+pub const NETPOLD_API: &str = "netpold.io/v1";
+/// How identities and messages name the `netpold.io/v1` NetworkPolicy kind.
+pub const NETPOLD_NETWORK_POLICY: &str = "netpold.io/v1 NetworkPolicy";
+
+/// The identity kind of a `netpold.io/v1` policy.
+pub fn tiered_kind(global: bool) -> &'static str {
+    if global {
+        "GlobalNetworkPolicy"
+    } else {
+        NETPOLD_NETWORK_POLICY
+    }
+}
+
 /// (kind, namespace, name) as a raw document spells them.
 pub type Identity = (String, String, String);
 
@@ -261,8 +277,14 @@ fn raw_identity(raw: &RawObject) -> Option<Identity> {
     let kind = raw.node.get("kind")?.as_str()?;
     let meta = raw.node.get("metadata")?;
     let name = meta.get("name")?.as_str()?;
+    // The two NetworkPolicy kinds are told apart by their group, so both can share a name.
+    let api = raw.node.get("apiVersion").and_then(Node::as_str);
+    let kind = match (kind, api) {
+        ("NetworkPolicy", Some(NETPOLD_API)) => NETPOLD_NETWORK_POLICY,
+        (kind, _) => kind,
+    };
     let namespace = match (kind, meta.get("namespace")) {
-        ("Namespace", _) => String::new(),
+        ("Namespace" | "GlobalNetworkPolicy", _) => String::new(),
         (_, None) => DEFAULT_NAMESPACE.to_owned(),
         (_, Some(n)) if n.is_null() => DEFAULT_NAMESPACE.to_owned(),
         // A namespace that is not a string is an error of its own, not an identity.
@@ -306,6 +328,8 @@ pub enum Object {
     Namespace(Namespace),
     Endpoint(Endpoint),
     Policy(NetworkPolicy),
+    /// A `netpold.io/v1` NetworkPolicy or GlobalNetworkPolicy.
+    Tiered(TieredPolicy),
 }
 
 impl Object {
@@ -323,6 +347,11 @@ impl Object {
                 p.namespace.clone(),
                 p.name.clone(),
             ),
+            Object::Tiered(p) => (
+                tiered_kind(p.global).to_owned(),
+                p.namespace.clone(),
+                p.name.clone(),
+            ),
         }
     }
 }
@@ -334,6 +363,9 @@ pub struct Model {
     pub namespaces: BTreeMap<String, Namespace>,
     pub endpoints: BTreeMap<(String, String), Endpoint>,
     pub policies: BTreeMap<(String, String), NetworkPolicy>,
+    /// `netpold.io/v1` NetworkPolicies by (namespace, name) and GlobalNetworkPolicies
+    /// by ("", name).
+    pub tiered: BTreeMap<(String, String), TieredPolicy>,
 }
 
 impl Model {
@@ -376,10 +408,24 @@ impl Model {
                 }
                 seen.insert(key, c.origin.clone());
             }
-            objects.extend(match c {
+            let object = match c {
                 Cow::Owned(c) => c.object,
                 Cow::Borrowed(c) => c.object.clone(),
-            });
+            };
+            // Validated, but not compiled yet: refused rather than silently ignored.
+            if let Some(Object::Tiered(p)) = &object {
+                problems.push(Diagnostic::new(
+                    &p.origin.file,
+                    p.origin.pos,
+                    format!(
+                        "{} {} is valid, but this version of netpold does not enforce it yet",
+                        p.kind(),
+                        p.id()
+                    ),
+                ));
+                continue;
+            }
+            objects.extend(object);
         }
         let model = Model::from_objects(objects, &mut problems);
         (model, problems)
@@ -405,12 +451,18 @@ impl Model {
                         .policies
                         .insert((p.namespace.clone(), p.name.clone()), p);
                 }
+                Object::Tiered(p) => {
+                    model
+                        .tiered
+                        .insert((p.namespace.clone(), p.name.clone()), p);
+                }
             }
         }
         let named: BTreeSet<String> = model
             .endpoints
             .keys()
             .chain(model.policies.keys())
+            .chain(model.tiered.keys().filter(|(ns, _)| !ns.is_empty()))
             .map(|(ns, _)| ns.clone())
             .collect();
         for ns in named {
