@@ -238,7 +238,7 @@ impl<D: Dataplane> Reconciler<D> {
         let compile_time = compile_started.elapsed();
         let compiled = self.compiled.as_mut().expect("compiled above");
         let enforced = Enforced {
-            policies: model.policies.len(),
+            policies: model.policies.len() + model.tiered.len(),
             endpoints: model.endpoints.len(),
             local: compiled.local_endpoints(),
         };
@@ -715,7 +715,11 @@ fn counted_contents(model: &Model, local: usize, ruleset: &Ruleset, rules: usize
         count(model.namespaces.len(), "namespace", "namespaces"),
         count(model.endpoints.len(), "endpoint", "endpoints"),
         local,
-        count(model.policies.len(), "policy", "policies"),
+        count(
+            model.policies.len() + model.tiered.len(),
+            "policy",
+            "policies"
+        ),
         count(ruleset.chains.len(), "chain", "chains"),
         count(rules, "rule", "rules"),
         count(ruleset.sets.len(), "set", "sets"),

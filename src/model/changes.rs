@@ -242,8 +242,10 @@ impl Model {
                     let key = (p.namespace.clone(), p.name.clone());
                     self.policies.contains_key(&key) && !gone_policies.contains(&key)
                 }
-                // Not enforced yet: only a full build says so (see `Model::assemble`).
-                Object::Tiered(_) => return None,
+                Object::Tiered(p) => {
+                    let key = (p.namespace.clone(), p.name.clone());
+                    self.tiered.contains_key(&key) && !gone_tiered.contains(&key)
+                }
             };
             if taken || !new_ids.insert(object.identity()) {
                 return None;

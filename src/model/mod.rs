@@ -412,19 +412,6 @@ impl Model {
                 Cow::Owned(c) => c.object,
                 Cow::Borrowed(c) => c.object.clone(),
             };
-            // Validated, but not compiled yet: refused rather than silently ignored.
-            if let Some(Object::Tiered(p)) = &object {
-                problems.push(Diagnostic::new(
-                    &p.origin.file,
-                    p.origin.pos,
-                    format!(
-                        "{} {} is valid, but this version of netpold does not enforce it yet",
-                        p.kind(),
-                        p.id()
-                    ),
-                ));
-                continue;
-            }
             objects.extend(object);
         }
         let model = Model::from_objects(objects, &mut problems);

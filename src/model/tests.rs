@@ -2032,15 +2032,12 @@ fn tiered_policies_convert() {
         "  - action: Deny\n",
         "    protocol: TCP\n",
         "    source: {selector: \"role == 'bad'\", namespaceSelector: has(team), nets: [10.0.0.0/8], notNets: [10.1.0.0/16]}\n",
-        "    destination: {ports: [80, \"8000:8080\", http], notPorts: [8001]}\n",
+        "    destination: {ports: [80, \"8000:8080\", 80]}\n",
         "  - action: Log\n",
         "  - action: Pass\n",
-        "    protocol: 1\n",
-        "    icmp: {type: 8, code: 0}\n",
+        "    protocol: 17\n",
         "  - action: Allow\n",
-        "    protocol: 58\n",
         "    ipVersion: 6\n",
-        "    notICMP: {type: 128}\n",
     )));
     assert!(!p.global);
     assert_eq!((p.namespace.as_str(), p.name.as_str()), ("default", "t"));
@@ -2063,35 +2060,13 @@ fn tiered_policies_convert() {
     assert_eq!(rules[0].source.not_nets, vec![net("10.1.0.0/16")]);
     assert_eq!(
         rules[0].destination.ports,
-        vec![
-            PortItem::Range(80, 80),
-            PortItem::Range(8000, 8080),
-            PortItem::Named("http".into())
-        ]
-    );
-    assert_eq!(
-        rules[0].destination.not_ports,
-        vec![PortItem::Range(8001, 8001)]
+        vec![PortItem::Range(80, 80), PortItem::Range(8000, 8080)]
     );
     assert_eq!(rules[1].action, Action::Log);
     assert_eq!(rules[1].source, tiered::Entity::default());
-    assert_eq!(rules[2].protocol, Some(RuleProtocol::Icmp));
-    assert_eq!(
-        rules[2].icmp,
-        Some(IcmpMatch {
-            icmp_type: 8,
-            code: Some(0)
-        })
-    );
-    assert_eq!(rules[3].protocol, Some(RuleProtocol::Icmpv6));
+    assert_eq!(rules[2].action, Action::Pass);
+    assert_eq!(rules[2].protocol, Some(RuleProtocol::Ported(Protocol::Udp)));
     assert_eq!(rules[3].ip_version, Some(IpVersion::V6));
-    assert_eq!(
-        rules[3].not_icmp,
-        Some(IcmpMatch {
-            icmp_type: 128,
-            code: None
-        })
-    );
 
     let g = the_tiered(gnp!(concat!(
         "  order: 0.5\n",
@@ -2158,9 +2133,7 @@ fn tiered_and_kubernetes_policies_may_share_a_name() {
     assert_eq!(
         problems,
         [
-            "f.yaml:6:1: error: netpold.io/v1 NetworkPolicy default/p is valid, but this version of netpold does not enforce it yet",
-            "f.yaml:11:1: error: GlobalNetworkPolicy p is valid, but this version of netpold does not enforce it yet",
-            "f.yaml:16:1: error: duplicate netpold.io/v1 NetworkPolicy default/p: also defined at f.yaml:6:1",
+            "f.yaml:16:1: error: duplicate netpold.io/v1 NetworkPolicy default/p: also defined at f.yaml:6:1"
         ]
     );
 }
@@ -2224,6 +2197,7 @@ fn tiered_policies_failing() {
                 "f.yaml:6:31: error: spec.ingress[0].protocol: unsupported protocol \"tcp\": one of TCP, UDP, SCTP, ICMP, ICMPv6 or a number 1-255 (write TCP)",
                 "f.yaml:7:31: error: spec.ingress[1].protocol: protocol number 256 is out of range 1-255",
                 "f.yaml:8:48: error: spec.ingress[2].ipVersion: protocol ICMP is not carried in IPv6",
+                "f.yaml:8:31: error: spec.ingress[2].protocol: valid, but this version of netpold does not enforce it yet",
                 "f.yaml:9:32: error: spec.ingress[3].ipVersion: must be 4 or 6",
             ],
         ),
@@ -2237,10 +2211,14 @@ fn tiered_policies_failing() {
             )),
             &[
                 "f.yaml:6:42: error: spec.ingress[0].destination.ports: needs protocol TCP, UDP or SCTP",
+                "f.yaml:7:31: error: spec.ingress[1].protocol: valid, but this version of netpold does not enforce it yet",
                 "f.yaml:7:56: error: spec.ingress[1].source.notPorts: needs protocol TCP, UDP or SCTP",
                 "f.yaml:8:42: error: spec.ingress[2].icmp: needs protocol ICMP or ICMPv6",
                 "f.yaml:9:43: error: spec.ingress[3].icmp.type: required (a code alone matches nothing useful)",
                 "f.yaml:9:70: error: spec.ingress[3].notICMP.type: must be an integer 0-254",
+                "f.yaml:9:31: error: spec.ingress[3].protocol: valid, but this version of netpold does not enforce it yet",
+                "f.yaml:9:43: error: spec.ingress[3].icmp: valid, but this version of netpold does not enforce it yet",
+                "f.yaml:9:63: error: spec.ingress[3].notICMP: valid, but this version of netpold does not enforce it yet",
             ],
         ),
         (
@@ -2265,6 +2243,24 @@ fn tiered_policies_failing() {
                 "f.yaml:11:30: error: spec.egress[0].destination.ports[2]: \"1:x\" is not a port range: write first:last, each 1-65535",
                 "f.yaml:11:37: error: spec.egress[0].destination.ports[3]: port 0 is out of range 1-65535",
                 "f.yaml:11:40: error: spec.egress[0].destination.ports[4]: port name \"DNS\" may contain only lower-case letters, digits and '-'",
+            ],
+        ),
+        (
+            tnp!(concat!(
+                "  ingress:\n",
+                "  - {action: Allow, protocol: ICMP, icmp: {type: 8, code: 0}}\n",
+                "  - {action: Allow, protocol: 47}\n",
+                "  - {action: Allow, protocol: TCP, destination: {ports: [http], notPorts: [22]}}\n",
+                "  - {action: Allow, protocol: TCP, destination: {notPorts: [22]}}\n",
+                "  - {action: Allow, protocol: TCP, source: {ports: [1000]}}\n",
+            )),
+            &[
+                "f.yaml:6:31: error: spec.ingress[0].protocol: valid, but this version of netpold does not enforce it yet",
+                "f.yaml:6:43: error: spec.ingress[0].icmp: valid, but this version of netpold does not enforce it yet",
+                "f.yaml:7:31: error: spec.ingress[1].protocol: valid, but this version of netpold does not enforce it yet",
+                "f.yaml:8:58: error: spec.ingress[2].destination.ports[0]: a named port is valid, but this version of netpold does not enforce it yet",
+                "f.yaml:9:60: error: spec.ingress[3].destination.notPorts: valid, but this version of netpold does not enforce it yet",
+                "f.yaml:10:52: error: spec.ingress[4].source.ports: valid, but this version of netpold does not enforce it yet",
             ],
         ),
         (

@@ -270,6 +270,11 @@ impl TieredPolicy {
         }
     }
 
+    /// The kind and id, as explain and comments name the policy.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.kind(), self.id())
+    }
+
     pub fn rules(&self, direction: Direction) -> Option<&[TierRule]> {
         match direction {
             Direction::Ingress => self.ingress.as_deref(),

@@ -34,6 +34,9 @@ const ENTITY_FIELDS: &[&str] = &[
     "notPorts",
 ];
 
+const NOT_YET: &str = "valid, but this version of netpold does not enforce it yet";
+const NOT_YET_SUFFIX: &str = "is valid, but this version of netpold does not enforce it yet";
+
 /// What the spec says, before metadata is added.
 pub(super) struct TieredParts {
     pub order: Option<Order>,
@@ -223,13 +226,26 @@ fn tier_rule(cx: &mut Ctx, node: &Node, path: &str) -> Option<TierRule> {
         *slot = icmp_match(cx, n, &ip);
     }
     let [icmp, not_icmp] = icmps;
+    // Valid, but not compiled yet: refused rather than enforced as something else.
+    if let (Some(n), Some(RuleProtocol::Icmp | RuleProtocol::Icmpv6 | RuleProtocol::Number(_))) =
+        (f.get("protocol"), protocol)
+    {
+        cx.error(n.pos, &pp, NOT_YET);
+    }
+    for field in ["icmp", "notICMP"] {
+        if let Some(n) = f.get(field)
+            && matches!(protocol, Some(RuleProtocol::Icmp | RuleProtocol::Icmpv6))
+        {
+            cx.error(n.pos, &join(path, field), NOT_YET);
+        }
+    }
     let version = ip_version.or(protocol.and_then(RuleProtocol::version));
     let source = match f.get("source") {
-        Some(s) => entity(cx, s, &join(path, "source"), protocol, version)?,
+        Some(s) => entity(cx, s, &join(path, "source"), protocol, version, true)?,
         None => Entity::default(),
     };
     let destination = match f.get("destination") {
-        Some(d) => entity(cx, d, &join(path, "destination"), protocol, version)?,
+        Some(d) => entity(cx, d, &join(path, "destination"), protocol, version, false)?,
         None => Entity::default(),
     };
     Some(TierRule {
@@ -332,6 +348,7 @@ fn entity(
     path: &str,
     protocol: Option<RuleProtocol>,
     version: Option<IpVersion>,
+    source: bool,
 ) -> Option<Entity> {
     let f = cx.fields(node, path, ENTITY_FIELDS)?;
     let mut ok = true;
@@ -387,10 +404,19 @@ fn entity(
             continue;
         }
         for (i, item) in cx.list(n, &pp).unwrap_or_default().iter().enumerate() {
-            match port_item(cx, item, &format!("{pp}[{i}]")) {
+            let ip = format!("{pp}[{i}]");
+            match port_item(cx, item, &ip) {
+                Some(PortItem::Named(_)) => {
+                    cx.error(item.pos, &ip, format!("a named port {NOT_YET_SUFFIX}"));
+                    ok = false;
+                }
                 Some(p) => slot.push(p),
                 None => ok = false,
             }
+        }
+        if (source || field == "notPorts") && ok {
+            cx.error(n.pos, &pp, NOT_YET);
+            ok = false;
         }
         slot.sort();
         slot.dedup();
