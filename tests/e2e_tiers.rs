@@ -204,3 +204,90 @@ spec:
         ("outside@198.51.100.10", "web", "udp", 53, V4, DROP),
     ]);
 }
+
+/// The daemon follows edits of ordered policies: the first netpold.io policy (the Pass
+/// maps appear: the whole table is replaced), a change of order (only what differs is
+/// changed), and the last one removed (the maps go).
+#[test]
+fn the_daemon_follows_orders_edited_live() {
+    use std::time::Duration;
+    if !can_run(&TOOLS) {
+        return;
+    }
+    const SYNC: Duration = Duration::from_secs(20);
+    const SHOW: Duration = Duration::from_secs(10);
+    let t = Topology::new("tlive", three(), &[]);
+    t.write(
+        "k8s.yaml",
+        "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-80, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{ports: [{port: 80}]}]
+",
+    );
+    let d = Daemon::start(&t, "debounce_ms = 100\nresync_interval_s = 3600\n");
+    let line = d.wait_sync(1, SYNC);
+    assert!(!line.contains("not programmed"), "first sync: {line}");
+    t.check(&[
+        ("client", "web", "tcp", 80, Both, PASS),
+        ("client", "web", "tcp", 443, Both, DROP),
+    ]);
+    let tiered = |deny_order: u32| {
+        format!(
+            "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {{name: deny-clients, namespace: a}}
+spec:
+  order: {deny_order}
+  selector: app == 'web'
+  ingress: [{{action: Deny, source: {{selector: app == 'client'}}}}]
+---
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {{name: allow-443, namespace: a}}
+spec:
+  order: 500
+  selector: app == 'web'
+  ingress: [{{action: Allow, protocol: TCP, destination: {{ports: [443]}}}}]
+"
+        )
+    };
+    let line = d.after(|| t.write("tiered.yaml", &tiered(100)), SYNC);
+    assert!(line.contains("programmed"), "{line}");
+    t.eventually(
+        &[
+            ("client", "web", "tcp", 80, Both, DROP),
+            ("client", "web", "tcp", 443, Both, DROP),
+            ("other", "web", "tcp", 443, Both, PASS),
+            ("other", "web", "tcp", 80, Both, PASS),
+        ],
+        SHOW,
+    );
+    // After the Allow and the Kubernetes policy: those decide first.
+    let line = d.after(|| t.write("tiered.yaml", &tiered(2000)), SYNC);
+    assert!(
+        line.contains("(changed:"),
+        "an order change is a small change: {line}"
+    );
+    t.eventually(
+        &[
+            ("client", "web", "tcp", 443, Both, PASS),
+            ("client", "web", "tcp", 80, Both, PASS),
+            ("client", "web", "udp", 53, Both, DROP),
+        ],
+        SHOW,
+    );
+    let line = d.after(|| t.remove("tiered.yaml"), SYNC);
+    assert!(line.contains("programmed"), "{line}");
+    t.eventually(
+        &[
+            ("client", "web", "tcp", 80, Both, PASS),
+            ("client", "web", "tcp", 443, Both, DROP),
+        ],
+        SHOW,
+    );
+}

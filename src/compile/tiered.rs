@@ -408,18 +408,14 @@ impl Compiler<'_> {
                 },
             );
         }
-        let order = policy
-            .order
-            .map_or_else(|| "none".to_owned(), |o| o.to_string());
+        // The order is in the endpoint chains' jump comments, not here: a chain's
+        // comment is a property that only a new chain changes.
         self.state.out.chains.insert(
             name,
             Chain {
                 base: None,
                 rules,
-                comment: bounded_comment(&format!(
-                    "{} {id} {direction} (order {order})",
-                    policy.kind()
-                )),
+                comment: bounded_comment(&format!("{} {direction}", policy.label())),
             },
         );
     }

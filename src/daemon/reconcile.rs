@@ -816,6 +816,7 @@ impl ModelDelta {
         tally(0, &mut delta, &changes.namespaces, &new.namespaces);
         tally(1, &mut delta, &changes.endpoints, &new.endpoints);
         tally(2, &mut delta, &changes.policies, &new.policies);
+        tally(2, &mut delta, &changes.tiered, &new.tiered);
         delta
     }
 }
