@@ -449,7 +449,7 @@ fn the_ordered_policy_kinds_are_checked_planned_explained_and_in_the_matrix() {
     let out = netpold(&["check", "--manifests", ex]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(
-        text(&out.stderr).starts_with("ok: 1 files, 2 namespaces, 3 endpoints, 3 policies"),
+        text(&out.stderr).starts_with("ok: 1 files, 2 namespaces, 3 endpoints, 4 policies"),
         "{}",
         text(&out.stderr)
     );
