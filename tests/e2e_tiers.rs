@@ -341,3 +341,39 @@ spec:
         ("client", "web", "udp", 53, Both, DROP),
     ]);
 }
+
+/// A named port in a destination resolves on each destination endpoint: `http` is 80
+/// on web and 8080 on api, so one egress rule allows client → web:80 and → api:8080.
+#[test]
+fn named_destination_ports_resolve_per_endpoint() {
+    let wls = vec![
+        wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]).ports("{name: http, port: 80}"),
+        wl("a/api", "app: web", &["10.0.0.4", "fd00::4"]).ports("{name: http, port: 8080}"),
+        wl("a/client", "app: client", &["10.0.0.2", "fd00::2"]),
+    ];
+    let Some(t) = setup(
+        "tnamed",
+        wls,
+        &[],
+        "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: client-out, namespace: a}
+spec:
+  selector: app == 'client'
+  egress:
+  - action: Allow
+    protocol: TCP
+    destination: {selector: app == 'web', ports: [http]}
+",
+    ) else {
+        return;
+    };
+    t.check(&[
+        ("client", "web", "tcp", 80, Both, PASS),
+        ("client", "api", "tcp", 8080, Both, PASS),
+        ("client", "web", "tcp", 8080, Both, DROP),
+        ("client", "api", "tcp", 80, Both, DROP),
+        ("client", "outside", "tcp", 80, Both, DROP),
+    ]);
+}

@@ -402,8 +402,8 @@ fn entity(
         for (i, item) in cx.list(n, &pp).unwrap_or_default().iter().enumerate() {
             let ip = format!("{pp}[{i}]");
             match port_item(cx, item, &ip) {
-                Some(PortItem::Named(_)) => {
-                    cx.error(item.pos, &ip, format!("a named port {NOT_YET_SUFFIX}"));
+                Some(PortItem::Named(_)) if source || field == "notPorts" => {
+                    cx.error(item.pos, &ip, format!("a named port here {NOT_YET_SUFFIX}"));
                     ok = false;
                 }
                 Some(p) => slot.push(p),
