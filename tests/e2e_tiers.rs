@@ -314,6 +314,16 @@ spec:
     protocol: ICMPv6
     icmp: {type: 128}
     source: {selector: app == 'client', namespaceSelector: kubernetes.io/metadata.name == 'a'}
+  # Not echo request code 1 (a ping is code 0): other's pings pass.
+  - action: Allow
+    protocol: ICMP
+    notICMP: {type: 8, code: 1}
+    source: {nets: [10.0.1.0/24]}
+  # Not echo request code 0: the outside's pings do not.
+  - action: Allow
+    protocol: ICMP
+    notICMP: {type: 8, code: 0}
+    source: {nets: [192.168.50.0/24]}
   - action: Deny
     protocol: ICMP
   - action: Deny
@@ -327,9 +337,10 @@ spec:
         return;
     };
     t.check(&[
-        // Echo requests of the client in namespace a only.
+        // Echo requests of the client in namespace a, and (IPv4) of b/other by notICMP.
         ("client", "web", "icmp", 0, Both, PASS),
-        ("other", "web", "icmp", 0, Both, DROP),
+        ("other", "web", "icmp", 0, V4, PASS),
+        ("other", "web", "icmp", 0, V6, DROP),
         ("outside", "web", "icmp", 0, Both, DROP),
         // TCP except 443 and 5000-5003.
         ("other", "web", "tcp", 80, Both, PASS),

@@ -173,7 +173,7 @@ pub enum Match {
     /// Any packet of this IP protocol number (`meta l4proto 47`).
     L4Proto(u8),
     /// An ICMP (`V4`) or ICMPv6 (`V6`) message of this type (and code), or, negated, of
-    /// another type (`icmp type != 8`; a negated match has no code).
+    /// another type (`icmp type != 8`) or another type and code pair.
     Icmp {
         family: Family,
         icmp_type: u8,

@@ -2288,7 +2288,6 @@ fn tiered_policies_failing() {
                 "  - {action: Allow, protocol: TCP, source: {ports: [1000]}}\n",
             )),
             &[
-                "f.yaml:7:48: error: spec.ingress[1].notICMP: a code in notICMP is valid, but this version of netpold does not enforce it yet",
                 "f.yaml:8:76: error: spec.ingress[2].destination.notPorts[0]: a named port here is valid, but this version of netpold does not enforce it yet",
                 "f.yaml:10:52: error: spec.ingress[4].source.ports: valid, but this version of netpold does not enforce it yet",
             ],
