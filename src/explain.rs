@@ -151,6 +151,11 @@ pub struct Side {
     pub allowed: bool,
     /// The policy rule that allows the flow, when one does.
     pub allowed_by: Option<PolicyRuleRef>,
+    /// The netpold.io policy rule (`Deny`) that denies the flow, when one does.
+    pub denied_by: Option<PolicyRuleRef>,
+    /// The netpold.io policy rule (`Pass`) that handed the flow to the Kubernetes
+    /// NetworkPolicies, when one did.
+    pub passed_by: Option<PolicyRuleRef>,
     /// Why, in one line.
     pub reason: String,
     /// The rules whose verdicts were taken, `chain[index]`.
@@ -186,7 +191,10 @@ impl Explanation {
                 .iter()
                 .filter_map(|s| s.allowed_by.as_ref().map(ToString::to_string))
                 .collect(),
-            (false, Some(d)) => self.side(d).policies.clone(),
+            (false, Some(d)) => match &self.side(d).denied_by {
+                Some(r) => vec![r.to_string()],
+                None => self.side(d).policies.clone(),
+            },
             (false, None) => Vec::new(),
         }
     }
@@ -208,6 +216,14 @@ impl Explanation {
                 "policies": s.policies,
                 "verdict": verdict_word(s.allowed),
                 "allowed_by": s.allowed_by.as_ref().map(|r| serde_json::json!({
+                    "policy": r.policy,
+                    "rule": r.rule,
+                })),
+                "denied_by": s.denied_by.as_ref().map(|r| serde_json::json!({
+                    "policy": r.policy,
+                    "rule": r.rule,
+                })),
+                "passed_by": s.passed_by.as_ref().map(|r| serde_json::json!({
                     "policy": r.policy,
                     "rule": r.rule,
                 })),
@@ -444,11 +460,17 @@ impl<'m> Explainer<'m> {
                     .iter()
                     .rev()
                     .map(|r| origins.chains.get(&r.chain))
-                    .find(|o| !matches!(o, Some(ChainOrigin::Policy { .. })))
+                    .find(|o| {
+                        !matches!(
+                            o,
+                            Some(ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. })
+                        )
+                    })
                     .flatten()
                     .and_then(|o| match o {
-                        ChainOrigin::Endpoint { direction, .. } => Some(*direction),
-                        ChainOrigin::Policy { .. } => None,
+                        ChainOrigin::Endpoint { direction, .. }
+                        | ChainOrigin::Passed { direction, .. } => Some(*direction),
+                        ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. } => None,
                     });
                 break;
             }
@@ -510,6 +532,8 @@ impl<'m> Explainer<'m> {
                 policies: Vec::new(),
                 allowed: true,
                 allowed_by: None,
+                denied_by: None,
+                passed_by: None,
                 reason: format!("no endpoint has this address: no {direction} policy applies"),
                 rules: Vec::new(),
             };
@@ -523,47 +547,95 @@ impl<'m> Explainer<'m> {
             .expect("an endpoint has chains on its own node");
         let trace = eval::run_chain(rs, chain, &pkt);
         let Some(ChainOrigin::Endpoint {
-            policies,
-            last_rule,
-            ..
+            order, last_rule, ..
         }) = origins.chains.get(chain)
         else {
             unreachable!("endpoint chains are recorded as such");
         };
-        let policies: Vec<String> = policies
-            .iter()
-            .map(|(ns, name)| format!("{ns}/{name}"))
-            .collect();
+        let policies: Vec<String> = order.clone();
         // A chain that falls through ends in its base chain, which accepts.
         let allowed = trace.verdict != Some(false);
-        let allowed_by = trace.path.iter().find_map(|r| {
-            let Some(ChainOrigin::Policy {
-                policy,
-                direction,
-                rules,
-            }) = origins.chains.get(&r.chain)
-            else {
-                return None;
-            };
-            let rule = &rs.chains[&r.chain].rules[r.index];
-            (rule.verdict == Some(Verdict::Accept)).then(|| PolicyRuleRef {
-                policy: format!("{}/{}", policy.0, policy.1),
-                direction: *direction,
-                rule: rules[r.index],
+        // The policy rule behind each rule taken, with the verdict it took.
+        let decisions: Vec<(PolicyRuleRef, &Verdict)> = trace
+            .path
+            .iter()
+            .filter_map(|r| {
+                let (policy, direction, rules) = match origins.chains.get(&r.chain)? {
+                    ChainOrigin::Policy {
+                        policy,
+                        direction,
+                        rules,
+                    } => (format!("{}/{}", policy.0, policy.1), direction, rules),
+                    ChainOrigin::Tiered {
+                        policy,
+                        direction,
+                        rules,
+                    } => (policy.clone(), direction, rules),
+                    _ => return None,
+                };
+                let verdict = rs.chains[&r.chain].rules[r.index].verdict.as_ref()?;
+                Some((
+                    PolicyRuleRef {
+                        policy,
+                        direction: *direction,
+                        rule: rules[r.index],
+                    },
+                    verdict,
+                ))
             })
-        });
+            .collect();
+        let by = |pick: fn(&Verdict) -> bool| {
+            decisions
+                .iter()
+                .find(|(_, v)| pick(v))
+                .map(|(r, _)| r.clone())
+        };
+        let allowed_by = by(|v| *v == Verdict::Accept);
+        let denied_by = by(|v| *v == Verdict::Drop);
+        let passed_by = by(|v| matches!(v, Verdict::Map { .. }));
         let isolated = !policies.is_empty();
         let taken = trace.path.last();
-        let reason = match (&allowed_by, taken) {
-            (Some(r), _) => format!("isolated by {}; allowed by {r}", policies.join(", ")),
-            (None, Some(RuleRef { chain: c, index })) if c == chain && index == last_rule => {
+        let passed = passed_by
+            .as_ref()
+            .map(|r| format!("passed by {r}; "))
+            .unwrap_or_default();
+        let reason = match (&allowed_by, &denied_by, taken) {
+            (Some(r), _, _) => format!(
+                "isolated by {}; {passed}allowed by {r}",
+                policies.join(", ")
+            ),
+            (None, Some(r), _) => format!("isolated by {}; denied by {r}", policies.join(", ")),
+            (None, None, Some(RuleRef { chain: c, index })) if c == chain && index == last_rule => {
                 if isolated {
                     format!("isolated; no rule of {} allows this", policies.join(", "))
                 } else {
                     format!("not isolated: no policy selects it for {direction}; allowed")
                 }
             }
-            (None, Some(r)) => {
+            (None, None, Some(RuleRef { chain: c, index }))
+                if matches!(
+                    origins.chains.get(c),
+                    Some(ChainOrigin::Passed { last_rule, .. }) if last_rule == index
+                ) =>
+            {
+                let Some(ChainOrigin::Passed { policies: k8s, .. }) = origins.chains.get(c) else {
+                    unreachable!("matched above");
+                };
+                if k8s.is_empty() {
+                    format!(
+                        "isolated by {}; {passed}no Kubernetes NetworkPolicy selects it for {direction}; allowed",
+                        policies.join(", ")
+                    )
+                } else {
+                    let k8s: Vec<String> = k8s.iter().map(|(n, p)| format!("{n}/{p}")).collect();
+                    format!(
+                        "isolated by {}; {passed}no rule of {} allows this",
+                        policies.join(", "),
+                        k8s.join(", ")
+                    )
+                }
+            }
+            (None, None, Some(r)) => {
                 let rule = &rs.chains[&r.chain].rules[r.index];
                 format!(
                     "{} by rule {} of chain {} ({})",
@@ -573,7 +645,7 @@ impl<'m> Explainer<'m> {
                     rule.comment.as_deref().unwrap_or("no comment")
                 )
             }
-            (None, None) => format!("{} by the base chain's policy", verdict_word(allowed)),
+            (None, None, None) => format!("{} by the base chain's policy", verdict_word(allowed)),
         };
         Side {
             direction,
@@ -583,6 +655,8 @@ impl<'m> Explainer<'m> {
             policies,
             allowed,
             allowed_by,
+            denied_by,
+            passed_by,
             reason,
             rules: trace
                 .path

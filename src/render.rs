@@ -148,6 +148,43 @@ pub fn match_text(m: &Match) -> String {
         Match::Limit { rate, burst } => {
             format!("limit rate {rate}/second burst {burst} packets")
         }
+        Match::DstPortsNot {
+            protocol,
+            range: (a, b),
+        } => {
+            if a == b {
+                format!("{} dport != {a}", protocol.keyword())
+            } else {
+                format!("{} dport != {a}-{b}", protocol.keyword())
+            }
+        }
+        Match::L4Proto(n) => format!("meta l4proto {n}"),
+        Match::Icmp {
+            family,
+            icmp_type,
+            code,
+            negate,
+        } => {
+            let word = match family {
+                Family::V4 => "icmp",
+                Family::V6 => "icmpv6",
+            };
+            let op = if *negate { "!= " } else { "" };
+            match code {
+                // Not this type with this code: both bytes at once, as a raw payload
+                // (the compiler puts the family match before it).
+                Some(c) if *negate => format!(
+                    "meta l4proto {} @th,0,16 != {}",
+                    match family {
+                        Family::V4 => 1,
+                        Family::V6 => 58,
+                    },
+                    u16::from(*icmp_type) << 8 | u16::from(*c)
+                ),
+                Some(c) => format!("{word} type {icmp_type} {word} code {c}"),
+                None => format!("{word} type {op}{icmp_type}"),
+            }
+        }
     }
 }
 

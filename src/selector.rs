@@ -1,5 +1,7 @@
 //! Kubernetes label selectors (matchLabels + matchExpressions) over label maps.
 
+pub mod expr;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 

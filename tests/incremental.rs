@@ -10,7 +10,7 @@ use netpold::load::load_dir;
 use netpold::model::{Changes, Model};
 
 mod common;
-use common::{NODE, Rng, edited, scenario};
+use common::{NODE, Rng, edited, edited_tiered, scenario, tiered_policies};
 
 fn model(yaml: &str) -> Option<Model> {
     let dir = tempfile::tempdir().unwrap();
@@ -109,6 +109,84 @@ fn incremental_updates_equal_a_compilation_from_scratch() {
         "only {touched} of {steps} edits changed the ruleset"
     );
     eprintln!("{steps} edits, {touched} changed the ruleset");
+}
+
+/// With netpold.io policies too: the first one arriving, orders, actions and selectors
+/// edited, the last one removed. A change of the verdict maps (the first policy, the
+/// last removed) needs a whole-table replacement; every other update's delta leads to
+/// the ruleset compiled from scratch.
+#[test]
+fn incremental_updates_with_ordered_policies_equal_a_compilation_from_scratch() {
+    let mut rng = Rng(77);
+    let (mut steps, mut replaced, mut with_tiers) = (0, 0, 0);
+    for n in 0..40 {
+        let base = scenario(&mut rng).yaml;
+        let mut yaml = if n % 4 == 0 {
+            base
+        } else {
+            format!("{base}{}", tiered_policies(&mut rng))
+        };
+        let Some(first) = model(&yaml) else { continue };
+        let options = Options {
+            drop_log: (n % 2 == 0).then_some(DropLog {
+                group: Some(5),
+                rate: 10,
+                burst: 20,
+            }),
+        };
+        let mut inc = Incremental::with_options(&first, NODE, "netpold", &options);
+        let mut previous = first;
+        for step in 0..20 {
+            let next_yaml = match step {
+                5 => format!("{yaml}{}", tiered_policies(&mut rng)),
+                10 => scenario(&mut rng).yaml,
+                _ => edited_tiered(&yaml, &mut rng),
+            };
+            let Some(next) = model(&next_yaml) else {
+                continue;
+            };
+            let expected = compile_with(&next, NODE, "netpold", &options);
+            let before = inc.ruleset().clone();
+            if inc
+                .update(&next, &Changes::between(&previous, &next))
+                .is_err()
+            {
+                // What the daemon does: compile from scratch and replace the table.
+                inc = Incremental::with_options(&next, NODE, "netpold", &options);
+                replaced += 1;
+            } else {
+                assert!(
+                    *inc.ruleset() == expected,
+                    "scenario {n} step {step}: incremental and from-scratch differ\n--- from\n{yaml}\n--- to\n{next_yaml}"
+                );
+                let (delta, _) = inc.delta().unwrap();
+                assert_eq!(
+                    diff::apply(&before, &delta, &expected),
+                    expected,
+                    "scenario {n} step {step}: the delta ({}) does not lead to the new ruleset",
+                    delta.summary()
+                );
+                assert_eq!(inc.rule_count(), expected.rule_count());
+                assert_eq!(inc.local_endpoints(), next.local_endpoints(NODE));
+            }
+            with_tiers += usize::from(!next.tiered.is_empty());
+            steps += 1;
+            yaml = next_yaml;
+            previous = next;
+        }
+    }
+    assert!(steps > 400, "only {steps} steps");
+    assert!(
+        with_tiers > steps / 3,
+        "only {with_tiers} of {steps} with ordered policies"
+    );
+    assert!(
+        replaced < steps / 4,
+        "{replaced} of {steps} replaced the whole table"
+    );
+    eprintln!(
+        "{steps} edits, {with_tiers} with ordered policies, {replaced} whole-table replacements"
+    );
 }
 
 // The daemon's source: a change patched into the model (`Model::patch`) against a

@@ -34,7 +34,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
             loaded.files,
             m.namespaces.len(),
             m.endpoints.len(),
-            m.policies.len()
+            m.policies.len() + m.tiered.len()
         );
         Ok(EXIT_OK)
     } else {

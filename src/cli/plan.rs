@@ -28,7 +28,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         settings.node,
         m.namespaces.len(),
         m.endpoints.len(),
-        m.policies.len(),
+        m.policies.len() + m.tiered.len(),
         ruleset.sets.len(),
         ruleset.chains.len(),
         ruleset.rule_count()

@@ -61,6 +61,19 @@ fn sets_used(chain: &Chain) -> impl Iterator<Item = &str> {
     })
 }
 
+/// How many Kubernetes policy chains use each set.
+fn policy_set_users(out: &Ruleset) -> BTreeMap<String, usize> {
+    let mut users: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, chain) in &out.chains {
+        if name.starts_with("pol_") {
+            for set in sets_used(chain) {
+                *users.entry(set.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    users
+}
+
 /// Policies of `ep`'s namespace that select it for `direction`, in model order.
 fn selecting<'m>(model: &'m Model, ep: &Endpoint, direction: Direction) -> Vec<&'m NetworkPolicy> {
     model
@@ -136,14 +149,7 @@ impl Incremental {
             c.compile(node);
             c.state
         };
-        let mut users: BTreeMap<String, usize> = BTreeMap::new();
-        for (name, chain) in &state.out.chains {
-            if name.starts_with("pol_") {
-                for set in sets_used(chain) {
-                    *users.entry(set.to_owned()).or_default() += 1;
-                }
-            }
-        }
+        let users = policy_set_users(&state.out);
         Incremental {
             node: node.to_owned(),
             table: table.to_owned(),
@@ -173,6 +179,9 @@ impl Incremental {
     /// `Err`: a name the update needs is taken by another object (a hash collision);
     /// only a compilation from scratch names both consistently.
     pub fn update(&mut self, model: &Model, changes: &Changes) -> Result<(), NeedsReplace> {
+        if !model.tiered.is_empty() || !changes.tiered.is_empty() {
+            return self.recompile(model);
+        }
         let state = std::mem::take(&mut self.state);
         let mut users = std::mem::take(&mut self.users);
         let mut c = Compiler::new(model, &self.table, state);
@@ -194,6 +203,58 @@ impl Incremental {
                 .saturating_sub(local(before.as_ref()));
         }
         result
+    }
+
+    /// `update` for a model with netpold.io policies (or one that just lost its last):
+    /// an ordered policy's change can reorder every selected endpoint's chain, so the
+    /// model is compiled from scratch and the log records what differs from before,
+    /// which keeps the kernel transaction as small as the difference.
+    fn recompile(&mut self, model: &Model) -> Result<(), NeedsReplace> {
+        let state = State {
+            options: self.state.options.clone(),
+            ..State::default()
+        };
+        let mut c = Compiler::new(model, &self.table, state);
+        c.compile(&self.node);
+        let mut fresh = c.state;
+        let old = &self.state.out;
+        let new = &fresh.out;
+        if old.maps.keys().ne(new.maps.keys()) {
+            return Err(NeedsReplace(
+                "the Pass maps come or go with the netpold.io policies".to_owned(),
+            ));
+        }
+        let mut log = ChangeLog::default();
+        let chains: BTreeSet<&String> = old.chains.keys().chain(new.chains.keys()).collect();
+        for name in chains {
+            let before = old.chains.get(name);
+            if before != new.chains.get(name) {
+                log.chains.insert(name.clone(), before.cloned());
+            }
+        }
+        let sets: BTreeSet<&String> = old.sets.keys().chain(new.sets.keys()).collect();
+        for name in sets {
+            let before = old.sets.get(name);
+            if before != new.sets.get(name) {
+                log.sets.insert(name.clone(), before.cloned());
+            }
+        }
+        for (map, m) in &new.maps {
+            let before = &old.maps[map].entries;
+            let keys: BTreeSet<&String> = before.keys().chain(m.entries.keys()).collect();
+            for key in keys {
+                if before.get(key) != m.entries.get(key) {
+                    log.entries
+                        .insert((map.clone(), key.clone()), before.get(key).cloned());
+                }
+            }
+        }
+        fresh.log = Some(log);
+        self.users = policy_set_users(&fresh.out);
+        self.rules = fresh.out.rule_count();
+        self.local = model.local_endpoints(&self.node);
+        self.state = fresh;
+        Ok(())
     }
 
     /// The kernel transaction for everything the last `update` changed, with the
@@ -536,7 +597,8 @@ impl Compiler<'_> {
             let name = self.endpoint_chain_name(ep, direction);
             self.take_chain(&name);
             let policies = selecting(self.model, ep, direction);
-            let name = self.endpoint_chain(ep, direction, &policies);
+            // With netpold.io policies in the model, updates compile from scratch.
+            let name = self.endpoint_chain(ep, direction, &policies, &[]);
             let map = match direction {
                 Direction::Egress => super::EGRESS_MAP,
                 Direction::Ingress => super::INGRESS_MAP,

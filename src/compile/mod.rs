@@ -16,6 +16,9 @@
 //! - Selector membership lives in named sets, shared by every rule with the same
 //!   selector, so an endpoint that comes, goes or is relabelled changes set elements,
 //!   never rules.
+//! - netpold.io policies (`tiered`): `tp_<h>_*` chains in the same ordered sequence,
+//!   the Kubernetes policies at order 1000; a Pass goes on to the endpoint's
+//!   `epk_<h>_*` chain through the `*_pass` verdict maps.
 //! - Every drop and every policy rule counts its packets. With `Options::drop_log`, a
 //!   rate-limited log rule with the same conditions goes right before each drop of an
 //!   isolated endpoint and each anti-spoofing drop (prefix: `droplog`).
@@ -27,16 +30,18 @@ use ipnet::IpNet;
 
 mod incremental;
 mod origins;
+mod tiered;
 
 pub use incremental::Incremental;
 pub use origins::{ChainOrigin, ObjectKey, Origins, explainable};
+pub use tiered::{EGRESS_PASS_MAP, INGRESS_PASS_MAP, policy_log_prefix};
 
 use crate::droplog::{DropCause, drop_prefix};
 use crate::index::{Index, Namespaces};
 use crate::ir::*;
 use crate::model::{
     Direction, Endpoint, IpBlock, Model, NetworkPolicy, Peer, PortMatch, Protocol,
-    Rule as PolicyRule,
+    Rule as PolicyRule, TieredPolicy,
 };
 use crate::selector::{LabelSelector, Labels};
 
@@ -525,8 +530,40 @@ impl<'m> Compiler<'m> {
                 }
             }
         }
+        // The netpold.io policies selecting each endpoint, per direction, by order.
+        let mut tiered_selecting: BTreeMap<(usize, Direction), Vec<&'m TieredPolicy>> =
+            BTreeMap::new();
+        let mut ordered: Vec<&'m TieredPolicy> = self.model.tiered.values().collect();
+        ordered.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        for policy in ordered {
+            for direction in Direction::BOTH {
+                if policy.rules(direction).is_none() {
+                    continue;
+                }
+                self.tiered_chain(policy, direction);
+            }
+            for i in 0..self.index().endpoints.len() {
+                let ep = self.index().endpoints[i];
+                let Some(ns) = self.model.namespaces.get(&ep.namespace) else {
+                    continue;
+                };
+                if !tiered::tiered_selects(policy, ep, &ns.labels) {
+                    continue;
+                }
+                for direction in Direction::BOTH {
+                    if policy.rules(direction).is_some() {
+                        tiered_selecting
+                            .entry((i, direction))
+                            .or_default()
+                            .push(policy);
+                    }
+                }
+            }
+        }
         let mut egress_map = BTreeMap::new();
         let mut ingress_map = BTreeMap::new();
+        let mut egress_pass = BTreeMap::new();
+        let mut ingress_pass = BTreeMap::new();
         for i in 0..self.index().endpoints.len() {
             let ep = self.index().endpoints[i];
             if !ep.is_local(node) {
@@ -536,13 +573,38 @@ impl<'m> Compiler<'m> {
                 let policies = selecting
                     .get(&(i, direction))
                     .map_or(&[][..], Vec::as_slice);
-                let name = self.endpoint_chain(ep, direction, policies);
-                let map = match direction {
-                    Direction::Egress => &mut egress_map,
-                    Direction::Ingress => &mut ingress_map,
+                let tiered = tiered_selecting
+                    .get(&(i, direction))
+                    .map_or(&[][..], Vec::as_slice);
+                let name = self.endpoint_chain(ep, direction, policies, tiered);
+                let (map, pass) = match direction {
+                    Direction::Egress => (&mut egress_map, &mut egress_pass),
+                    Direction::Ingress => (&mut ingress_map, &mut ingress_pass),
                 };
                 map.insert(ep.interface.clone(), Verdict::Goto(name));
+                if tiered.iter().any(|p| tiered::has_pass(p, direction)) {
+                    let name = self.kubernetes_chain(ep, direction, policies);
+                    pass.insert(ep.interface.clone(), Verdict::Goto(name));
+                }
             }
+        }
+        if !self.model.tiered.is_empty() {
+            self.state.out.maps.insert(
+                EGRESS_PASS_MAP.to_owned(),
+                VerdictMap {
+                    entries: egress_pass,
+                    comment: "sender interface -> its Kubernetes NetworkPolicies after a Pass"
+                        .into(),
+                },
+            );
+            self.state.out.maps.insert(
+                INGRESS_PASS_MAP.to_owned(),
+                VerdictMap {
+                    entries: ingress_pass,
+                    comment: "receiver interface -> its Kubernetes NetworkPolicies after a Pass"
+                        .into(),
+                },
+            );
         }
         self.state.out.maps.insert(
             EGRESS_MAP.to_owned(),
@@ -684,6 +746,7 @@ impl<'m> Compiler<'m> {
         ep: &Endpoint,
         direction: Direction,
         policies: &[&NetworkPolicy],
+        tiered: &[&TieredPolicy],
     ) -> String {
         let name = self.endpoint_chain_name(ep, direction);
         let id = ep.id();
@@ -755,16 +818,51 @@ impl<'m> Compiler<'m> {
                 .counted()
                 .with_comment("no connection state"),
         );
-        for policy in policies {
-            rules.push(
-                Rule::new(
-                    vec![],
-                    Verdict::Jump(self.policy_chain_name(policy, direction)),
-                )
-                .with_comment(comment_around("policy ", &policy.id(), "")),
-            );
+        // One ordered sequence: netpold.io policies by (order, name, namespace), the
+        // Kubernetes NetworkPolicies at order 1000 among them (in model order).
+        let mut k8s = policies.iter().peekable();
+        let mut ordered = tiered.iter().peekable();
+        let mut order = Vec::new();
+        loop {
+            let take_k8s = match (k8s.peek(), ordered.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(p), Some(t)) => {
+                    (
+                        false,
+                        Some(crate::model::tiered::Order::KUBERNETES),
+                        p.name.as_str(),
+                        p.namespace.as_str(),
+                    ) <= t.sort_key()
+                }
+            };
+            if take_k8s {
+                let policy = k8s.next().expect("peeked");
+                order.push(policy.id());
+                rules.push(
+                    Rule::new(
+                        vec![],
+                        Verdict::Jump(self.policy_chain_name(policy, direction)),
+                    )
+                    .with_comment(comment_around("policy ", &policy.id(), "")),
+                );
+            } else {
+                let policy = ordered.next().expect("peeked");
+                order.push(policy.label());
+                let at = policy
+                    .order
+                    .map_or_else(|| "none".to_owned(), |o| o.to_string());
+                rules.push(
+                    Rule::new(
+                        vec![],
+                        Verdict::Jump(self.tiered_chain_name(policy, direction)),
+                    )
+                    .with_comment(bounded_comment(&format!("{} (order {at})", policy.label()))),
+                );
+            }
         }
-        if policies.is_empty() {
+        if policies.is_empty() && tiered.is_empty() {
             rules.push(
                 Rule::new(vec![], Verdict::Accept).with_comment(comment_around(
                     "",
@@ -813,6 +911,7 @@ impl<'m> Compiler<'m> {
                         .iter()
                         .map(|p| (p.namespace.clone(), p.name.clone()))
                         .collect(),
+                    order,
                     last_rule: self.state.out.chains[&name].rules.len() - 1,
                 },
             );

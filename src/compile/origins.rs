@@ -18,10 +18,31 @@ pub enum ChainOrigin {
     Endpoint {
         endpoint: ObjectKey,
         direction: Direction,
-        /// The policies that select it and govern this direction, in jump order.
+        /// The Kubernetes NetworkPolicies that select it and govern this direction,
+        /// in jump order.
         policies: Vec<ObjectKey>,
+        /// Every policy it jumps to, netpold.io ones (by `TieredPolicy::label`) and
+        /// Kubernetes ones (`ns/name`), in jump order.
+        order: Vec<String>,
         /// Index of the chain's last rule: the drop of an isolated endpoint, or the
         /// accept of one that no policy governs in this direction.
+        last_rule: usize,
+    },
+    /// `tp_<h>_in` / `tp_<h>_out`: one netpold.io policy's rules for one direction.
+    Tiered {
+        /// `TieredPolicy::label`.
+        policy: String,
+        direction: Direction,
+        /// For each rule of the chain, the index of the policy rule.
+        rules: Vec<usize>,
+    },
+    /// `epk_<h>_in` / `epk_<h>_out`: where a Pass sends an endpoint's packets, its
+    /// Kubernetes NetworkPolicies alone.
+    Passed {
+        endpoint: ObjectKey,
+        direction: Direction,
+        policies: Vec<ObjectKey>,
+        /// Index of the chain's last rule (drop when isolated, accept when not).
         last_rule: usize,
     },
     /// `pol_<h>_in` / `pol_<h>_out`: one policy's rules for one direction.
@@ -150,10 +171,15 @@ spec:
                 ChainOrigin::Endpoint {
                     last_rule,
                     policies,
+                    order,
                     ..
                 } => {
                     assert_eq!(*last_rule, rs.chains[name].rules.len() - 1);
                     assert_eq!(policies, &[("a".to_owned(), "p".to_owned())]);
+                    assert_eq!(order, &["a/p".to_owned()]);
+                }
+                ChainOrigin::Tiered { .. } | ChainOrigin::Passed { .. } => {
+                    unreachable!("no netpold.io policy here")
                 }
             }
         }

@@ -241,7 +241,7 @@ impl<D: Dataplane> Reconciler<D> {
         let compile_time = compile_started.elapsed();
         let compiled = self.compiled.as_mut().expect("compiled above");
         let enforced = Enforced {
-            policies: model.policies.len(),
+            policies: model.policies.len() + model.tiered.len(),
             endpoints: model.endpoints.len(),
             local: compiled.local_endpoints(),
         };
@@ -726,7 +726,11 @@ fn counted_contents(model: &Model, local: usize, ruleset: &Ruleset, rules: usize
         count(model.namespaces.len(), "namespace", "namespaces"),
         count(model.endpoints.len(), "endpoint", "endpoints"),
         local,
-        count(model.policies.len(), "policy", "policies"),
+        count(
+            model.policies.len() + model.tiered.len(),
+            "policy",
+            "policies"
+        ),
         count(ruleset.chains.len(), "chain", "chains"),
         count(rules, "rule", "rules"),
         count(ruleset.sets.len(), "set", "sets"),
@@ -823,6 +827,7 @@ impl ModelDelta {
         tally(0, &mut delta, &changes.namespaces, &new.namespaces);
         tally(1, &mut delta, &changes.endpoints, &new.endpoints);
         tally(2, &mut delta, &changes.policies, &new.policies);
+        tally(2, &mut delta, &changes.tiered, &new.tiered);
         delta
     }
 }

@@ -32,6 +32,9 @@ pub enum Value {
 pub struct Node {
     pub value: Value,
     pub pos: Pos,
+    /// Length of the node's source text in characters (quotes included), where the
+    /// parser knows it; lets an error point inside a string (a selector expression).
+    pub len: u32,
 }
 
 impl Node {
@@ -52,6 +55,31 @@ impl Node {
         match &self.value {
             Value::Str(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// Where the character `offset` (0-based) of a string value is in the file, when
+    /// the string is written on one line, plain or quoted without escapes; else the
+    /// node's own position.
+    pub fn pos_in_string(&self, offset: usize) -> Pos {
+        let Value::Str(s) = &self.value else {
+            return self.pos;
+        };
+        let chars = s.chars().count();
+        let quote = if self.len as usize == chars {
+            0
+        } else if self.len as usize == chars + 2 {
+            1
+        } else {
+            return self.pos;
+        };
+        if s.contains('\n') {
+            return self.pos;
+        }
+        let offset = u32::try_from(offset.min(chars)).unwrap_or(0);
+        Pos {
+            line: self.pos.line,
+            col: self.pos.col.saturating_add(quote).saturating_add(offset),
         }
     }
 
@@ -80,6 +108,7 @@ impl<'de> Deserialize<'de> for Node {
                 line: u32::try_from(spanned.referenced.line()).unwrap_or(u32::MAX),
                 col: u32::try_from(spanned.referenced.column()).unwrap_or(u32::MAX),
             },
+            len: u32::try_from(spanned.referenced.span().len()).unwrap_or(u32::MAX),
         })
     }
 }
@@ -167,5 +196,26 @@ mod tests {
         assert_eq!(items[1].get("d").unwrap().as_str(), Some("80"));
         assert_eq!(items[1].get("d").unwrap().pos, Pos { line: 4, col: 18 });
         assert_eq!(docs[1].get("kind").unwrap().pos.line, 6);
+    }
+
+    #[test]
+    fn positions_inside_strings() {
+        let doc: Node = serde_saphyr::from_str(concat!(
+            "a: x == 'y'\n",
+            "b: \"x == 'y'\"\n",
+            "c: 'x == \"y\"'\n",
+            "d: >-\n  x == 'y'\n",
+            "e: 'it''s'\n",
+            "f: \"a\\tb\"\n",
+        ))
+        .unwrap();
+        let at = |key: &str, offset| doc.get(key).unwrap().pos_in_string(offset);
+        assert_eq!(at("a", 5), Pos { line: 1, col: 9 });
+        assert_eq!(at("b", 5), Pos { line: 2, col: 10 });
+        assert_eq!(at("c", 5), Pos { line: 3, col: 10 });
+        // Folded, or with escapes: the string's start, since columns would lie.
+        assert_eq!(at("d", 5), doc.get("d").unwrap().pos);
+        assert_eq!(at("e", 3), doc.get("e").unwrap().pos);
+        assert_eq!(at("f", 2), doc.get("f").unwrap().pos);
     }
 }

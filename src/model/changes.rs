@@ -5,7 +5,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use super::{Endpoint, Identity, Model, Namespace, NetworkPolicy, Object};
+use super::{
+    Endpoint, Identity, Model, NETPOLD_NETWORK_POLICY, Namespace, NetworkPolicy, Object,
+    TieredPolicy,
+};
 
 type Key = (String, String);
 
@@ -17,6 +20,8 @@ pub struct Changes {
     pub namespaces: BTreeMap<String, Option<Namespace>>,
     pub endpoints: BTreeMap<Key, Option<Endpoint>>,
     pub policies: BTreeMap<Key, Option<NetworkPolicy>>,
+    /// `netpold.io/v1` policies, keyed as `Model::tiered`.
+    pub tiered: BTreeMap<Key, Option<TieredPolicy>>,
 }
 
 impl Changes {
@@ -26,11 +31,15 @@ impl Changes {
             namespaces: differing(&old.namespaces, &new.namespaces, Namespace::compiles_like),
             endpoints: differing(&old.endpoints, &new.endpoints, Endpoint::compiles_like),
             policies: differing(&old.policies, &new.policies, NetworkPolicy::compiles_like),
+            tiered: differing(&old.tiered, &new.tiered, TieredPolicy::compiles_like),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.namespaces.is_empty() && self.endpoints.is_empty() && self.policies.is_empty()
+        self.namespaces.is_empty()
+            && self.endpoints.is_empty()
+            && self.policies.is_empty()
+            && self.tiered.is_empty()
     }
 
     /// Forgets the objects whose value in `new` compiles like their old one.
@@ -57,6 +66,7 @@ impl Changes {
             &new.policies,
             NetworkPolicy::compiles_like,
         );
+        keep(&mut self.tiered, &new.tiered, TieredPolicy::compiles_like);
     }
 }
 
@@ -119,6 +129,9 @@ impl Claims {
             claims.claim(key, ep);
         }
         for (ns, _) in model.policies.keys() {
+            claims.name(ns);
+        }
+        for (ns, _) in model.tiered.keys().filter(|(ns, _)| !ns.is_empty()) {
             claims.name(ns);
         }
         claims
@@ -187,6 +200,7 @@ impl Model {
         let mut gone_namespaces = BTreeSet::new();
         let mut gone_endpoints = BTreeSet::new();
         let mut gone_policies = BTreeSet::new();
+        let mut gone_tiered = BTreeSet::new();
         for (kind, ns, name) in removed.iter().copied() {
             let key = (ns.clone(), name.clone());
             let present = match kind.as_str() {
@@ -200,6 +214,9 @@ impl Model {
                     self.endpoints.contains_key(&key) && gone_endpoints.insert(key)
                 }
                 "NetworkPolicy" => self.policies.contains_key(&key) && gone_policies.insert(key),
+                NETPOLD_NETWORK_POLICY | "GlobalNetworkPolicy" => {
+                    self.tiered.contains_key(&key) && gone_tiered.insert(key)
+                }
                 _ => false,
             };
             if !present {
@@ -224,6 +241,10 @@ impl Model {
                 Object::Policy(p) => {
                     let key = (p.namespace.clone(), p.name.clone());
                     self.policies.contains_key(&key) && !gone_policies.contains(&key)
+                }
+                Object::Tiered(p) => {
+                    let key = (p.namespace.clone(), p.name.clone());
+                    self.tiered.contains_key(&key) && !gone_tiered.contains(&key)
                 }
             };
             if taken || !new_ids.insert(object.identity()) {
@@ -273,6 +294,14 @@ impl Model {
             touched.insert(key.0.clone());
             changes.policies.entry(key).or_insert(old);
         }
+        for key in gone_tiered {
+            let old = self.tiered.remove(&key);
+            if !key.0.is_empty() {
+                claims.unname(&key.0);
+                touched.insert(key.0.clone());
+            }
+            changes.tiered.entry(key).or_insert(old);
+        }
         for object in added {
             match object {
                 Object::Namespace(n) => {
@@ -294,6 +323,15 @@ impl Model {
                     touched.insert(key.0.clone());
                     changes.policies.entry(key.clone()).or_insert(None);
                     self.policies.insert(key, p);
+                }
+                Object::Tiered(p) => {
+                    let key = (p.namespace.clone(), p.name.clone());
+                    if !key.0.is_empty() {
+                        claims.name(&key.0);
+                        touched.insert(key.0.clone());
+                    }
+                    changes.tiered.entry(key.clone()).or_insert(None);
+                    self.tiered.insert(key, p);
                 }
             }
         }

@@ -8,7 +8,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod tiered;
+
 use super::syntax;
+use super::tiered::TieredPolicy;
 use super::*;
 use crate::manifest::key_text;
 use crate::manifest::node::{Node, Value};
@@ -16,7 +19,7 @@ use crate::selector::{Op, Requirement};
 
 const API_CORE: &str = "v1";
 const API_NETWORKING: &str = "networking.k8s.io/v1";
-const API_NETPOLD: &str = "netpold.io/v1";
+const API_NETPOLD: &str = NETPOLD_API;
 
 /// ObjectMeta fields that `kubectl get -o yaml` may print; all but name, namespace
 /// and labels are accepted and ignored. Anything else is a typo and an error.
@@ -434,10 +437,10 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
     let (api, kind) = (api?, kind?);
     let kind_node = top.get("kind").expect("kind was read above");
     let api_node = top.get("apiVersion").expect("apiVersion was read above");
-    let expected_api = match kind {
-        "Namespace" => API_CORE,
-        "NetworkPolicy" => API_NETWORKING,
-        "WorkloadEndpoint" => API_NETPOLD,
+    let expected_api: &[&str] = match kind {
+        "Namespace" => &[API_CORE],
+        "NetworkPolicy" => &[API_NETWORKING, API_NETPOLD],
+        "WorkloadEndpoint" | "GlobalNetworkPolicy" => &[API_NETPOLD],
         "HostEndpoint" => {
             cx.error(
                 kind_node.pos,
@@ -450,22 +453,24 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
             cx.error(
                 kind_node.pos,
                 "kind",
-                format!("unknown kind {other:?}: one of Namespace (v1), NetworkPolicy ({API_NETWORKING}), WorkloadEndpoint ({API_NETPOLD})"),
+                format!("unknown kind {other:?}: one of Namespace (v1), NetworkPolicy ({API_NETWORKING} or {API_NETPOLD}), GlobalNetworkPolicy ({API_NETPOLD}), WorkloadEndpoint ({API_NETPOLD})"),
             );
             return None;
         }
     };
-    if api != expected_api {
+    if !expected_api.contains(&api) {
         cx.error(
             api_node.pos,
             "apiVersion",
-            format!("{kind} is served as apiVersion {expected_api}, not {api:?}"),
+            format!(
+                "{kind} is served as apiVersion {}, not {api:?}",
+                expected_api.join(" or ")
+            ),
         );
         return None;
     }
-    let namespaced = kind != "Namespace";
     let meta = match top.get("metadata") {
-        Some(m) => meta(&mut cx, m, namespaced),
+        Some(m) => meta(&mut cx, m, kind),
         None => {
             cx.error(node.pos, "metadata", "required");
             None
@@ -489,6 +494,37 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
                     pos: node.pos,
                 }),
             }))
+        }
+        "NetworkPolicy" | "GlobalNetworkPolicy" if api == API_NETPOLD => {
+            let global = kind == "GlobalNetworkPolicy";
+            let parts = match spec {
+                Some(spec) => tiered::tiered_spec(&mut cx, spec, global),
+                None => {
+                    cx.error(node.pos, "spec", "required");
+                    None
+                }
+            };
+            let (meta, parts) = (meta?, parts?);
+            let policy = TieredPolicy {
+                global,
+                namespace: match global {
+                    true => String::new(),
+                    false => meta
+                        .namespace
+                        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+                },
+                name: meta.name?,
+                order: parts.order,
+                selector: parts.selector,
+                namespace_selector: parts.namespace_selector,
+                ingress: parts.ingress,
+                egress: parts.egress,
+                origin: Origin {
+                    file: raw.file.clone(),
+                    pos: node.pos,
+                },
+            };
+            Some(Object::Tiered(policy))
         }
         "NetworkPolicy" => {
             let policy = match spec {
@@ -537,14 +573,16 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
     if cx.failed { None } else { object }
 }
 
-fn meta(cx: &mut Ctx, node: &Node, namespaced: bool) -> Option<Meta> {
+fn meta(cx: &mut Ctx, node: &Node, kind: &str) -> Option<Meta> {
+    let namespaced = !matches!(kind, "Namespace" | "GlobalNetworkPolicy");
+    let is_namespace = kind == "Namespace";
     let f = cx.fields(node, "metadata", METADATA_FIELDS)?;
     let name = match f.get("name") {
         Some(n) => cx.string(n, "metadata.name").and_then(|s| {
-            let rule = if namespaced {
-                syntax::dns1123_subdomain(s)
-            } else {
+            let rule = if is_namespace {
                 syntax::dns1123_label(s)
+            } else {
+                syntax::dns1123_subdomain(s)
             };
             cx.check(n, "metadata.name", rule).then(|| s.to_owned())
         }),
@@ -563,7 +601,7 @@ fn meta(cx: &mut Ctx, node: &Node, namespaced: bool) -> Option<Meta> {
             cx.error(
                 n.pos,
                 "metadata.namespace",
-                "a Namespace is cluster-scoped and has no namespace",
+                format!("a {kind} is cluster-scoped and has no namespace"),
             );
             None
         }
@@ -579,7 +617,7 @@ fn meta(cx: &mut Ctx, node: &Node, namespaced: bool) -> Option<Meta> {
     };
     // Compared with the name as written, so an invalid name is not reported twice.
     let written_name = f.get("name").and_then(Node::as_str);
-    if !namespaced
+    if is_namespace
         && labels
             .get(NAMESPACE_NAME_LABEL)
             .is_some_and(|v| Some(v.as_str()) != written_name)

@@ -8,6 +8,7 @@ mod convert;
 pub mod syntax;
 #[cfg(test)]
 mod tests;
+pub mod tiered;
 
 /// The model of one YAML text that must be valid, for unit tests across the crate.
 #[cfg(test)]
@@ -31,11 +32,12 @@ use ipnet::IpNet;
 
 use crate::diag::{Diagnostic, Origin};
 use crate::manifest::RawObject;
-use crate::manifest::node::Pos;
+use crate::manifest::node::{Node, Pos};
 use crate::selector::{LabelSelector, Labels};
 
 pub use changes::{Changes, Claims};
 pub use convert::convert_object;
+pub use tiered::TieredPolicy;
 
 /// The label every namespace carries, as the API server sets it.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -266,6 +268,20 @@ impl NetworkPolicy {
     }
 }
 
+/// The apiVersion of netpold's own kinds.
+pub const NETPOLD_API: &str = "netpold.io/v1";
+/// How identities and messages name the `netpold.io/v1` NetworkPolicy kind.
+pub const NETPOLD_NETWORK_POLICY: &str = "netpold.io/v1 NetworkPolicy";
+
+/// The identity kind of a `netpold.io/v1` policy.
+pub fn tiered_kind(global: bool) -> &'static str {
+    if global {
+        "GlobalNetworkPolicy"
+    } else {
+        NETPOLD_NETWORK_POLICY
+    }
+}
+
 /// (kind, namespace, name) as a raw document spells them.
 pub type Identity = (String, String, String);
 
@@ -274,8 +290,14 @@ fn raw_identity(raw: &RawObject) -> Option<Identity> {
     let kind = raw.node.get("kind")?.as_str()?;
     let meta = raw.node.get("metadata")?;
     let name = meta.get("name")?.as_str()?;
+    // The two NetworkPolicy kinds are told apart by their group, so both can share a name.
+    let api = raw.node.get("apiVersion").and_then(Node::as_str);
+    let kind = match (kind, api) {
+        ("NetworkPolicy", Some(NETPOLD_API)) => NETPOLD_NETWORK_POLICY,
+        (kind, _) => kind,
+    };
     let namespace = match (kind, meta.get("namespace")) {
-        ("Namespace", _) => String::new(),
+        ("Namespace" | "GlobalNetworkPolicy", _) => String::new(),
         (_, None) => DEFAULT_NAMESPACE.to_owned(),
         (_, Some(n)) if n.is_null() => DEFAULT_NAMESPACE.to_owned(),
         // A namespace that is not a string is an error of its own, not an identity.
@@ -319,6 +341,8 @@ pub enum Object {
     Namespace(Namespace),
     Endpoint(Endpoint),
     Policy(NetworkPolicy),
+    /// A `netpold.io/v1` NetworkPolicy or GlobalNetworkPolicy.
+    Tiered(TieredPolicy),
 }
 
 impl Object {
@@ -336,6 +360,11 @@ impl Object {
                 p.namespace.clone(),
                 p.name.clone(),
             ),
+            Object::Tiered(p) => (
+                tiered_kind(p.global).to_owned(),
+                p.namespace.clone(),
+                p.name.clone(),
+            ),
         }
     }
 }
@@ -347,6 +376,9 @@ pub struct Model {
     pub namespaces: BTreeMap<String, Namespace>,
     pub endpoints: BTreeMap<(String, String), Endpoint>,
     pub policies: BTreeMap<(String, String), NetworkPolicy>,
+    /// `netpold.io/v1` NetworkPolicies by (namespace, name) and GlobalNetworkPolicies
+    /// by ("", name).
+    pub tiered: BTreeMap<(String, String), TieredPolicy>,
 }
 
 impl Model {
@@ -389,10 +421,11 @@ impl Model {
                 }
                 seen.insert(key, c.origin.clone());
             }
-            objects.extend(match c {
+            let object = match c {
                 Cow::Owned(c) => c.object,
                 Cow::Borrowed(c) => c.object.clone(),
-            });
+            };
+            objects.extend(object);
         }
         let model = Model::from_objects(objects, &mut problems);
         (model, problems)
@@ -418,12 +451,18 @@ impl Model {
                         .policies
                         .insert((p.namespace.clone(), p.name.clone()), p);
                 }
+                Object::Tiered(p) => {
+                    model
+                        .tiered
+                        .insert((p.namespace.clone(), p.name.clone()), p);
+                }
             }
         }
         let named: BTreeSet<String> = model
             .endpoints
             .keys()
             .chain(model.policies.keys())
+            .chain(model.tiered.keys().filter(|(ns, _)| !ns.is_empty()))
             .map(|(ns, _)| ns.clone())
             .collect();
         for ns in named {

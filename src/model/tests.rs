@@ -127,7 +127,7 @@ fn api_version_and_kind_failing() {
         (
             "apiVersion: networking.k8s.io/v1beta1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {podSelector: {}}\n",
             &[
-                r#"f.yaml:1:13: error: apiVersion: NetworkPolicy is served as apiVersion networking.k8s.io/v1, not "networking.k8s.io/v1beta1""#,
+                r#"f.yaml:1:13: error: apiVersion: NetworkPolicy is served as apiVersion networking.k8s.io/v1 or netpold.io/v1, not "networking.k8s.io/v1beta1""#,
             ],
         ),
         (
@@ -139,13 +139,13 @@ fn api_version_and_kind_failing() {
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
             &[
-                r#"f.yaml:2:7: error: kind: unknown kind "Pod": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1), WorkloadEndpoint (netpold.io/v1)"#,
+                r#"f.yaml:2:7: error: kind: unknown kind "Pod": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1)"#,
             ],
         ),
         (
             "apiVersion: netpold.io/v1\nkind: networkpolicy\n",
             &[
-                r#"f.yaml:2:7: error: kind: unknown kind "networkpolicy": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1), WorkloadEndpoint (netpold.io/v1)"#,
+                r#"f.yaml:2:7: error: kind: unknown kind "networkpolicy": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1)"#,
             ],
         ),
         (
@@ -1975,4 +1975,334 @@ spec: {podSelector: {}}
         load(text).1,
         ["f.yaml:3:32: error: metadata.namespace: expected a string, got a number; quote it"]
     );
+}
+
+// ---------------------------------------------------------------------------
+// netpold.io/v1 NetworkPolicy and GlobalNetworkPolicy
+
+/// A netpold.io/v1 NetworkPolicy `default/t` whose `spec:` body starts on line 5.
+macro_rules! tnp {
+    ($body:expr) => {
+        concat!(
+            "apiVersion: netpold.io/v1\nkind: NetworkPolicy\nmetadata: {name: t}\nspec:\n",
+            $body
+        )
+    };
+}
+
+/// A GlobalNetworkPolicy `g` whose `spec:` body starts on line 5.
+macro_rules! gnp {
+    ($body:expr) => {
+        concat!(
+            "apiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec:\n",
+            $body
+        )
+    };
+}
+
+/// The one object of a one-document text, converted on its own (it must be valid).
+fn the_tiered(text: &str) -> tiered::TieredPolicy {
+    let mut problems = Vec::new();
+    let objects = parse_bytes("f.yaml", text.as_bytes(), &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    let converted = Converted::new(&objects[0]);
+    assert!(
+        converted.problems.is_empty(),
+        "unexpected errors for\n{text}\n{:#?}",
+        converted
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    match converted.object {
+        Some(Object::Tiered(p)) => p,
+        other => panic!("not a tiered policy: {other:?}"),
+    }
+}
+
+#[test]
+fn tiered_policies_convert() {
+    use crate::model::tiered::*;
+    use crate::selector::expr::Expr;
+    let p = the_tiered(tnp!(concat!(
+        "  order: 10\n",
+        "  selector: app == 'web'\n",
+        "  ingress:\n",
+        "  - action: Deny\n",
+        "    protocol: TCP\n",
+        "    source: {selector: \"role == 'bad'\", namespaceSelector: has(team), nets: [10.0.0.0/8], notNets: [10.1.0.0/16]}\n",
+        "    destination: {ports: [80, \"8000:8080\", 80]}\n",
+        "  - action: Log\n",
+        "  - action: Pass\n",
+        "    protocol: 17\n",
+        "  - action: Allow\n",
+        "    ipVersion: 6\n",
+    )));
+    assert!(!p.global);
+    assert_eq!((p.namespace.as_str(), p.name.as_str()), ("default", "t"));
+    assert_eq!(p.order.map(Order::value), Some(10.0));
+    assert_eq!(p.selector, Expr::parse("app == 'web'").unwrap());
+    assert!(p.egress.is_none());
+    let rules = p.ingress.as_ref().unwrap();
+    assert_eq!(rules.len(), 4);
+    assert_eq!(rules[0].action, Action::Deny);
+    assert_eq!(rules[0].protocol, Some(RuleProtocol::Ported(Protocol::Tcp)));
+    assert_eq!(
+        rules[0].source.selector,
+        Some(Expr::parse("role == 'bad'").unwrap())
+    );
+    assert_eq!(
+        rules[0].source.namespace_selector,
+        Some(Expr::Has("team".into()))
+    );
+    assert_eq!(rules[0].source.nets, vec![net("10.0.0.0/8")]);
+    assert_eq!(rules[0].source.not_nets, vec![net("10.1.0.0/16")]);
+    assert_eq!(
+        rules[0].destination.ports,
+        vec![PortItem::Range(80, 80), PortItem::Range(8000, 8080)]
+    );
+    assert_eq!(rules[1].action, Action::Log);
+    assert_eq!(rules[1].source, tiered::Entity::default());
+    assert_eq!(rules[2].action, Action::Pass);
+    assert_eq!(rules[2].protocol, Some(RuleProtocol::Ported(Protocol::Udp)));
+    assert_eq!(rules[3].ip_version, Some(IpVersion::V6));
+
+    let icmp = the_tiered(tnp!(concat!(
+        "  egress:\n",
+        "  - {action: Allow, protocol: ICMP, icmp: {type: 8, code: 0}}\n",
+        "  - {action: Deny, protocol: ICMPv6, notICMP: {type: 135}}\n",
+        "  - {action: Allow, protocol: 47}\n",
+        "  - {action: Allow, protocol: TCP, destination: {ports: [http, 80], notPorts: [\"22:23\"]}}\n",
+    )));
+    let rules = icmp.egress.as_ref().unwrap();
+    assert_eq!(
+        (rules[0].protocol, rules[0].icmp),
+        (
+            Some(RuleProtocol::Icmp),
+            Some(IcmpMatch {
+                icmp_type: 8,
+                code: Some(0)
+            })
+        )
+    );
+    assert_eq!(
+        (rules[1].protocol, rules[1].not_icmp),
+        (
+            Some(RuleProtocol::Icmpv6),
+            Some(IcmpMatch {
+                icmp_type: 135,
+                code: None
+            })
+        )
+    );
+    assert_eq!(rules[2].protocol, Some(RuleProtocol::Number(47)));
+    assert_eq!(
+        rules[3].destination.ports,
+        vec![PortItem::Range(80, 80), PortItem::Named("http".into())]
+    );
+    assert_eq!(
+        rules[3].destination.not_ports,
+        vec![PortItem::Range(22, 23)]
+    );
+
+    let g = the_tiered(gnp!(concat!(
+        "  order: 0.5\n",
+        "  namespaceSelector: team == 'a'\n",
+        "  egress: [{action: Allow}]\n",
+    )));
+    assert!(g.global);
+    assert_eq!(g.namespace, "");
+    assert_eq!(g.id(), "g");
+    assert_eq!(g.selector, Expr::All);
+    assert_eq!(
+        g.namespace_selector,
+        Some(Expr::parse("team == 'a'").unwrap())
+    );
+    assert!(g.ingress.is_none(), "only egress rules: Egress alone");
+    assert_eq!(g.egress.as_ref().unwrap().len(), 1);
+}
+
+#[test]
+fn orders_are_finite_and_total() {
+    use crate::model::tiered::Order;
+    assert!(Order::new(f64::NAN).is_none());
+    assert!(Order::new(f64::INFINITY).is_none());
+    assert_eq!(Order::new(-0.0), Order::new(0.0));
+    assert!(Order::new(-1.5) < Order::new(0.0));
+    assert!(Order::new(999.9) < Some(Order::KUBERNETES));
+}
+
+#[test]
+fn tiered_types_default_as_calico_says() {
+    let types = |body: &str| {
+        let text = format!(
+            "apiVersion: netpold.io/v1\nkind: NetworkPolicy\nmetadata: {{name: t}}\nspec:\n{body}"
+        );
+        let p = the_tiered(&text);
+        (p.ingress.is_some(), p.egress.is_some(), p.order.is_none())
+    };
+    assert_eq!(types("  selector: all()\n"), (true, false, true));
+    assert_eq!(types("  ingress: [{action: Deny}]\n"), (true, false, true));
+    assert_eq!(types("  egress: [{action: Deny}]\n"), (false, true, true));
+    assert_eq!(
+        types("  ingress: [{action: Deny}]\n  egress: [{action: Deny}]\n"),
+        (true, true, true)
+    );
+    assert_eq!(types("  egress: []\n"), (true, false, true));
+    assert_eq!(types("  types: [Egress]\n"), (false, true, true));
+    assert_eq!(
+        types("  types: [Ingress, Egress]\n  order: -3\n"),
+        (true, true, false)
+    );
+}
+
+#[test]
+fn tiered_and_kubernetes_policies_may_share_a_name() {
+    let (_, problems) = load(concat!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {podSelector: {}}\n",
+        "---\n",
+        "apiVersion: netpold.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {}\n",
+        "---\n",
+        "apiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: p}\nspec: {}\n",
+        "---\n",
+        "apiVersion: netpold.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: default}\nspec: {}\n",
+    ));
+    assert_eq!(
+        problems,
+        [
+            "f.yaml:16:1: error: duplicate netpold.io/v1 NetworkPolicy default/p: also defined at f.yaml:6:1"
+        ]
+    );
+}
+
+#[test]
+fn tiered_policies_failing() {
+    assert_failing(&[
+        (
+            tnp!("  selector: app = 'web'\n"),
+            &[
+                "f.yaml:5:17: error: spec.selector: selector at character 5: '=' is not an operator: write '=='",
+            ],
+        ),
+        (
+            tnp!("  selector: \"app == 'web' &&\"\n"),
+            &[
+                "f.yaml:5:29: error: spec.selector: selector at character 16: expected a label key, has(…), all(), '!' or '(', found the end of the selector",
+            ],
+        ),
+        (
+            tnp!("  namespaceSelector: all()\n"),
+            &["f.yaml:5:3: error: spec.namespaceSelector: unknown field"],
+        ),
+        (
+            gnp!("  order: high\n  doNotTrack: true\n"),
+            &[
+                "f.yaml:6:3: error: spec.doNotTrack: unknown field",
+                "f.yaml:5:10: error: spec.order: expected a number, got a string",
+            ],
+        ),
+        (
+            tnp!("  types: []\n"),
+            &[
+                "f.yaml:5:10: error: spec.types: list Ingress, Egress or both, or leave types out for the default",
+            ],
+        ),
+        (
+            tnp!("  types: [Ingress, ingress]\n  egress: [{action: Allow}]\n"),
+            &[
+                "f.yaml:5:20: error: spec.types[1]: unknown type \"ingress\": Ingress or Egress",
+                "f.yaml:6:11: error: spec.egress: has rules but spec.types does not list Egress",
+            ],
+        ),
+        (
+            tnp!("  ingress:\n  - {}\n  - action: allow\n  - action: Drop\n"),
+            &[
+                "f.yaml:6:5: error: spec.ingress[0].action: required: one of Allow, Deny, Log, Pass",
+                "f.yaml:7:13: error: spec.ingress[1].action: unknown action \"allow\": one of Allow, Deny, Log, Pass (actions are capitalised: Allow)",
+                "f.yaml:8:13: error: spec.ingress[2].action: unknown action \"Drop\": one of Allow, Deny, Log, Pass",
+            ],
+        ),
+        (
+            tnp!(concat!(
+                "  ingress:\n",
+                "  - {action: Allow, protocol: tcp}\n",
+                "  - {action: Allow, protocol: 256}\n",
+                "  - {action: Allow, protocol: ICMP, ipVersion: 6}\n",
+                "  - {action: Allow, ipVersion: 5}\n",
+            )),
+            &[
+                "f.yaml:6:31: error: spec.ingress[0].protocol: unsupported protocol \"tcp\": one of TCP, UDP, SCTP, ICMP, ICMPv6 or a number 1-255 (write TCP)",
+                "f.yaml:7:31: error: spec.ingress[1].protocol: protocol number 256 is out of range 1-255",
+                "f.yaml:8:48: error: spec.ingress[2].ipVersion: protocol ICMP is not carried in IPv6",
+                "f.yaml:9:32: error: spec.ingress[3].ipVersion: must be 4 or 6",
+            ],
+        ),
+        (
+            tnp!(concat!(
+                "  ingress:\n",
+                "  - {action: Allow, destination: {ports: [80]}}\n",
+                "  - {action: Allow, protocol: ICMP, source: {notPorts: [80]}}\n",
+                "  - {action: Allow, protocol: TCP, icmp: {type: 8}}\n",
+                "  - {action: Allow, protocol: ICMP, icmp: {code: 1}, notICMP: {type: 255}}\n",
+            )),
+            &[
+                "f.yaml:6:42: error: spec.ingress[0].destination.ports: needs protocol TCP, UDP or SCTP",
+                "f.yaml:7:56: error: spec.ingress[1].source.notPorts: needs protocol TCP, UDP or SCTP",
+                "f.yaml:8:42: error: spec.ingress[2].icmp: needs protocol ICMP or ICMPv6",
+                "f.yaml:9:43: error: spec.ingress[3].icmp.type: required (a code alone matches nothing useful)",
+                "f.yaml:9:70: error: spec.ingress[3].notICMP.type: must be an integer 0-254",
+            ],
+        ),
+        (
+            tnp!(concat!(
+                "  egress:\n",
+                "  - action: Allow\n",
+                "    protocol: UDP\n",
+                "    ipVersion: 4\n",
+                "    destination:\n",
+                "      nets: [10.0.0.1, fd00::/8, 10.0.0.0/8]\n",
+                "      ports: [\"90:80\", \"53\", \"1:x\", 0, DNS]\n",
+                "      selector: has(\n",
+                "      notSelector: x == 'y'\n",
+            )),
+            &[
+                "f.yaml:13:7: error: spec.egress[0].destination.notSelector: unknown field",
+                "f.yaml:12:21: error: spec.egress[0].destination.selector: selector at character 5: expected a label key, found the end of the selector",
+                "f.yaml:10:14: error: spec.egress[0].destination.nets[0]: \"10.0.0.1\" is not a valid CIDR (a CIDR needs a prefix length, e.g. /32)",
+                "f.yaml:10:24: error: spec.egress[0].destination.nets[1]: fd00::/8 is not an IPv4 network, as the rule's ipVersion or protocol says",
+                "f.yaml:11:15: error: spec.egress[0].destination.ports[0]: range \"90:80\" ends below its start",
+                "f.yaml:11:24: error: spec.egress[0].destination.ports[1]: \"53\" is a string; write 53 without quotes for a port number",
+                "f.yaml:11:30: error: spec.egress[0].destination.ports[2]: \"1:x\" is not a port range: write first:last, each 1-65535",
+                "f.yaml:11:37: error: spec.egress[0].destination.ports[3]: port 0 is out of range 1-65535",
+                "f.yaml:11:40: error: spec.egress[0].destination.ports[4]: port name \"DNS\" may contain only lower-case letters, digits and '-'",
+            ],
+        ),
+        (
+            tnp!(concat!(
+                "  ingress:\n",
+                "  - {action: Allow, protocol: ICMP, icmp: {type: 8, code: 0}}\n",
+                "  - {action: Allow, protocol: ICMPv6, notICMP: {type: 128, code: 0}}\n",
+                "  - {action: Allow, protocol: TCP, destination: {ports: [http], notPorts: [ssh]}}\n",
+                "  - {action: Allow, protocol: TCP, destination: {notPorts: [22]}}\n",
+                "  - {action: Allow, protocol: TCP, source: {ports: [1000]}}\n",
+            )),
+            &[
+                "f.yaml:8:76: error: spec.ingress[2].destination.notPorts[0]: a named port here is valid, but this version of netpold does not enforce it yet",
+                "f.yaml:10:52: error: spec.ingress[4].source.ports: valid, but this version of netpold does not enforce it yet",
+            ],
+        ),
+        (
+            "apiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g, namespace: x}\nspec: {}\n",
+            &[
+                "f.yaml:3:32: error: metadata.namespace: a GlobalNetworkPolicy is cluster-scoped and has no namespace",
+            ],
+        ),
+        (
+            "apiVersion: v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {}\n",
+            &[
+                r#"f.yaml:1:13: error: apiVersion: GlobalNetworkPolicy is served as apiVersion netpold.io/v1, not "v1""#,
+            ],
+        ),
+    ]);
 }

@@ -241,3 +241,172 @@ pub fn edited(yaml: &str, rng: &mut Rng) -> String {
     }
     out
 }
+
+/// A random selector expression over `key` (Calico syntax).
+fn expression(rng: &mut Rng, key: &str, values: &[&str], depth: usize) -> String {
+    let v = rng.pick(values);
+    let w = rng.pick(values);
+    let atom = match rng.below(7) {
+        0 => format!("{key} == '{v}'"),
+        1 => format!("{key} != '{v}'"),
+        2 => format!("{key} in {{'{v}', '{w}'}}"),
+        3 => format!("{key} not in {{'{v}'}}"),
+        4 => "has(tier)".to_owned(),
+        5 => "!has(tier)".to_owned(),
+        _ => "all()".to_owned(),
+    };
+    if depth == 0 || rng.chance(50) {
+        return atom;
+    }
+    let other = expression(rng, key, values, depth - 1);
+    if rng.chance(50) {
+        format!("{atom} && ({other})")
+    } else {
+        format!("({atom}) || {other}")
+    }
+}
+
+/// One `source` or `destination` of a netpold.io rule.
+fn entity(rng: &mut Rng, ports: bool) -> String {
+    let mut fields = Vec::new();
+    if rng.chance(50) {
+        fields.push(format!(
+            "selector: \"{}\"",
+            expression(rng, "app", &APPS, 1)
+        ));
+    }
+    if rng.chance(25) {
+        fields.push(format!(
+            "namespaceSelector: \"{}\"",
+            expression(rng, "team", &TEAMS, 0)
+        ));
+    }
+    if rng.chance(25) {
+        fields.push(
+            rng.pick(&[
+                "nets: [10.0.0.0/30]",
+                "nets: [10.0.0.0/24, 'fd00::/120']",
+                "nets: ['fd00::/126']",
+                "nets: [0.0.0.0/0]",
+            ])
+            .to_owned(),
+        );
+    }
+    if rng.chance(25) {
+        fields.push(
+            rng.pick(&[
+                "notNets: [10.0.0.2/32]",
+                "notNets: [10.0.0.4/30, 'fd00::3/128']",
+            ])
+            .to_owned(),
+        );
+    }
+    if ports && rng.chance(60) {
+        fields.push(
+            rng.pick(&[
+                "ports: [80]",
+                "ports: [53, '8000:8080']",
+                "ports: [http, 22]",
+                "ports: [dns]",
+            ])
+            .to_owned(),
+        );
+    }
+    if ports && rng.chance(30) {
+        fields.push(
+            rng.pick(&["notPorts: [80]", "notPorts: ['8000:8080', 22]"])
+                .to_owned(),
+        );
+    }
+    format!("{{{}}}", fields.join(", "))
+}
+
+/// 1-3 random `netpold.io/v1` NetworkPolicies and GlobalNetworkPolicies, at orders
+/// around the Kubernetes policies' 1000 (and some without order), with every action.
+pub fn tiered_policies(rng: &mut Rng) -> String {
+    let mut yaml = String::new();
+    for i in 0..1 + rng.below(3) {
+        let global = rng.chance(40);
+        let mut spec = Vec::new();
+        match rng.below(5) {
+            0 => {}
+            1 => spec.push("order: 1000".to_owned()),
+            n => spec.push(format!("order: {}", (n - 2) * 800 + 100)),
+        }
+        spec.push(format!(
+            "selector: \"{}\"",
+            expression(rng, "app", &APPS, 1)
+        ));
+        if global && rng.chance(50) {
+            spec.push(format!(
+                "namespaceSelector: \"{}\"",
+                expression(rng, "team", &TEAMS, 0)
+            ));
+        }
+        for direction in ["ingress", "egress"] {
+            if !rng.chance(60) {
+                continue;
+            }
+            let mut rules = Vec::new();
+            for _ in 0..rng.below(4) {
+                let action = rng.pick(&["Allow", "Deny", "Log", "Pass", "Allow", "Deny"]);
+                let mut fields = vec![format!("action: {action}")];
+                let protocol = rng.below(6);
+                match protocol {
+                    0 => fields.push("protocol: TCP".into()),
+                    1 => fields.push("protocol: UDP".into()),
+                    2 => fields.push(
+                        rng.pick(&[
+                            "protocol: ICMP, icmp: {type: 8}",
+                            "protocol: ICMPv6, notICMP: {type: 128}",
+                            "protocol: 47",
+                            "protocol: 6",
+                        ])
+                        .to_owned(),
+                    ),
+                    _ => {}
+                }
+                if rng.chance(15) {
+                    fields.push(rng.pick(&["ipVersion: 4", "ipVersion: 6"]).to_owned());
+                }
+                if rng.chance(60) {
+                    fields.push(format!("source: {}", entity(rng, false)));
+                }
+                if rng.chance(60) {
+                    fields.push(format!("destination: {}", entity(rng, protocol < 2)));
+                }
+                rules.push(format!("{{{}}}", fields.join(", ")));
+            }
+            spec.push(format!("{direction}: [{}]", rules.join(", ")));
+        }
+        let meta = if global {
+            format!("kind: GlobalNetworkPolicy\nmetadata: {{name: g{i}}}")
+        } else {
+            format!(
+                "kind: NetworkPolicy\nmetadata: {{name: t{i}, namespace: {}}}",
+                rng.pick(&["a", "b", "c"])
+            )
+        };
+        let _ = writeln!(
+            yaml,
+            "---\napiVersion: netpold.io/v1\n{meta}\nspec: {{{}}}",
+            spec.join(", ")
+        );
+    }
+    yaml
+}
+
+/// `edited`, and now and then a netpold.io policy's order, actions or selectors changed.
+pub fn edited_tiered(yaml: &str, rng: &mut Rng) -> String {
+    match rng.below(4) {
+        0 => yaml
+            .replacen("order: 100", "order: 1700", 1)
+            .replacen("order: 900", "order: 50", 1),
+        1 => yaml.replacen("action: Allow", "action: Pass", 1).replacen(
+            "action: Deny",
+            "action: Allow",
+            1,
+        ),
+        _ => edited(yaml, rng),
+    }
+}

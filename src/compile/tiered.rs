@@ -1,0 +1,953 @@
+//! The `netpold.io/v1` policies: one ordered sequence with the Kubernetes
+//! NetworkPolicies, which sit at order 1000 (Calico's placement).
+//!
+//! - Per policy and governed direction, `tp_<h>_in` / `tp_<h>_out`: the rules in
+//!   order. `Allow` accepts (final for the direction), `Deny` drops (logged first with
+//!   drop logs on), `Log` logs rate-limited and goes on, `Pass` looks the endpoint's
+//!   interface up in `ingress_pass` / `egress_pass` and goes to its `epk_<h>_*` chain.
+//!   No match returns to the endpoint chain, which goes on with the next policy.
+//! - The endpoint chain jumps to every selecting policy, netpold.io and Kubernetes
+//!   alike, by (order, name, namespace); then drops when any of them selected it.
+//! - `epk_<h>_in` / `epk_<h>_out`, for an endpoint with a `Pass` rule among its
+//!   policies: the Kubernetes NetworkPolicies only, then a drop when one of them
+//!   selects it, an accept when none does (a Pass hands the verdict to them).
+//!
+//! The selector sets of rules (`x4_`/`x6_`) and the sets of `nets`/`notNets`
+//! (`c4_`/`c6_`, intervals) are named like the other sets, from their canonical keys.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::*;
+use crate::model::tiered::{Action, Entity, RuleProtocol, TierRule, TieredPolicy};
+use crate::selector::expr::Expr;
+
+pub const INGRESS_PASS_MAP: &str = "ingress_pass";
+pub const EGRESS_PASS_MAP: &str = "egress_pass";
+
+/// Which endpoints a rule's selector looks at.
+enum ExprScope<'p> {
+    Namespace(&'p str),
+    Matching(&'p Expr),
+    All,
+}
+
+/// The endpoints an entity's selectors look at: its namespace scope and selector.
+fn entity_scope<'p>(policy: &'p TieredPolicy, entity: &'p Entity) -> (ExprScope<'p>, Expr) {
+    let scope = match (&entity.namespace_selector, policy.global) {
+        (Some(Expr::All), _) | (None, true) => ExprScope::All,
+        (Some(e), _) => ExprScope::Matching(e),
+        (None, false) => ExprScope::Namespace(&policy.namespace),
+    };
+    (scope, entity.selector.clone().unwrap_or(Expr::All))
+}
+
+/// The interface a direction's endpoint is found by, and its pass map.
+fn pass_lookup(direction: Direction) -> Verdict {
+    match direction {
+        Direction::Ingress => Verdict::Map {
+            side: IfSide::Out,
+            map: INGRESS_PASS_MAP.into(),
+        },
+        Direction::Egress => Verdict::Map {
+            side: IfSide::In,
+            map: EGRESS_PASS_MAP.into(),
+        },
+    }
+}
+
+/// Whether `policy` selects `ep` (whose namespace is labelled `ns_labels`).
+pub fn tiered_selects(policy: &TieredPolicy, ep: &Endpoint, ns_labels: &Labels) -> bool {
+    let in_scope = if policy.global {
+        policy
+            .namespace_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(ns_labels))
+    } else {
+        ep.namespace == policy.namespace
+    };
+    in_scope && policy.selector.matches(&ep.labels)
+}
+
+/// Whether one of the policy's rules for `direction` passes.
+pub fn has_pass(policy: &TieredPolicy, direction: Direction) -> bool {
+    policy
+        .rules(direction)
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.action == Action::Pass)
+}
+
+/// `nets` as sorted disjoint inclusive ranges (nft refuses overlapping elements).
+fn nets_ranges(nets: &[&IpNet]) -> Vec<(IpAddr, IpAddr)> {
+    let to_u128 = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let Some(first) = nets.first() else {
+        return Vec::new();
+    };
+    let v4 = matches!(first, IpNet::V4(_));
+    let from_u128 = |n: u128| {
+        if v4 {
+            IpAddr::V4((n as u32).into())
+        } else {
+            IpAddr::V6(n.into())
+        }
+    };
+    let mut spans: Vec<(u128, u128)> = nets
+        .iter()
+        .map(|n| (to_u128(n.network()), to_u128(n.broadcast())))
+        .collect();
+    spans.sort_unstable();
+    let mut out: Vec<(u128, u128)> = Vec::new();
+    for (a, b) in spans {
+        match out.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out.into_iter()
+        .map(|(a, b)| (from_u128(a), from_u128(b)))
+        .collect()
+}
+
+/// The prefix of a `Log` or `Deny` rule's log: `netpold <log|deny> <direction>
+/// <policy> <rule>: `, cut to what nft takes.
+pub fn policy_log_prefix(word: &str, direction: Direction, policy: &str, rule: usize) -> String {
+    let text = format!("netpold {word} {direction} {policy} {direction}[{rule}]: ");
+    if text.len() <= crate::droplog::MAX_PREFIX {
+        return text;
+    }
+    let mut end = crate::droplog::MAX_PREFIX - 5;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...: ", &text[..end])
+}
+
+impl Compiler<'_> {
+    pub(super) fn tiered_chain_name(
+        &mut self,
+        policy: &TieredPolicy,
+        direction: Direction,
+    ) -> String {
+        self.state.names.get(
+            "tp",
+            &format!(
+                "tiered\0{}\0{}\0{}",
+                policy.global, policy.namespace, policy.name
+            ),
+            chain_suffix(direction),
+        )
+    }
+
+    pub(super) fn kubernetes_chain_name(&mut self, ep: &Endpoint, direction: Direction) -> String {
+        self.state.names.get(
+            "epk",
+            &format!("endpoint\0{}\0{}", ep.namespace, ep.name),
+            chain_suffix(direction),
+        )
+    }
+
+    fn expr_set(&mut self, scope: &ExprScope, sel: &Expr, family: Family) -> String {
+        let scope_key = match scope {
+            ExprScope::Namespace(ns) => format!("ns={ns}"),
+            ExprScope::Matching(e) => format!("nssel={e}"),
+            ExprScope::All => "all".to_owned(),
+        };
+        let key = format!("expr\0{scope_key}\0{sel}");
+        let name = self
+            .state
+            .names
+            .get(&format!("x{}", family_digit(family)), &key, "");
+        if !self.state.out.sets.contains_key(&name) {
+            let model = self.model;
+            let elements = model
+                .endpoints
+                .values()
+                .filter(|ep| match scope {
+                    ExprScope::Namespace(ns) => ep.namespace == *ns,
+                    ExprScope::Matching(e) => model
+                        .namespaces
+                        .get(&ep.namespace)
+                        .is_some_and(|n| e.matches(&n.labels)),
+                    ExprScope::All => true,
+                })
+                .filter(|ep| sel.matches(&ep.labels))
+                .flat_map(|ep| ep.ips.iter())
+                .filter(|ip| Family::of(ip) == family)
+                .map(|ip| Element::Addr(*ip))
+                .collect();
+            let where_ = match scope {
+                ExprScope::Namespace(ns) => format!("namespace {ns}"),
+                ExprScope::Matching(e) => format!("namespaces {e}"),
+                ExprScope::All => "all namespaces".to_owned(),
+            };
+            self.state.out.sets.insert(
+                name.clone(),
+                Set {
+                    kind: SetKind::Addr(family),
+                    elements,
+                    // No `"` in a comment: `plan` text could not carry it.
+                    comment: bounded_comment(
+                        &format!("endpoints {sel} in {where_}").replace('"', "'"),
+                    ),
+                },
+            );
+            self.note_created_set(&name);
+        }
+        name
+    }
+
+    /// `address . port` of the endpoints in `scope` matching `sel` (every endpoint when
+    /// the destination selects none) that name `port` for `protocol`.
+    fn expr_port_set(
+        &mut self,
+        scope: Option<(&ExprScope, &Expr)>,
+        port: &str,
+        protocol: Protocol,
+        family: Family,
+    ) -> String {
+        let scope_key = match scope {
+            None => "any".to_owned(),
+            Some((ExprScope::Namespace(ns), sel)) => format!("ns={ns}\0{sel}"),
+            Some((ExprScope::Matching(e), sel)) => format!("nssel={e}\0{sel}"),
+            Some((ExprScope::All, sel)) => format!("all\0{sel}"),
+        };
+        let key = format!("exprport\0{scope_key}\0{port}\0{protocol}");
+        let name = self
+            .state
+            .names
+            .get(&format!("xp{}", family_digit(family)), &key, "");
+        if !self.state.out.sets.contains_key(&name) {
+            let model = self.model;
+            let elements = model
+                .endpoints
+                .values()
+                .filter(|ep| match scope {
+                    None => true,
+                    Some((ExprScope::Namespace(ns), sel)) => {
+                        ep.namespace == *ns && sel.matches(&ep.labels)
+                    }
+                    Some((ExprScope::Matching(e), sel)) => {
+                        model
+                            .namespaces
+                            .get(&ep.namespace)
+                            .is_some_and(|n| e.matches(&n.labels))
+                            && sel.matches(&ep.labels)
+                    }
+                    Some((ExprScope::All, sel)) => sel.matches(&ep.labels),
+                })
+                .filter_map(|ep| ep.named_port(port, protocol).map(|number| (ep, number)))
+                .flat_map(|(ep, number)| {
+                    ep.ips
+                        .iter()
+                        .filter(|ip| Family::of(ip) == family)
+                        .map(move |ip| Element::AddrPort(*ip, number))
+                })
+                .collect();
+            self.state.out.sets.insert(
+                name.clone(),
+                Set {
+                    kind: SetKind::AddrPort(family),
+                    elements,
+                    comment: bounded_comment(&format!("named port {port}/{protocol}")),
+                },
+            );
+            self.note_created_set(&name);
+        }
+        name
+    }
+
+    fn nets_set(&mut self, nets: &[&IpNet], family: Family) -> String {
+        let text: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        let key = format!("nets\0{}", text.join(","));
+        let name = self
+            .state
+            .names
+            .get(&format!("c{}", family_digit(family)), &key, "");
+        if !self.state.out.sets.contains_key(&name) {
+            let elements = nets_ranges(nets)
+                .into_iter()
+                .map(|(a, b)| {
+                    if a == b {
+                        Element::Addr(a)
+                    } else {
+                        Element::Range(a, b)
+                    }
+                })
+                .collect();
+            self.state.out.sets.insert(
+                name.clone(),
+                Set {
+                    kind: SetKind::Interval(family),
+                    elements,
+                    comment: bounded_comment(&format!("nets {}", text.join(" "))),
+                },
+            );
+            self.note_created_set(&name);
+        }
+        name
+    }
+
+    /// The conditions on one end (source or destination) of a rule, for one family.
+    fn entity_matches(
+        &mut self,
+        policy: &TieredPolicy,
+        entity: &Entity,
+        side: AddrSide,
+        family: Family,
+    ) -> Vec<Match> {
+        let mut out = Vec::new();
+        if entity.selects_endpoints() {
+            let (scope, sel) = entity_scope(policy, entity);
+            let set = self.expr_set(&scope, &sel, family);
+            out.push(Match::Addr {
+                side,
+                family,
+                negate: false,
+                source: AddrSource::Set(set),
+            });
+        }
+        for (nets, negate) in [(&entity.nets, false), (&entity.not_nets, true)] {
+            let of_family: Vec<&IpNet> = nets
+                .iter()
+                .filter(|n| Family::of_net(n) == family)
+                .collect();
+            if of_family.is_empty() {
+                continue;
+            }
+            let set = self.nets_set(&of_family, family);
+            out.push(Match::Addr {
+                side,
+                family,
+                negate,
+                source: AddrSource::Set(set),
+            });
+        }
+        out
+    }
+
+    /// The match lists one policy rule compiles to: one per family where addresses
+    /// or `ipVersion` make it matter, times one per merged destination port range.
+    fn tier_rule_matches(&mut self, policy: &TieredPolicy, rule: &TierRule) -> Vec<Vec<Match>> {
+        let specific =
+            |e: &Entity| e.selects_endpoints() || !e.nets.is_empty() || !e.not_nets.is_empty();
+        // ICMP is IPv4's, ICMPv6 IPv6's.
+        let version = rule
+            .ip_version
+            .or_else(|| rule.protocol.and_then(RuleProtocol::version));
+        let families: Vec<Option<Family>> =
+            if version.is_none() && !specific(&rule.source) && !specific(&rule.destination) {
+                vec![None]
+            } else {
+                Family::BOTH
+                    .into_iter()
+                    .filter(|f| {
+                        version.is_none_or(|v| match v {
+                            crate::model::tiered::IpVersion::V4 => *f == Family::V4,
+                            crate::model::tiered::IpVersion::V6 => *f == Family::V6,
+                        })
+                    })
+                    // `nets` of the other family only: this family cannot match.
+                    .filter(|f| {
+                        [&rule.source, &rule.destination].iter().all(|e| {
+                            e.nets.is_empty() || e.nets.iter().any(|n| Family::of_net(n) == *f)
+                        })
+                    })
+                    .map(Some)
+                    .collect()
+            };
+        let numeric = |items: &[crate::model::tiered::PortItem]| -> BTreeSet<(u16, u16)> {
+            items
+                .iter()
+                .filter_map(|item| match item {
+                    crate::model::tiered::PortItem::Range(a, b) => Some((*a, *b)),
+                    crate::model::tiered::PortItem::Named(_) => None,
+                })
+                .collect()
+        };
+        // The protocol and port conditions: one list per merged destination port range.
+        let ports: Vec<Vec<Match>> = match rule.protocol {
+            None => vec![Vec::new()],
+            Some(RuleProtocol::Ported(p)) => {
+                let not: Vec<Match> = merge_ranges(&numeric(&rule.destination.not_ports))
+                    .into_iter()
+                    .map(|range| Match::DstPortsNot { protocol: p, range })
+                    .collect();
+                if rule.destination.ports.is_empty() {
+                    let mut m = if not.is_empty() {
+                        vec![Match::Protocol(p)]
+                    } else {
+                        Vec::new()
+                    };
+                    m.extend(not);
+                    vec![m]
+                } else {
+                    let mut lists: Vec<Vec<Match>> =
+                        merge_ranges(&numeric(&rule.destination.ports))
+                            .into_iter()
+                            .map(|r| {
+                                let mut m = vec![Match::DstPorts {
+                                    protocol: p,
+                                    ranges: vec![r],
+                                }];
+                                m.extend(not.iter().cloned());
+                                m
+                            })
+                            .collect();
+                    // A named port: its set is made per family below; the name waits
+                    // in a placeholder.
+                    let names: BTreeSet<&str> = rule
+                        .destination
+                        .ports
+                        .iter()
+                        .filter_map(|item| match item {
+                            crate::model::tiered::PortItem::Named(n) => Some(n.as_str()),
+                            crate::model::tiered::PortItem::Range(..) => None,
+                        })
+                        .collect();
+                    for name in names {
+                        let mut m = vec![Match::DstAddrPort {
+                            family: Family::V4,
+                            protocol: p,
+                            set: name.to_owned(),
+                        }];
+                        m.extend(not.iter().cloned());
+                        lists.push(m);
+                    }
+                    lists
+                }
+            }
+            Some(RuleProtocol::Number(n)) => vec![vec![Match::L4Proto(n)]],
+            Some(icmp @ (RuleProtocol::Icmp | RuleProtocol::Icmpv6)) => {
+                let family = if icmp == RuleProtocol::Icmp {
+                    Family::V4
+                } else {
+                    Family::V6
+                };
+                let mut m = Vec::new();
+                for (matched, negate) in [(rule.icmp, false), (rule.not_icmp, true)] {
+                    if let Some(i) = matched {
+                        m.push(Match::Icmp {
+                            family,
+                            icmp_type: i.icmp_type,
+                            code: i.code,
+                            negate,
+                        });
+                    }
+                }
+                if m.is_empty() {
+                    m.push(Match::L4Proto(icmp.number()));
+                }
+                vec![m]
+            }
+        };
+        let mut out = Vec::new();
+        for family in families {
+            let mut base = Vec::new();
+            if let Some(f) = family {
+                base.push(Match::Family(f));
+                base.extend(self.entity_matches(policy, &rule.source, AddrSide::Src, f));
+                base.extend(self.entity_matches(policy, &rule.destination, AddrSide::Dst, f));
+            }
+            for port in &ports {
+                let named = port.iter().find_map(|m| match m {
+                    Match::DstAddrPort { protocol, set, .. } => Some((*protocol, set.clone())),
+                    _ => None,
+                });
+                let Some((protocol, name)) = named else {
+                    let mut m = base.clone();
+                    m.extend(port.iter().cloned());
+                    out.push(m);
+                    continue;
+                };
+                // The name resolves on the destination endpoint: within the
+                // destination's selectors, or on any endpoint.
+                let scope = rule
+                    .destination
+                    .selects_endpoints()
+                    .then(|| entity_scope(policy, &rule.destination));
+                for f in family.map_or(Family::BOTH.to_vec(), |f| vec![f]) {
+                    let set =
+                        self.expr_port_set(scope.as_ref().map(|(s, e)| (s, e)), &name, protocol, f);
+                    let mut m = base.clone();
+                    for item in port {
+                        m.push(match item {
+                            Match::DstAddrPort { .. } => Match::DstAddrPort {
+                                family: f,
+                                protocol,
+                                set: set.clone(),
+                            },
+                            other => other.clone(),
+                        });
+                    }
+                    out.push(m);
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn tiered_chain(&mut self, policy: &TieredPolicy, direction: Direction) {
+        let mut rules = Vec::new();
+        let mut from_rule = Vec::new();
+        let id = policy.id();
+        let (rate, burst, group) = match self.state.options.drop_log {
+            Some(log) => (log.rate, log.burst, log.group),
+            None => (10, 20, None),
+        };
+        for (i, rule) in policy
+            .rules(direction)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let comment = bounded_comment(&format!(
+                "{} {id} {direction}[{i}] {}",
+                policy.kind(),
+                rule.action
+            ));
+            for matches in self.tier_rule_matches(policy, rule) {
+                let limited = |prefix: String| {
+                    let mut m = matches.clone();
+                    m.push(Match::Limit { rate, burst });
+                    Rule {
+                        matches: m,
+                        counter: false,
+                        log: Some(Log { prefix, group }),
+                        verdict: None,
+                        comment: Some(comment.clone()),
+                    }
+                };
+                match rule.action {
+                    Action::Allow => rules.push(
+                        Rule::new(matches, Verdict::Accept)
+                            .counted()
+                            .with_comment(&comment),
+                    ),
+                    Action::Deny => {
+                        if self.state.options.drop_log.is_some() {
+                            rules.push(limited(policy_log_prefix("deny", direction, &id, i)));
+                        }
+                        rules.push(
+                            Rule::new(matches, Verdict::Drop)
+                                .counted()
+                                .with_comment(&comment),
+                        );
+                    }
+                    Action::Log => {
+                        let mut r = limited(policy_log_prefix("log", direction, &id, i));
+                        r.counter = true;
+                        rules.push(r);
+                    }
+                    Action::Pass => rules.push(
+                        Rule::new(matches, pass_lookup(direction))
+                            .counted()
+                            .with_comment(&comment),
+                    ),
+                }
+            }
+            if self.state.origins.is_some() {
+                from_rule.resize(rules.len(), i);
+            }
+        }
+        let name = self.tiered_chain_name(policy, direction);
+        if let Some(origins) = &mut self.state.origins {
+            origins.note(
+                &name,
+                ChainOrigin::Tiered {
+                    policy: policy.label(),
+                    direction,
+                    rules: from_rule,
+                },
+            );
+        }
+        // The order is in the endpoint chains' jump comments, not here: a chain's
+        // comment is a property that only a new chain changes.
+        self.state.out.chains.insert(
+            name,
+            Chain {
+                base: None,
+                rules,
+                comment: bounded_comment(&format!("{} {direction}", policy.label())),
+            },
+        );
+    }
+
+    /// Where a Pass of `ep`'s policies goes: the Kubernetes NetworkPolicies alone.
+    pub(super) fn kubernetes_chain(
+        &mut self,
+        ep: &Endpoint,
+        direction: Direction,
+        policies: &[&NetworkPolicy],
+    ) -> String {
+        let name = self.kubernetes_chain_name(ep, direction);
+        let id = ep.id();
+        let mut rules = Vec::new();
+        for policy in policies {
+            rules.push(
+                Rule::new(
+                    vec![],
+                    Verdict::Jump(self.policy_chain_name(policy, direction)),
+                )
+                .with_comment(bounded_comment(&format!("policy {}", policy.id()))),
+            );
+        }
+        if policies.is_empty() {
+            rules.push(
+                Rule::new(vec![], Verdict::Accept).with_comment(bounded_comment(&format!(
+                    "{id}: passed; no Kubernetes NetworkPolicy governs {direction}"
+                ))),
+            );
+        } else {
+            let comment = format!("{id}: passed, isolated for {direction}, no rule allows");
+            rules.extend(self.drop_log_rule(
+                &[],
+                direction,
+                Some(&id),
+                DropCause::Isolated,
+                &comment,
+            ));
+            rules.push(
+                Rule::new(vec![], Verdict::Drop)
+                    .counted()
+                    .with_comment(comment),
+            );
+        }
+        self.state.out.chains.insert(
+            name.clone(),
+            Chain {
+                base: None,
+                rules,
+                comment: bounded_comment(&format!(
+                    "endpoint {id} {direction} after a Pass ({})",
+                    ep.interface
+                )),
+            },
+        );
+        if let Some(origins) = &mut self.state.origins {
+            origins.note(
+                &name,
+                ChainOrigin::Passed {
+                    endpoint: (ep.namespace.clone(), ep.name.clone()),
+                    direction,
+                    policies: policies
+                        .iter()
+                        .map(|p| (p.namespace.clone(), p.name.clone()))
+                        .collect(),
+                    last_rule: self.state.out.chains[&name].rules.len() - 1,
+                },
+            );
+        }
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::{Explainer, Party, Port};
+    use crate::manifest::parse_bytes;
+
+    fn model(yaml: &str) -> Model {
+        let mut problems = Vec::new();
+        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
+        let (model, more) = Model::build(&raw);
+        assert!(
+            problems.is_empty() && more.is_empty(),
+            "{problems:?} {more:?}"
+        );
+        model
+    }
+
+    /// Three endpoints on n1: a/web (app=web), a/client (app=client), b/other
+    /// (app=client, namespace b labelled team=b).
+    const ENDPOINTS: &str = "
+apiVersion: v1
+kind: Namespace
+metadata: {name: b, labels: {team: b}}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {node: n1, interfaceName: veth-web, ips: [10.0.0.1, fd00::1]}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: client, namespace: a, labels: {app: client}}
+spec: {node: n1, interfaceName: veth-client, ips: [10.0.0.2, fd00::2]}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: other, namespace: b, labels: {app: client}}
+spec: {node: n1, interfaceName: veth-other, ips: [10.0.1.3]}
+";
+
+    /// `(allowed, ingress reason)` of a TCP flow to a/web.
+    fn to_web(yaml: &str, from: &str, port: u16) -> (bool, String) {
+        let m = model(&format!("{ENDPOINTS}---\n{yaml}"));
+        let options = Options {
+            drop_log: Some(DropLog {
+                group: Some(5),
+                rate: 10,
+                burst: 20,
+            }),
+        };
+        // The compilation explain runs is the daemon's.
+        let (rs, _) = explainable(&m, "n1", "netpold", &options);
+        assert_eq!(rs, compile_with(&m, "n1", "netpold", &options));
+        let mut ex = Explainer::new(&m, "n1", "netpold").with_options(options);
+        let e = ex
+            .explain(
+                &from.parse::<Party>().unwrap(),
+                &"a/web".parse::<Party>().unwrap(),
+                Port {
+                    protocol: Protocol::Tcp,
+                    number: port,
+                },
+            )
+            .unwrap();
+        (e.allowed, e.ingress.reason.clone())
+    }
+
+    #[test]
+    fn a_deny_at_low_order_beats_an_allow_at_higher_order() {
+        let yaml = "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-all, namespace: a}
+spec:
+  order: 200
+  selector: app == 'web'
+  ingress: [{action: Allow}]
+---
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-client, namespace: a}
+spec:
+  order: 100
+  selector: app == 'web'
+  ingress:
+  - {action: Deny, source: {selector: app == 'client'}}
+";
+        let (allowed, reason) = to_web(yaml, "a/client", 80);
+        assert!(!allowed);
+        assert_eq!(
+            reason,
+            "isolated by netpold.io/v1 NetworkPolicy a/deny-client, netpold.io/v1 NetworkPolicy a/allow-all; denied by netpold.io/v1 NetworkPolicy a/deny-client ingress[0]"
+        );
+        // b/other is app=client too, but the rule's selector means namespace a only.
+        let (allowed, reason) = to_web(yaml, "b/other", 80);
+        assert!(allowed, "{reason}");
+        assert!(
+            reason.ends_with("allowed by netpold.io/v1 NetworkPolicy a/allow-all ingress[0]"),
+            "{reason}"
+        );
+        // Swapped orders: the allow decides first.
+        let swapped = yaml.replace("order: 200", "order: 50");
+        assert!(to_web(&swapped, "a/client", 80).0);
+    }
+
+    #[test]
+    fn pass_goes_on_to_the_kubernetes_policies_and_log_changes_nothing() {
+        let yaml = "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: pass-client, namespace: a}
+spec:
+  order: 10
+  selector: all()
+  ingress:
+  - {action: Log}
+  - {action: Pass, source: {selector: app == 'client'}}
+  - {action: Deny}
+---
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-later, namespace: a}
+spec:
+  order: 20
+  ingress: [{action: Deny}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-80, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{ports: [{port: 80}]}]
+";
+        let (allowed, reason) = to_web(yaml, "a/client", 80);
+        assert!(allowed, "{reason}");
+        assert!(
+            reason.contains("passed by netpold.io/v1 NetworkPolicy a/pass-client ingress[1]; allowed by a/web-80 ingress[0]"),
+            "{reason}"
+        );
+        let (allowed, reason) = to_web(yaml, "a/client", 81);
+        assert!(!allowed);
+        assert!(
+            reason.ends_with("no rule of a/web-80 allows this"),
+            "{reason}"
+        );
+        // Not passed: denied by the rule after the Pass.
+        let (allowed, reason) = to_web(yaml, "b/other", 80);
+        assert!(!allowed);
+        assert!(
+            reason.ends_with("denied by netpold.io/v1 NetworkPolicy a/pass-client ingress[2]"),
+            "{reason}"
+        );
+        // Without the Kubernetes policy a Pass leaves the endpoint open.
+        let without = yaml
+            .split("---\napiVersion: networking.k8s.io/v1")
+            .next()
+            .unwrap();
+        let (allowed, reason) = to_web(without, "a/client", 81);
+        assert!(allowed, "{reason}");
+        assert!(
+            reason.contains("no Kubernetes NetworkPolicy selects it"),
+            "{reason}"
+        );
+        // The Log rule logs, counts, and has no verdict.
+        let m = model(&format!("{ENDPOINTS}---\n{yaml}"));
+        let rs = compile(&m, "n1", "netpold");
+        let log = rs
+            .chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .find(|r| {
+                r.log
+                    .as_ref()
+                    .is_some_and(|l| l.prefix.starts_with("netpold log"))
+            })
+            .expect("a log rule");
+        assert_eq!(log.verdict, None);
+        assert!(log.counter);
+        assert_eq!(
+            log.log.as_ref().unwrap().prefix,
+            "netpold log ingress a/pass-client ingress[0]: "
+        );
+    }
+
+    #[test]
+    fn an_endpoint_selected_by_no_rule_match_is_denied_and_orders_interleave_with_kubernetes() {
+        let yaml = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: m-allow, namespace: a}
+spec:
+  podSelector: {}
+  ingress: [{}]
+---
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: z-deny, namespace: a}
+spec:
+  order: 1000
+  ingress: [{action: Deny}]
+---
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: nothing, namespace: a}
+spec:
+  selector: app == 'web'
+  ingress: [{action: Allow, source: {nets: [192.0.2.0/24]}}]
+";
+        // Same order 1000: the Kubernetes m-allow comes before z-deny by name.
+        let (allowed, reason) = to_web(yaml, "a/client", 80);
+        assert!(allowed, "{reason}");
+        let a_deny = yaml.replace("z-deny", "a-deny");
+        let (allowed, reason) = to_web(&a_deny, "a/client", 80);
+        assert!(!allowed, "{reason}");
+        // Only the unordered policy: selected, no rule matches, denied.
+        let only = yaml.split("---\n").nth(2).unwrap();
+        let (allowed, reason) = to_web(only, "a/client", 80);
+        assert!(!allowed);
+        assert_eq!(
+            reason,
+            "isolated; no rule of netpold.io/v1 NetworkPolicy a/nothing allows this"
+        );
+    }
+
+    #[test]
+    fn global_policies_select_across_namespaces_and_nets_exclude() {
+        let yaml = "
+apiVersion: netpold.io/v1
+kind: GlobalNetworkPolicy
+metadata: {name: g}
+spec:
+  order: 1
+  selector: has(app)
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {selector: app == 'client', namespaceSelector: team == 'b', notNets: [10.0.1.0/24]}
+    destination: {ports: [80]}
+  - action: Allow
+    protocol: TCP
+    source: {nets: [10.0.0.0/16], notNets: [10.0.0.2/32]}
+    destination: {ports: [\"8000:8080\"]}
+  - action: Allow
+    protocol: TCP
+    source: {selector: app == 'client'}
+    destination: {ports: [443]}
+";
+        // b/other matches the selectors of rule 0 but its address is in notNets.
+        assert!(!to_web(yaml, "b/other", 80).0);
+        assert!(!to_web(yaml, "a/client", 80).0);
+        // Rule 1: 10.0.0.0/16 except 10.0.0.2 (a/client).
+        assert!(!to_web(yaml, "a/client", 8000).0);
+        let (allowed, reason) = to_web(yaml, "10.0.5.5", 8080);
+        assert!(allowed, "{reason}");
+        assert!(
+            reason.ends_with("allowed by GlobalNetworkPolicy g ingress[1]"),
+            "{reason}"
+        );
+        // Rule 2: a global policy's rule selector without namespaceSelector: every namespace.
+        assert!(to_web(yaml, "a/client", 443).0);
+        assert!(to_web(yaml, "b/other", 443).0);
+        let m = model(&format!("{ENDPOINTS}---\n{yaml}"));
+        let rs = compile(&m, "n1", "netpold");
+        let web_in = rs
+            .chains
+            .values()
+            .find(|c| c.comment == "endpoint a/web ingress (veth-web)")
+            .unwrap();
+        assert!(
+            web_in
+                .rules
+                .iter()
+                .any(|r| r.comment.as_deref() == Some("GlobalNetworkPolicy g (order 1)"))
+        );
+    }
+
+    #[test]
+    fn nets_merge_into_disjoint_ranges() {
+        let nets: Vec<IpNet> = ["10.0.0.0/24", "10.0.1.0/24", "10.0.0.128/25", "10.2.0.0/16"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let refs: Vec<&IpNet> = nets.iter().collect();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            nets_ranges(&refs),
+            vec![
+                (ip("10.0.0.0"), ip("10.0.1.255")),
+                (ip("10.2.0.0"), ip("10.2.255.255"))
+            ]
+        );
+    }
+
+    #[test]
+    fn log_prefixes_name_policy_and_rule_and_fit_nft() {
+        assert_eq!(
+            policy_log_prefix("deny", Direction::Ingress, "shop/deny-bad", 2),
+            "netpold deny ingress shop/deny-bad ingress[2]: "
+        );
+        let long = format!("ns/{}", "a".repeat(200));
+        let p = policy_log_prefix("log", Direction::Egress, &long, 0);
+        assert!(p.len() <= crate::droplog::MAX_PREFIX, "{p}");
+        assert!(p.ends_with("...: "));
+    }
+}
