@@ -15,15 +15,24 @@
 //!   egress, where the node's address matches ipBlocks like any address; selectors never
 //!   match it.
 //! - Traffic neither end of which is a local endpoint is not ours to filter: allowed.
+//! - netpold.io policies (README "Semantics of the ordered policies"): the policies of a
+//!   direction selecting the endpoint, netpold.io and Kubernetes alike, are taken in order
+//!   (absent order last; Kubernetes ones at 1000; ties by name, then namespace). A
+//!   Kubernetes policy allows when one of its rules does; a netpold.io policy's first
+//!   matching Allow or Deny rule decides, Log goes on, and Pass leaves the decision to the
+//!   Kubernetes policies alone (allowed when none selects the endpoint). Selected by any
+//!   and decided by none: denied.
 
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::model::tiered::{Action, Entity, IpVersion, Order, RuleProtocol, TierRule};
 use crate::model::{
     Direction, Endpoint, Model, NAMESPACE_NAME_LABEL, NamespaceScope, NetworkPolicy, Peer,
-    PortMatch, PortSpec, Protocol, Rule,
+    PortMatch, PortSpec, Protocol, Rule, TieredPolicy,
 };
 use crate::selector::Labels;
+use crate::selector::expr::Expr;
 
 /// One end of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -62,12 +71,17 @@ pub struct DirectionVerdict {
     pub endpoint: Option<String>,
     /// Whether some policy selecting the endpoint governs this direction.
     pub isolated: bool,
-    /// `ns/name` of every policy selecting the endpoint for this direction, sorted.
+    /// Every policy selecting the endpoint for this direction, in evaluation order:
+    /// Kubernetes ones as `ns/name`, netpold.io ones by `TieredPolicy::label`.
     pub policies: Vec<String>,
     /// The first (policy, rule index), in `policies` order, whose rule allows the probe.
     /// `None` when not isolated, when nothing allows, and for the node's own traffic to a
     /// local endpoint (allowed without consulting the rules).
     pub allowed_by: Option<(String, usize)>,
+    /// The netpold.io (policy, rule index) that denied the probe.
+    pub denied_by: Option<(String, usize)>,
+    /// The netpold.io (policy, rule index) whose Pass handed the probe on.
+    pub passed_by: Option<(String, usize)>,
     pub allowed: bool,
 }
 
@@ -79,6 +93,8 @@ impl DirectionVerdict {
             isolated: false,
             policies: Vec::new(),
             allowed_by: None,
+            denied_by: None,
+            passed_by: None,
             allowed: true,
         }
     }
@@ -108,6 +124,8 @@ pub fn evaluate(model: &Model, node: &str, probe: &Probe) -> Verdict {
             if matches!(probe.src, Party::Host(_)) {
                 // S9: traffic from the endpoint's own node is always allowed at ingress.
                 verdict.allowed_by = None;
+                verdict.denied_by = None;
+                verdict.passed_by = None;
                 verdict.allowed = true;
             }
             verdict
@@ -146,25 +164,180 @@ fn selecting_policies<'m>(
         .collect()
 }
 
+/// The netpold.io policies that select `ep` and govern `direction`.
+fn selecting_tiered<'m>(
+    model: &'m Model,
+    ep: &Endpoint,
+    direction: Direction,
+) -> Vec<&'m TieredPolicy> {
+    model
+        .tiered
+        .values()
+        .filter(|p| {
+            if p.global {
+                p.namespace_selector
+                    .as_ref()
+                    .is_none_or(|s| s.matches(&namespace_labels(model, ep)))
+            } else {
+                p.namespace == ep.namespace
+            }
+        })
+        .filter(|p| p.selector.matches(&ep.labels))
+        .filter(|p| p.rules(direction).is_some())
+        .collect()
+}
+
+/// One policy of the ordered sequence.
+enum Step<'m> {
+    Kubernetes(&'m NetworkPolicy),
+    Ordered(&'m TieredPolicy),
+}
+
 /// The verdict of `ep`'s policies for `direction`: its egress when it is the source,
 /// its ingress when it is the destination.
 fn decide(model: &Model, ep: &Endpoint, direction: Direction, probe: &Probe) -> DirectionVerdict {
-    let policies = selecting_policies(model, ep, direction);
-    let isolated = !policies.is_empty();
-    let allowed_by = policies.iter().find_map(|policy| {
-        let rules = policy.rules(direction).unwrap_or_default();
-        rules
+    let kubernetes = selecting_policies(model, ep, direction);
+    let mut steps: Vec<(bool, Order, String, String, Step)> = kubernetes
+        .iter()
+        .map(|p| {
+            (
+                false,
+                Order::KUBERNETES,
+                p.name.clone(),
+                p.namespace.clone(),
+                Step::Kubernetes(p),
+            )
+        })
+        .collect();
+    for p in selecting_tiered(model, ep, direction) {
+        let order = p.order.unwrap_or(Order::KUBERNETES);
+        steps.push((
+            p.order.is_none(),
+            order,
+            p.name.clone(),
+            p.namespace.clone(),
+            Step::Ordered(p),
+        ));
+    }
+    steps.sort_by(|a, b| (a.0, a.1, &a.2, &a.3).cmp(&(b.0, b.1, &b.2, &b.3)));
+    let isolated = !steps.is_empty();
+    let mut verdict = DirectionVerdict {
+        endpoint: Some(ep.id()),
+        isolated,
+        policies: steps
+            .iter()
+            .map(|s| match s.4 {
+                Step::Kubernetes(p) => p.id(),
+                Step::Ordered(p) => p.label(),
+            })
+            .collect(),
+        allowed_by: None,
+        denied_by: None,
+        passed_by: None,
+        allowed: !isolated,
+    };
+    let kubernetes_allow = |policy: &NetworkPolicy| {
+        policy
+            .rules(direction)
+            .unwrap_or_default()
             .iter()
             .position(|rule| rule_allows(model, policy, rule, direction, probe))
             .map(|index| (policy.id(), index))
-    });
-    DirectionVerdict {
-        endpoint: Some(ep.id()),
-        isolated,
-        policies: policies.iter().map(|p| p.id()).collect(),
-        allowed: !isolated || allowed_by.is_some(),
-        allowed_by,
+    };
+    for (.., step) in &steps {
+        match step {
+            Step::Kubernetes(policy) => {
+                if let Some(by) = kubernetes_allow(policy) {
+                    verdict.allowed_by = Some(by);
+                    verdict.allowed = true;
+                    return verdict;
+                }
+            }
+            Step::Ordered(policy) => {
+                for (index, rule) in policy
+                    .rules(direction)
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                {
+                    if !tier_rule_matches(model, policy, rule, probe) {
+                        continue;
+                    }
+                    let by = Some((policy.label(), index));
+                    match rule.action {
+                        Action::Log => continue,
+                        Action::Allow => {
+                            verdict.allowed_by = by;
+                            verdict.allowed = true;
+                        }
+                        Action::Deny => {
+                            verdict.denied_by = by;
+                            verdict.allowed = false;
+                        }
+                        Action::Pass => {
+                            verdict.passed_by = by;
+                            verdict.allowed_by =
+                                kubernetes.iter().find_map(|p| kubernetes_allow(p));
+                            verdict.allowed = kubernetes.is_empty() || verdict.allowed_by.is_some();
+                        }
+                    }
+                    return verdict;
+                }
+            }
+        }
     }
+    verdict
+}
+
+/// Every condition a netpold.io rule states holds for the probe.
+fn tier_rule_matches(model: &Model, policy: &TieredPolicy, rule: &TierRule, probe: &Probe) -> bool {
+    let ip_of = |p: Party| match p {
+        Party::Host(ip) | Party::Ip(ip) => ip,
+    };
+    let protocol_ok = match rule.protocol {
+        None => true,
+        Some(RuleProtocol::Ported(p)) => p == probe.protocol,
+        // Probes are TCP, UDP or SCTP.
+        Some(_) => false,
+    };
+    let version_ok = match rule.ip_version {
+        None => true,
+        Some(IpVersion::V4) => ip_of(probe.src).is_ipv4(),
+        Some(IpVersion::V6) => ip_of(probe.src).is_ipv6(),
+    };
+    let entity_ok = |entity: &Entity, party: Party, port: Option<u16>| {
+        let ip = ip_of(party);
+        if entity.selector.is_some() || entity.namespace_selector.is_some() {
+            let Some(ep) = owner(model, party) else {
+                return false;
+            };
+            let namespace_ok = match &entity.namespace_selector {
+                Some(sel) => sel.matches(&namespace_labels(model, ep)),
+                None => policy.global || ep.namespace == policy.namespace,
+            };
+            let selector = entity.selector.clone().unwrap_or(Expr::All);
+            if !namespace_ok || !selector.matches(&ep.labels) {
+                return false;
+            }
+        }
+        if !entity.nets.is_empty() && !entity.nets.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
+        if entity.not_nets.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
+        match port {
+            Some(port) if !entity.ports.is_empty() => entity.ports.iter().any(|p| match p {
+                crate::model::tiered::PortItem::Range(a, b) => *a <= port && port <= *b,
+                crate::model::tiered::PortItem::Named(_) => false,
+            }),
+            _ => true,
+        }
+    };
+    protocol_ok
+        && version_ok
+        && entity_ok(&rule.source, probe.src, None)
+        && entity_ok(&rule.destination, probe.dst, Some(probe.port))
 }
 
 /// A rule allows when one of its peers (any, if none are listed) is the other end, and one

@@ -12,7 +12,7 @@ use netpold::model::{Model, Protocol};
 use netpold::reference::{Party, Probe, evaluate};
 
 mod common;
-use common::{NODE, Rng, scenario};
+use common::{NODE, Rng, scenario, tiered_policies};
 
 const HOST_V4: &str = "192.168.77.1";
 const HOST_V6: &str = "fd77::1";
@@ -65,6 +65,22 @@ fn compiled_rules_agree_with_the_reference_evaluator() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
+    agree(scenarios, 0x6e70_6f6c_6421, false);
+}
+
+/// The same with random netpold.io NetworkPolicies and GlobalNetworkPolicies added:
+/// orders around the Kubernetes policies' 1000, every action, selector expressions,
+/// nets and notNets, ports. Scenarios whose random policies do not validate are skipped.
+#[test]
+fn compiled_ordered_policies_agree_with_the_reference_evaluator() {
+    let scenarios: usize = std::env::var("NETPOLD_AGREEMENT_SCENARIOS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    agree(scenarios, 0x7469_6572_73, true);
+}
+
+fn agree(scenarios: usize, seed: u64, tiers: bool) {
     let probe_ports = [
         (Protocol::Tcp, 80),
         (Protocol::Tcp, 8080),
@@ -74,19 +90,26 @@ fn compiled_rules_agree_with_the_reference_evaluator() {
         (Protocol::Udp, 80),
         (Protocol::Sctp, 80),
     ];
-    let mut rng = Rng(0x6e70_6f6c_6421);
-    let (mut probes, mut allowed) = (0usize, 0usize);
+    let mut rng = Rng(seed);
+    let (mut probes, mut allowed, mut used) = (0usize, 0usize, 0usize);
     for n in 0..scenarios {
-        let s = scenario(&mut rng);
+        let mut s = scenario(&mut rng);
+        if tiers {
+            s.yaml.push_str(&tiered_policies(&mut rng));
+        }
         let mut problems = Vec::new();
         let raw = parse_bytes("scenario.yaml", s.yaml.as_bytes(), &mut problems);
         let (model, model_problems) = Model::build(&raw);
         problems.extend(model_problems);
+        if tiers && !problems.is_empty() {
+            continue;
+        }
         assert!(
             problems.is_empty(),
             "scenario {n} invalid: {problems:?}\n{}",
             s.yaml
         );
+        used += 1;
         // Every other scenario with drop logs, as the daemon compiles by default: the
         // log rules must not change a verdict.
         let options = Options {
@@ -133,8 +156,12 @@ fn compiled_rules_agree_with_the_reference_evaluator() {
         }
     }
     eprintln!(
-        "agreement: {scenarios} scenarios, {probes} probes ({allowed} allowed, {} denied), 0 disagreements",
+        "agreement: {used} of {scenarios} scenarios, {probes} probes ({allowed} allowed, {} denied), 0 disagreements",
         probes - allowed
+    );
+    assert!(
+        used * 3 > scenarios * 2,
+        "only {used} of {scenarios} scenarios were valid"
     );
     // Both outcomes must be well represented, or the test proves little.
     assert!(
