@@ -8,7 +8,9 @@
 # shop/db, other/intruder) and an "internet" host behind an uplink, runs the netpold
 # daemon in the host namespace on a small manifest directory, and prints which real TCP
 # and UDP probes pass and which are blocked, and why. Then it edits the manifests live,
-# waits for the daemon to sync, and prints the table again. On exit (also on Ctrl-C or
+# waits for the daemon to sync, and prints the table again; then asks `netpold explain`
+# why a probe was blocked, prints `netpold matrix`, and shows what the daemon counted
+# (`netpold status`, its drop log and its Prometheus metrics). On exit (also on Ctrl-C or
 # failure) it stops the daemon and deletes every namespace it created. It never changes
 # the machine's own network namespace.
 set -euo pipefail
@@ -159,6 +161,10 @@ table = "netpold"
 state_dir = "$work/state"
 runtime_dir = "$work/run"
 log_level = "info"
+# Drops are logged to NFLOG group 7, which the daemon reads for `netpold status`.
+log_group = 7
+# Prometheus metrics, on the host namespace's own loopback.
+metrics_listen = "127.0.0.1:9753"
 TOML
 log="$work/daemon.log"
 syncs() { grep -c 'sync [0-9]*:' "$log" 2>/dev/null || true; }
@@ -256,6 +262,20 @@ table \
   "intruder db      tcp 5432 | blocked | db-from-backend: only role=backend" \
   "db       internet tcp 443 | blocked | db-egress-dns-only: only UDP 53 out" \
   "db       intruder udp 53  | allowed | db-egress-dns-only: UDP 53 to anywhere"
+
+echo
+echo "== why is intruder -> db TCP 5432 blocked? (netpold explain, from the manifests alone)"
+"$bin" explain --config "$work/netpold.toml" --from other/intruder --to shop/db --port 5432 | sed 's/^/  /'
+echo
+echo "== who reaches whom on TCP 5432 and 8080 (netpold matrix)"
+"$bin" matrix --config "$work/netpold.toml" --port 5432/tcp --port 8080/tcp | sed 's/^/  /'
+echo
+echo "== what the running daemon counted (netpold status)"
+"$bin" status --config "$work/netpold.toml" | sed 's/^/  /'
+echo
+echo "== the same counters as Prometheus metrics (GET http://127.0.0.1:9753/metrics in $host)"
+ip netns exec "$host" python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9753/metrics").read().decode())' \
+  | grep -E '^netpold_(syncs_total|policy_allowed_packets_total|endpoint_denied_packets_total)' | grep -v ' 0$' | sed 's/^/  /'
 
 echo
 echo "== stopping netpold (SIGTERM; its rules stay until the host namespace is deleted)"

@@ -306,6 +306,18 @@ struct Resolved<'m> {
     ips: Vec<IpAddr>,
 }
 
+/// The first address of each family both ends have, IPv4 first.
+fn address_pairs(src: &Resolved<'_>, dst: &Resolved<'_>) -> Vec<(IpAddr, IpAddr)> {
+    [true, false]
+        .into_iter()
+        .filter_map(|v4| {
+            let s = src.ips.iter().find(|ip| ip.is_ipv4() == v4)?;
+            let d = dst.ips.iter().find(|ip| ip.is_ipv4() == v4)?;
+            Some((*s, *d))
+        })
+        .collect()
+}
+
 impl<'m> Explainer<'m> {
     pub fn new(model: &'m Model, default_node: &str, table: &str) -> Explainer<'m> {
         let by_ip = model
@@ -385,18 +397,32 @@ impl<'m> Explainer<'m> {
         {
             return Err(ExplainError::Itself(a.id()));
         }
-        let (src_ip, dst_ip) = [true, false]
+        let (src_ip, dst_ip) = address_pairs(&src, &dst)
             .into_iter()
-            .find_map(|v4| {
-                let s = src.ips.iter().find(|ip| ip.is_ipv4() == v4)?;
-                let d = dst.ips.iter().find(|ip| ip.is_ipv4() == v4)?;
-                Some((*s, *d))
-            })
+            .next()
             .ok_or_else(|| ExplainError::NoCommonFamily {
                 from: from.to_string(),
                 to: to.to_string(),
             })?;
         Ok(self.explain_resolved((src.endpoint, src_ip), (dst.endpoint, dst_ip), port))
+    }
+
+    /// `explain` for every address family both ends have (IPv4 first): policies can
+    /// treat the families differently (an ipBlock is of one family).
+    pub fn explain_each_family(
+        &mut self,
+        from: &Party,
+        to: &Party,
+        port: Port,
+    ) -> Result<Vec<Explanation>, ExplainError> {
+        let first = self.explain(from, to, port)?;
+        let src = self.resolve(from)?;
+        let dst = self.resolve(to)?;
+        let mut all = vec![first];
+        for (src_ip, dst_ip) in address_pairs(&src, &dst).into_iter().skip(1) {
+            all.push(self.explain_resolved((src.endpoint, src_ip), (dst.endpoint, dst_ip), port));
+        }
+        Ok(all)
     }
 
     fn explain_resolved(
@@ -644,17 +670,9 @@ impl<'m> Explainer<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_bytes;
 
     fn model(yaml: &str) -> Model {
-        let mut problems = Vec::new();
-        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
-        let (model, more) = Model::build(&raw);
-        assert!(
-            problems.is_empty() && more.is_empty(),
-            "{problems:?} {more:?}"
-        );
-        model
+        crate::model::from_valid_yaml(yaml)
     }
 
     const SHOP: &str = "

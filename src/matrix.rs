@@ -161,14 +161,26 @@ pub fn build(x: &mut Explainer, namespace: Option<&str>, ports: &[Port]) -> Matr
             let mut results = Vec::new();
             let mut no_path = None;
             for &port in &col_ports[j] {
-                match x.explain(&party(from), &party(to), port) {
-                    Ok(e) => results.push(PortResult {
-                        port,
-                        allowed: e.allowed,
-                        decided_by: e.decided_by,
-                        by: e.deciding(),
-                        reason: reason(&e),
-                    }),
+                match x.explain_each_family(&party(from), &party(to), port) {
+                    Ok(each) => {
+                        // Allowed only if every family both ends have is: the first
+                        // family that is denied explains the cell.
+                        let split =
+                            each.iter().any(|e| e.allowed) && each.iter().any(|e| !e.allowed);
+                        let e = each.iter().find(|e| !e.allowed).unwrap_or(&each[0]);
+                        let mut why = reason(e);
+                        if split {
+                            let family = if e.from.ip.is_ipv4() { "IPv4" } else { "IPv6" };
+                            why = format!("{why} (over {family}; the other family is allowed)");
+                        }
+                        results.push(PortResult {
+                            port,
+                            allowed: e.allowed,
+                            decided_by: e.decided_by,
+                            by: e.deciding(),
+                            reason: why,
+                        })
+                    }
                     Err(
                         err @ (ExplainError::NoCommonFamily { .. } | ExplainError::NoAddress(_)),
                     ) => {
@@ -556,17 +568,9 @@ th.c{{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;padding:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_bytes;
 
     fn model(yaml: &str) -> Model {
-        let mut problems = Vec::new();
-        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
-        let (model, more) = Model::build(&raw);
-        assert!(
-            problems.is_empty() && more.is_empty(),
-            "{problems:?} {more:?}"
-        );
-        model
+        crate::model::from_valid_yaml(yaml)
     }
 
     const THREE: &str = "
@@ -615,6 +619,47 @@ spec:
         assert_eq!(m.cells[0][1].status(), Status::Allowed);
         assert_eq!(m.cells[0][0].status(), Status::Itself);
         assert_eq!(m.cells[2][0].status(), Status::NoPath);
+    }
+
+    /// A cell is allowed only when every family both ends have is: here the policy's
+    /// ipBlock is IPv4, so IPv6 from web to db is denied.
+    #[test]
+    fn a_pair_denied_over_one_family_is_denied() {
+        let m = model(
+            "
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {node: n1, interfaceName: veth-web, ips: [10.0.0.1, 'fd00::1']}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: db, namespace: a, labels: {app: db}}
+spec: {node: n1, interfaceName: veth-db, ips: [10.0.0.2, 'fd00::2']}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-from-v4, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress: [{from: [{ipBlock: {cidr: 10.0.0.0/8}}]}]
+",
+        );
+        let mut x = Explainer::new(&m, "n1", "netpold");
+        let mx = build(&mut x, None, &[tcp(80)]);
+        assert_eq!(mx.endpoints, ["a/db", "a/web"]);
+        assert_eq!(mx.cells[1][0].status(), Status::Denied);
+        let Cell::Ports(results) = &mx.cells[1][0] else {
+            panic!("{:?}", mx.cells[1][0]);
+        };
+        assert!(
+            results[0]
+                .reason
+                .contains("over IPv6; the other family is allowed"),
+            "{}",
+            results[0].reason
+        );
+        assert_eq!(mx.cells[0][1].status(), Status::Allowed);
     }
 
     #[test]

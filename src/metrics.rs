@@ -239,6 +239,12 @@ pub fn render(report: &Report) -> String {
             "Dropped packets read from the NFLOG group (rate-limited, so a sample).",
         );
         w.sample("netpold_logged_drops_total", &[], flows.logged);
+        w.family(
+            "netpold_lost_drop_logs_total",
+            "counter",
+            "Drop-log messages the kernel could not deliver to the daemon.",
+        );
+        w.sample("netpold_lost_drop_logs_total", &[], flows.lost);
     }
     w.out
 }

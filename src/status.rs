@@ -123,6 +123,8 @@ pub struct DeniedFlows {
     pub group: u16,
     /// Logged drops read since start (the log is rate-limited, so a sample).
     pub logged: u64,
+    /// Logged drops the kernel could not deliver (the reader fell behind).
+    pub lost: u64,
     /// The busiest flows, most packets first.
     pub top: Vec<DeniedFlow>,
 }
@@ -310,8 +312,24 @@ impl Report {
                 );
             }
         }
-        let objects: Vec<String> = self
-            .objects
+        // What the model holds, then what the kernel holds; then anything else.
+        const ORDER: [&str; 11] = [
+            "namespaces",
+            "endpoints",
+            "local_endpoints",
+            "policies",
+            "chains",
+            "rules",
+            "sets",
+            "maps",
+            "policy_chains",
+            "endpoint_chains",
+            "counted_rules",
+        ];
+        let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
+        let mut kinds: Vec<(&String, &u64)> = self.objects.iter().collect();
+        kinds.sort_by_key(|(k, _)| rank(k));
+        let objects: Vec<String> = kinds
             .iter()
             .map(|(k, v)| format!("{v} {}", k.replace('_', " ")))
             .collect();
@@ -355,8 +373,14 @@ impl Report {
             Some(flows) => {
                 let _ = writeln!(
                     out,
-                    "top denied flows since start (NFLOG group {}, {} logged drops, rate-limited):",
-                    flows.group, flows.logged
+                    "top denied flows since start (NFLOG group {}, {} logged drops, rate-limited{}):",
+                    flows.group,
+                    flows.logged,
+                    if flows.lost > 0 {
+                        format!(", {} lost", flows.lost)
+                    } else {
+                        String::new()
+                    }
                 );
                 if flows.top.is_empty() {
                     out.push_str("  none\n");
@@ -503,6 +527,51 @@ mod tests {
         assert_eq!(endpoints[1].direction, "ingress");
         assert_eq!(endpoints[1].by_cause["isolated"], 7);
         assert_eq!(endpoints[0].by_cause["spoofed"], 1);
+    }
+
+    /// Names too long for a comment are cut, but the direction and cause words stay,
+    /// so their counters are still attributed.
+    #[test]
+    fn long_names_keep_their_counters() {
+        let long = "x".repeat(120);
+        let yaml = format!(
+            "apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: {long}, namespace: a, labels: {{app: db}}}}
+spec: {{node: n1, interfaceName: veth-db, ips: [10.0.0.2]}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: {long}, namespace: a}}
+spec:
+  podSelector: {{}}
+  ingress: [{{ports: [{{port: 80}}]}}]
+"
+        );
+        let model = crate::model::from_valid_yaml(&yaml);
+        let rs = crate::compile::compile(&model, "n1", "t");
+        let rows: Vec<RuleCounter> = rs
+            .chains
+            .values()
+            .flat_map(|c| {
+                c.rules.iter().filter(|r| r.counter).map(|r| RuleCounter {
+                    chain: String::new(),
+                    chain_comment: c.comment.clone(),
+                    index: 0,
+                    handle: 0,
+                    rule_comment: r.comment.clone(),
+                    packets: 1,
+                    bytes: 1,
+                })
+            })
+            .collect();
+        let (policies, endpoints) = attribute(&rows);
+        assert_eq!(policies.len(), 1, "{rows:#?}");
+        assert_eq!(policies[0].direction, "ingress");
+        assert!(policies[0].name.ends_with("..."), "{}", policies[0].name);
+        let ingress = endpoints.iter().find(|e| e.direction == "ingress").unwrap();
+        assert_eq!(ingress.by_cause.get("isolated"), Some(&1), "{ingress:?}");
+        assert!(endpoints.iter().any(|e| e.direction == "egress"));
     }
 
     #[test]

@@ -77,7 +77,7 @@ fn compiled_ordered_policies_agree_with_the_reference_evaluator() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    agree(scenarios, 0x7469_6572_73, true);
+    agree(scenarios, 0x0074_6965_7273, true);
 }
 
 fn agree(scenarios: usize, seed: u64, tiers: bool) {

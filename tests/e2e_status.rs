@@ -157,7 +157,15 @@ fn status_metrics_and_drop_log_agree_with_the_packets_sent() {
             ("other", "db", "tcp", 5432, V4, DROP),
         ]);
     }
-    let (_, after, _) = status_json(&["--socket", socket.to_str().unwrap()]);
+    // The drop log reaches the daemon on its own thread: wait until it has the flow.
+    let mut after = Value::Null;
+    for _ in 0..50 {
+        after = status_json(&["--socket", socket.to_str().unwrap()]).1;
+        if find(&after["denied_flows"]["top"], |f| f["src"] == "10.0.0.3").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // The policy rule sees the first packet of each connection (the rest are
     // established); a dropped SYN may be sent again within the probe's wait.
     let allowed = policy_packets(&after) - policy_packets(&before);

@@ -119,6 +119,7 @@ fn read_drops(mut reader: nft::nflog::NflogReader, stats: Arc<Stats>) -> std::io
                         continue;
                     }
                 };
+                stats.lost_drops(reader.lost());
                 for packet in packets {
                     let Some(prefix) = packet.drop_prefix() else {
                         continue;

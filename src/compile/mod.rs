@@ -785,7 +785,7 @@ impl<'m> Compiler<'m> {
                         })
                         .collect()
                 };
-                let comment = format!("{id}: spoofed source");
+                let comment = comment_around("", &id, ": spoofed source");
                 rules.extend(self.drop_log_rule(
                     &spoof,
                     Direction::Egress,
@@ -842,7 +842,7 @@ impl<'m> Compiler<'m> {
                         vec![],
                         Verdict::Jump(self.policy_chain_name(policy, direction)),
                     )
-                    .with_comment(bounded_comment(&format!("policy {}", policy.id()))),
+                    .with_comment(comment_around("policy ", &policy.id(), "")),
                 );
             } else {
                 let policy = ordered.next().expect("peeked");
@@ -861,11 +861,18 @@ impl<'m> Compiler<'m> {
         }
         if policies.is_empty() && tiered.is_empty() {
             rules.push(
-                Rule::new(vec![], Verdict::Accept)
-                    .with_comment(bounded_comment(&format!("{id}: no {direction} policy"))),
+                Rule::new(vec![], Verdict::Accept).with_comment(comment_around(
+                    "",
+                    &id,
+                    &format!(": no {direction} policy"),
+                )),
             );
         } else {
-            let comment = format!("{id}: isolated for {direction}, no rule allows");
+            let comment = comment_around(
+                "",
+                &id,
+                &format!(": isolated for {direction}, no rule allows"),
+            );
             rules.extend(self.drop_log_rule(
                 &[],
                 direction,
@@ -884,7 +891,11 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: None,
                 rules,
-                comment: bounded_comment(&format!("endpoint {id} {direction} ({})", ep.interface)),
+                comment: comment_around(
+                    "endpoint ",
+                    &id,
+                    &format!(" {direction} ({})", ep.interface),
+                ),
             },
         );
         if let Some(origins) = &mut self.state.origins {
@@ -945,7 +956,7 @@ impl<'m> Compiler<'m> {
             .iter()
             .enumerate()
         {
-            let comment = bounded_comment(&format!("{} {direction}[{i}]", policy.id()));
+            let comment = comment_around("", &policy.id(), &format!(" {direction}[{i}]"));
             // Peers are alternatives: sorted, so their order in the file does not change the plan.
             let peers: Vec<Option<&Peer>> = if rule.peers.is_empty() {
                 vec![None]
@@ -986,7 +997,7 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: None,
                 rules,
-                comment: bounded_comment(&format!("policy {} {direction}", policy.id())),
+                comment: comment_around("policy ", &policy.id(), &format!(" {direction}")),
             },
         );
     }
@@ -1291,7 +1302,6 @@ impl<'m> Compiler<'m> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_bytes;
     use crate::model::PortSpec;
 
     fn ip(s: &str) -> IpAddr {
@@ -1383,14 +1393,7 @@ mod tests {
     }
 
     fn compiled(yaml: &str) -> Ruleset {
-        let mut problems = Vec::new();
-        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
-        let (model, more) = Model::build(&raw);
-        assert!(
-            problems.is_empty() && more.is_empty(),
-            "{problems:?} {more:?}"
-        );
-        compile(&model, "n1", "netpold")
+        compile(&crate::model::from_valid_yaml(yaml), "n1", "netpold")
     }
 
     const ENDPOINTS: &str = "
@@ -1578,9 +1581,7 @@ spec:
   ingress: [{{ports: [{{port: 80}}]}}]
 "
         );
-        let mut problems = Vec::new();
-        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
-        let (model, _) = Model::build(&raw);
+        let model = crate::model::from_valid_yaml(&yaml);
         let plain = compile(&model, "n1", "netpold");
         let options = Options {
             drop_log: Some(DropLog {

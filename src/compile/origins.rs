@@ -104,7 +104,6 @@ pub fn explainable(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::parse_bytes;
 
     #[test]
     fn origins_cover_every_chain_and_leave_the_ruleset_alone() {
@@ -131,10 +130,7 @@ spec:
   - {}
   egress: [{to: [{podSelector: {matchLabels: {app: db}}}]}]
 ";
-        let mut problems = Vec::new();
-        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
-        let (model, more) = Model::build(&raw);
-        assert!(problems.is_empty() && more.is_empty());
+        let model = crate::model::from_valid_yaml(yaml);
         // With drop logs, as `run` compiles by default.
         let options = crate::compile::Options {
             drop_log: Some(crate::compile::DropLog {

@@ -88,6 +88,8 @@ pub struct Reconciler<D> {
     failures: u32,
     directory_unreadable: bool,
     stats: Arc<Stats>,
+    /// The problems the last load reported, so each is counted as an error once.
+    reported: BTreeSet<crate::diag::Diagnostic>,
 }
 
 impl<D: Dataplane> Reconciler<D> {
@@ -107,6 +109,7 @@ impl<D: Dataplane> Reconciler<D> {
             failures: 0,
             directory_unreadable: false,
             stats: Stats::new(node, table),
+            reported: BTreeSet::new(),
         }
     }
 
@@ -393,13 +396,18 @@ impl<D: Dataplane> Reconciler<D> {
         started: Instant,
     ) -> Outcome {
         let first_time = !std::mem::replace(&mut self.directory_unreadable, true);
-        self.stats.error("directory", 1);
         if !first_time && matches!(trigger, Trigger::Rescan | Trigger::Retry) {
             return self.quiet();
         }
+        self.stats.error("directory", 1);
         let mut level = log::Level::Error;
         let mut programmed = false;
-        let mut result = SyncResult::Unchanged;
+        // The desired ruleset is unknown: what the kernel holds is at best the last one.
+        let mut result = if self.compiled.is_some() {
+            SyncResult::Failed
+        } else {
+            SyncResult::NotProgrammed
+        };
         let what = match (&self.compiled, trigger) {
             (Some(compiled), Trigger::Hangup) => match self.dataplane.replace(compiled.ruleset()) {
                 Ok(applied) => {
@@ -613,7 +621,10 @@ impl<D: Dataplane> Reconciler<D> {
         self.syncs += 1;
         let line = format!("sync {}: {}", self.syncs, join_parts(&parts));
         log::log!(level, "{line}");
-        self.stats.error("manifest", load.problems.len() as u64);
+        let problems: BTreeSet<crate::diag::Diagnostic> = load.problems.iter().cloned().collect();
+        let new = problems.difference(&self.reported).count();
+        self.stats.error("manifest", new as u64);
+        self.reported = problems;
         self.stats.files_in_error(files_in_error(load));
         self.stats.sync(result, started.elapsed(), &line, messages);
         outcome.line = Some((level, line));

@@ -10,7 +10,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::stats::Stats;
 use crate::status::{Report, RuleCounter, attribute};
@@ -68,7 +68,9 @@ pub fn status_socket(
         .name("status".to_owned())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
+                let Some(mut conn) = accepted(conn) else {
+                    continue;
+                };
                 let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
                 let json = serde_json::to_string(&report(&stats, &counters))
                     .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
@@ -81,6 +83,19 @@ pub fn status_socket(
             }
         })?;
     Ok(Some(path))
+}
+
+/// The connection, or `None` after a pause: an error such as running out of file
+/// descriptors would otherwise spin the loop.
+fn accepted<C>(conn: io::Result<C>) -> Option<C> {
+    match conn {
+        Ok(conn) => Some(conn),
+        Err(e) => {
+            log::debug!("accepting a connection: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        }
+    }
 }
 
 /// Asks the daemon behind `socket` for its report.
@@ -109,7 +124,7 @@ pub fn metrics(
         .name("metrics".to_owned())
         .spawn(move || {
             for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
+                let Some(conn) = accepted(conn) else { continue };
                 if let Err(e) = answer_http(conn, &stats, &counters) {
                     log::debug!("metrics: {e}");
                 }
@@ -119,15 +134,28 @@ pub fn metrics(
 }
 
 fn answer_http(conn: TcpStream, stats: &Stats, counters: &CounterSource) -> io::Result<()> {
-    conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    // One deadline for the whole head: a client sending a byte at a time cannot hold
+    // the thread longer.
+    let deadline = Instant::now() + IO_TIMEOUT;
     let mut reader = BufReader::new(conn.take(MAX_REQUEST_HEAD as u64));
+    let mut read_line = |line: &mut String| -> io::Result<usize> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request head too slow",
+            ));
+        }
+        reader.get_ref().get_ref().set_read_timeout(Some(left))?;
+        reader.read_line(line)
+    };
     let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
+    read_line(&mut request_line)?;
     // The rest of the head is read and ignored.
     loop {
         let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
+        if read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
             break;
         }
     }

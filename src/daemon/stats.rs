@@ -58,6 +58,7 @@ struct Inner {
 struct Flows {
     group: u16,
     logged: u64,
+    lost: u64,
     seen: HashMap<FlowKey, (u64, f64)>,
 }
 
@@ -132,6 +133,7 @@ impl Stats {
         self.lock().flows = Some(Flows {
             group,
             logged: 0,
+            lost: 0,
             seen: HashMap::new(),
         });
     }
@@ -158,6 +160,13 @@ impl Stats {
         entry.1 = now;
     }
 
+    /// The drop-log reader's count of messages the kernel could not deliver.
+    pub fn lost_drops(&self, lost: u64) {
+        if let Some(flows) = &mut self.lock().flows {
+            flows.lost = lost;
+        }
+    }
+
     /// Everything but the kernel's counters, which the caller reads at request time.
     pub fn snapshot(&self) -> Report {
         let inner = self.lock();
@@ -177,6 +186,7 @@ impl Stats {
             DeniedFlows {
                 group: f.group,
                 logged: f.logged,
+                lost: f.lost,
                 top,
             }
         });

@@ -505,6 +505,46 @@ fn a_missing_directory_keeps_what_is_enforced() {
     assert_eq!(interfaces(&fake.last().unwrap()), set(&["veth-b"]));
 }
 
+/// What `status` and the metrics report: each sync's result, problems counted once
+/// however many syncs report them, an unreadable directory a failure.
+#[test]
+fn stats_count_results_and_problems_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let fake = Fake::default();
+    let mut r = reconciler(&dir, None, &fake);
+    r.sync(Trigger::Start);
+    let stats = r.stats();
+    let report = stats.snapshot();
+    assert_eq!(report.last_sync.unwrap().result, "not_programmed");
+    assert_eq!(report.errors["directory"], 1);
+
+    write(&dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    write(&dir, "b.yaml", BROKEN);
+    write(&dir, "c.yaml", &policy("p", "a"));
+    r.sync(Trigger::Change);
+    write(&dir, "b.yaml", &policy("q", "a"));
+    r.sync(Trigger::Change);
+    write(&dir, "b.yaml", BROKEN);
+    for i in 0..3 {
+        write(&dir, "c.yaml", &policy(&format!("p{i}"), "a"));
+        r.sync(Trigger::Change);
+    }
+    let report = stats.snapshot();
+    assert_eq!(report.errors["manifest"], 2, "broken twice: {report:?}");
+    assert_eq!(report.files_in_error.len(), 1);
+    assert!(report.files_in_error[0].file.ends_with("b.yaml"));
+    assert!(report.files_in_error[0].last_good);
+    assert_eq!(report.syncs["programmed"], 4, "{:?}", report.syncs);
+    assert_eq!(report.objects["policies"], 2);
+
+    fs::remove_dir_all(&dir).unwrap();
+    r.sync(Trigger::Change);
+    let report = stats.snapshot();
+    assert_eq!(report.last_sync.unwrap().result, "failed");
+    assert_eq!(report.errors["directory"], 2);
+}
+
 #[test]
 fn every_sync_logs_one_numbered_line() {
     let tmp = tempfile::tempdir().unwrap();

@@ -235,6 +235,21 @@ pub fn bounded_comment(text: &str) -> String {
     format!("{}...", &text[..end])
 }
 
+/// `before name after` in at most `MAX_COMMENT` bytes, cutting only the name (which
+/// then ends in `...`), so the words around it, which readers of the table parse
+/// (`policy <name> ingress`), survive a long name.
+pub fn comment_around(before: &str, name: &str, after: &str) -> String {
+    let room = MAX_COMMENT.saturating_sub(before.len() + after.len());
+    if name.len() <= room {
+        return format!("{before}{name}{after}");
+    }
+    let mut end = room.saturating_sub(3);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    bounded_comment(&format!("{before}{}...{after}", &name[..end]))
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ruleset {
     pub table: String,

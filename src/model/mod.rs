@@ -10,6 +10,19 @@ pub mod syntax;
 mod tests;
 pub mod tiered;
 
+/// The model of one YAML text that must be valid, for unit tests across the crate.
+#[cfg(test)]
+pub fn from_valid_yaml(yaml: &str) -> Model {
+    let mut problems = Vec::new();
+    let raw = crate::manifest::parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
+    let (model, more) = Model::build(&raw);
+    assert!(
+        problems.is_empty() && more.is_empty(),
+        "{problems:?} {more:?}"
+    );
+    model
+}
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
