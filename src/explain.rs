@@ -469,7 +469,8 @@ impl<'m> Explainer<'m> {
                     .flatten()
                     .and_then(|o| match o {
                         ChainOrigin::Endpoint { direction, .. }
-                        | ChainOrigin::Passed { direction, .. } => Some(*direction),
+                        | ChainOrigin::Passed { direction, .. }
+                        | ChainOrigin::Host { direction, .. } => Some(*direction),
                         ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. } => None,
                     });
                 break;

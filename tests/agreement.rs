@@ -118,6 +118,7 @@ fn agree(scenarios: usize, seed: u64, tiers: bool) {
                 rate: 10,
                 burst: 20,
             }),
+            ..Default::default()
         };
         let ruleset = compile_with(&model, NODE, "netpold", &options);
         let mut parties: Vec<IpAddr> = s.addresses.clone();

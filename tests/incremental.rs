@@ -59,6 +59,7 @@ fn incremental_updates_equal_a_compilation_from_scratch() {
                 rate: 10,
                 burst: 20,
             }),
+            ..Default::default()
         };
         let mut inc = Incremental::with_options(&first, NODE, "netpold", &options);
         let mut previous = first;
@@ -133,6 +134,7 @@ fn incremental_updates_with_ordered_policies_equal_a_compilation_from_scratch() 
                 rate: 10,
                 burst: 20,
             }),
+            ..Default::default()
         };
         let mut inc = Incremental::with_options(&first, NODE, "netpold", &options);
         let mut previous = first;

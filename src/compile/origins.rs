@@ -45,6 +45,18 @@ pub enum ChainOrigin {
         /// Index of the chain's last rule (drop when isolated, accept when not).
         last_rule: usize,
     },
+    /// `hep_<h>_*` / `hepf_<h>_*`: one host endpoint's policy for one direction, of
+    /// traffic to or from the host, or (`forward`) forwarded through its interface.
+    Host {
+        /// Its name.
+        host: String,
+        direction: Direction,
+        forward: bool,
+        /// The policies it jumps to (`TieredPolicy::label`), in order.
+        order: Vec<String>,
+        /// Index of the chain's last rule: the drop.
+        last_rule: usize,
+    },
     /// `pol_<h>_in` / `pol_<h>_out`: one policy's rules for one direction.
     Policy {
         policy: ObjectKey,
@@ -138,6 +150,7 @@ spec:
                 rate: 10,
                 burst: 20,
             }),
+            ..Default::default()
         };
         let (rs, origins) = explainable(&model, "n1", "netpold", &options);
         assert_eq!(
@@ -178,7 +191,9 @@ spec:
                     assert_eq!(policies, &[("a".to_owned(), "p".to_owned())]);
                     assert_eq!(order, &["a/p".to_owned()]);
                 }
-                ChainOrigin::Tiered { .. } | ChainOrigin::Passed { .. } => {
+                ChainOrigin::Tiered { .. }
+                | ChainOrigin::Passed { .. }
+                | ChainOrigin::Host { .. } => {
                     unreachable!("no netpold.io policy here")
                 }
             }
