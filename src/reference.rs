@@ -326,12 +326,16 @@ fn tier_rule_matches(model: &Model, policy: &TieredPolicy, rule: &TierRule, prob
         if entity.not_nets.iter().any(|n| n.contains(&ip)) {
             return false;
         }
+        let in_item = |port: u16, item: &crate::model::tiered::PortItem| match item {
+            crate::model::tiered::PortItem::Range(a, b) => *a <= port && port <= *b,
+            crate::model::tiered::PortItem::Named(_) => false,
+        };
         match port {
-            Some(port) if !entity.ports.is_empty() => entity.ports.iter().any(|p| match p {
-                crate::model::tiered::PortItem::Range(a, b) => *a <= port && port <= *b,
-                crate::model::tiered::PortItem::Named(_) => false,
-            }),
-            _ => true,
+            Some(port) => {
+                (entity.ports.is_empty() || entity.ports.iter().any(|p| in_item(port, p)))
+                    && !entity.not_ports.iter().any(|p| in_item(port, p))
+            }
+            None => true,
         }
     };
     protocol_ok

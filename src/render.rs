@@ -148,6 +148,33 @@ pub fn match_text(m: &Match) -> String {
         Match::Limit { rate, burst } => {
             format!("limit rate {rate}/second burst {burst} packets")
         }
+        Match::DstPortsNot {
+            protocol,
+            range: (a, b),
+        } => {
+            if a == b {
+                format!("{} dport != {a}", protocol.keyword())
+            } else {
+                format!("{} dport != {a}-{b}", protocol.keyword())
+            }
+        }
+        Match::L4Proto(n) => format!("meta l4proto {n}"),
+        Match::Icmp {
+            family,
+            icmp_type,
+            code,
+            negate,
+        } => {
+            let word = match family {
+                Family::V4 => "icmp",
+                Family::V6 => "icmpv6",
+            };
+            let op = if *negate { "!= " } else { "" };
+            match code {
+                Some(c) => format!("{word} type {op}{icmp_type} {word} code {c}"),
+                None => format!("{word} type {op}{icmp_type}"),
+            }
+        }
     }
 }
 

@@ -427,3 +427,99 @@ myns/frontend-1,myns/backend-1,TCP,6379,allowed,,myns/allow-frontend ingress[0],
         );
     }
 }
+
+#[test]
+fn the_ordered_policy_kinds_are_checked_planned_explained_and_in_the_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec:\n  selector: app == web\n  ingress: [{action: Drop}]\n",
+    );
+    let d = dir.path().to_str().unwrap();
+    let out = netpold(&["check", "--manifests", d]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout).replace(&format!("{d}/"), ""),
+        "bad.yaml:5:20: error: spec.selector: selector at character 8: expected a quoted value ('web'), found \"web\"\n\
+         bad.yaml:6:22: error: spec.ingress[0].action: unknown action \"Drop\": one of Allow, Deny, Log, Pass\n"
+    );
+
+    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tiers");
+    let out = netpold(&["check", "--manifests", ex]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).starts_with("ok: 1 files, 2 namespaces, 3 endpoints, 4 policies"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = netpold(&["plan", "--manifests", ex, "--node", "edge-1"]);
+    assert_eq!(out.status.code(), Some(0));
+    let plan = text(&out.stdout);
+    for needle in [
+        "oifname vmap @ingress_pass comment \"netpold.io/v1 NetworkPolicy shop/web-gate ingress[0] Pass\"",
+        "log prefix \"netpold log ingress baseline ingress[0]: \"",
+        "jump tp_",
+        "comment \"GlobalNetworkPolicy baseline (order 10)\"",
+    ] {
+        assert!(plan.contains(needle), "{needle} not in\n{plan}");
+    }
+
+    let explain = |from: &str, port: &str| {
+        let out = netpold(&[
+            "explain",
+            "--manifests",
+            ex,
+            "--from",
+            from,
+            "--to",
+            "shop/web",
+            "--port",
+            port,
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let denied = explain("192.0.2.9", "80");
+    assert_eq!(denied["verdict"], "denied");
+    assert_eq!(
+        denied["ingress"]["denied_by"],
+        serde_json::json!({"policy": "GlobalNetworkPolicy baseline", "rule": 2})
+    );
+    let passed = explain("shop/client", "80");
+    assert_eq!(passed["verdict"], "allowed");
+    assert_eq!(
+        passed["ingress"]["passed_by"],
+        serde_json::json!({"policy": "netpold.io/v1 NetworkPolicy shop/web-gate", "rule": 0})
+    );
+    assert_eq!(
+        passed["ingress"]["allowed_by"],
+        serde_json::json!({"policy": "shop/web-http", "rule": 0})
+    );
+    assert_eq!(
+        passed["ingress"]["policies"],
+        serde_json::json!([
+            "GlobalNetworkPolicy baseline",
+            "netpold.io/v1 NetworkPolicy shop/web-gate",
+            "shop/web-http"
+        ])
+    );
+
+    let out = netpold(&[
+        "matrix",
+        "--manifests",
+        ex,
+        "--port",
+        "443/tcp",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let csv = text(&out.stdout);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("shop/client,shop/web,") && l.contains("denied")),
+        "{csv}"
+    );
+}

@@ -291,3 +291,53 @@ spec:
         SHOW,
     );
 }
+
+#[test]
+fn icmp_types_and_not_ports() {
+    let Some(t) = setup(
+        "ticmp",
+        three(),
+        &[],
+        "
+apiVersion: netpold.io/v1
+kind: GlobalNetworkPolicy
+metadata: {name: web-in}
+spec:
+  order: 1
+  selector: app == 'web'
+  ingress:
+  - action: Allow
+    protocol: ICMP
+    icmp: {type: 8, code: 0}
+    source: {selector: app == 'client', namespaceSelector: kubernetes.io/metadata.name == 'a'}
+  - action: Allow
+    protocol: ICMPv6
+    icmp: {type: 128}
+    source: {selector: app == 'client', namespaceSelector: kubernetes.io/metadata.name == 'a'}
+  - action: Deny
+    protocol: ICMP
+  - action: Deny
+    protocol: ICMPv6
+    notICMP: {type: 135}
+  - action: Allow
+    protocol: TCP
+    destination: {notPorts: [443, '5000:5003']}
+",
+    ) else {
+        return;
+    };
+    t.check(&[
+        // Echo requests of the client in namespace a only.
+        ("client", "web", "icmp", 0, Both, PASS),
+        ("other", "web", "icmp", 0, Both, DROP),
+        ("outside", "web", "icmp", 0, Both, DROP),
+        // TCP except 443 and 5000-5003.
+        ("other", "web", "tcp", 80, Both, PASS),
+        ("client", "web", "tcp", 8080, Both, PASS),
+        ("client", "web", "tcp", 443, Both, DROP),
+        ("client", "web", "tcp", 5001, Both, DROP),
+        ("client", "web", "tcp", 5003, Both, DROP),
+        // Selected, and no rule for UDP: denied.
+        ("client", "web", "udp", 53, Both, DROP),
+    ]);
+}

@@ -203,7 +203,10 @@ impl Compiler<'_> {
                 Set {
                     kind: SetKind::Addr(family),
                     elements,
-                    comment: bounded_comment(&format!("endpoints {sel} in {where_}")),
+                    // No `"` in a comment: `plan` text could not carry it.
+                    comment: bounded_comment(
+                        &format!("endpoints {sel} in {where_}").replace('"', "'"),
+                    ),
                 },
             );
             self.note_created_set(&name);
@@ -291,15 +294,18 @@ impl Compiler<'_> {
     fn tier_rule_matches(&mut self, policy: &TieredPolicy, rule: &TierRule) -> Vec<Vec<Match>> {
         let specific =
             |e: &Entity| e.selects_endpoints() || !e.nets.is_empty() || !e.not_nets.is_empty();
+        // ICMP is IPv4's, ICMPv6 IPv6's.
+        let version = rule
+            .ip_version
+            .or_else(|| rule.protocol.and_then(RuleProtocol::version));
         let families: Vec<Option<Family>> =
-            if rule.ip_version.is_none() && !specific(&rule.source) && !specific(&rule.destination)
-            {
+            if version.is_none() && !specific(&rule.source) && !specific(&rule.destination) {
                 vec![None]
             } else {
                 Family::BOTH
                     .into_iter()
                     .filter(|f| {
-                        rule.ip_version.is_none_or(|v| match v {
+                        version.is_none_or(|v| match v {
                             crate::model::tiered::IpVersion::V4 => *f == Family::V4,
                             crate::model::tiered::IpVersion::V6 => *f == Family::V6,
                         })
@@ -313,33 +319,68 @@ impl Compiler<'_> {
                     .map(Some)
                     .collect()
             };
-        let ports: Vec<Option<Match>> = match rule.protocol {
-            None => vec![None],
-            Some(RuleProtocol::Ported(p)) if rule.destination.ports.is_empty() => {
-                vec![Some(Match::Protocol(p))]
-            }
+        let numeric = |items: &[crate::model::tiered::PortItem]| -> BTreeSet<(u16, u16)> {
+            items
+                .iter()
+                .filter_map(|item| match item {
+                    crate::model::tiered::PortItem::Range(a, b) => Some((*a, *b)),
+                    crate::model::tiered::PortItem::Named(_) => None,
+                })
+                .collect()
+        };
+        // The protocol and port conditions: one list per merged destination port range.
+        let ports: Vec<Vec<Match>> = match rule.protocol {
+            None => vec![Vec::new()],
             Some(RuleProtocol::Ported(p)) => {
-                let ranges: BTreeSet<(u16, u16)> = rule
-                    .destination
-                    .ports
-                    .iter()
-                    .filter_map(|item| match item {
-                        crate::model::tiered::PortItem::Range(a, b) => Some((*a, *b)),
-                        crate::model::tiered::PortItem::Named(_) => None,
-                    })
-                    .collect();
-                merge_ranges(&ranges)
+                let not: Vec<Match> = merge_ranges(&numeric(&rule.destination.not_ports))
                     .into_iter()
-                    .map(|r| {
-                        Some(Match::DstPorts {
-                            protocol: p,
-                            ranges: vec![r],
+                    .map(|range| Match::DstPortsNot { protocol: p, range })
+                    .collect();
+                if rule.destination.ports.is_empty() {
+                    let mut m = if not.is_empty() {
+                        vec![Match::Protocol(p)]
+                    } else {
+                        Vec::new()
+                    };
+                    m.extend(not);
+                    vec![m]
+                } else {
+                    merge_ranges(&numeric(&rule.destination.ports))
+                        .into_iter()
+                        .map(|r| {
+                            let mut m = vec![Match::DstPorts {
+                                protocol: p,
+                                ranges: vec![r],
+                            }];
+                            m.extend(not.iter().cloned());
+                            m
                         })
-                    })
-                    .collect()
+                        .collect()
+                }
             }
-            // Refused by validation until the IR matches them.
-            Some(_) => Vec::new(),
+            Some(RuleProtocol::Number(n)) => vec![vec![Match::L4Proto(n)]],
+            Some(icmp @ (RuleProtocol::Icmp | RuleProtocol::Icmpv6)) => {
+                let family = if icmp == RuleProtocol::Icmp {
+                    Family::V4
+                } else {
+                    Family::V6
+                };
+                let mut m = Vec::new();
+                for (matched, negate) in [(rule.icmp, false), (rule.not_icmp, true)] {
+                    if let Some(i) = matched {
+                        m.push(Match::Icmp {
+                            family,
+                            icmp_type: i.icmp_type,
+                            code: i.code,
+                            negate,
+                        });
+                    }
+                }
+                if m.is_empty() {
+                    m.push(Match::L4Proto(icmp.number()));
+                }
+                vec![m]
+            }
         };
         let mut out = Vec::new();
         for family in families {
@@ -351,7 +392,7 @@ impl Compiler<'_> {
             }
             for port in &ports {
                 let mut m = base.clone();
-                m.extend(port.clone());
+                m.extend(port.iter().cloned());
                 out.push(m);
             }
         }

@@ -887,6 +887,65 @@ fn a_clean_change_is_patched_and_a_conflict_is_built_whole() {
     assert_eq!(source.model().endpoints.len(), 3);
 }
 
+/// The ordered policy kinds are patched in like the others: added, changed, removed,
+/// with the namespace a namespaced one names implied while it stays; a second object of
+/// the same kind and name is built whole and reported.
+#[test]
+fn ordered_policies_are_patched_in_and_out() {
+    use super::source::Before;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    let mut source = Source::new(dir, None);
+    assert!(matches!(source.reload().unwrap().before, Before::Model(_)));
+    let tiered = |order: u32| {
+        format!(
+            "apiVersion: netpold.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\nspec: {{order: {order}, ingress: [{{action: Deny}}]}}\n---\napiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec: {{egress: [{{action: Log}}]}}\n"
+        )
+    };
+    write(dir, "t.yaml", &tiered(10));
+    let Before::Patched(changes) = source.reload().unwrap().before else {
+        panic!("not patched")
+    };
+    assert_eq!(changes.tiered.len(), 2);
+    assert!(source.model().namespaces.contains_key("shop"));
+    write(dir, "t.yaml", &tiered(20));
+    let Before::Patched(changes) = source.reload().unwrap().before else {
+        panic!("not patched")
+    };
+    assert_eq!(
+        changes.tiered.keys().collect::<Vec<_>>(),
+        [&("shop".to_owned(), "p".to_owned())]
+    );
+    // The same netpold.io NetworkPolicy in a second file: built whole, reported.
+    write(
+        dir,
+        "u.yaml",
+        "apiVersion: netpold.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec: {}\n",
+    );
+    let twice = source.reload().unwrap();
+    assert!(matches!(twice.before, Before::Model(_)));
+    assert_eq!(twice.problems.len(), 1, "{:?}", twice.problems);
+    assert!(
+        twice.problems[0]
+            .message
+            .starts_with("duplicate netpold.io/v1 NetworkPolicy shop/p"),
+        "{:?}",
+        twice.problems
+    );
+    fs::remove_file(dir.join("u.yaml")).unwrap();
+    source.reload().unwrap();
+    fs::remove_file(dir.join("t.yaml")).unwrap();
+    let removed = source.reload().unwrap();
+    assert!(
+        matches!(removed.before, Before::Patched(_)),
+        "{:?}",
+        removed.problems
+    );
+    assert!(source.model().tiered.is_empty());
+    assert!(!source.model().namespaces.contains_key("shop"));
+}
+
 /// Programs nothing: for timing what the daemon does before the kernel.
 struct Null;
 

@@ -221,6 +221,21 @@ fn matches(rs: &Ruleset, pkt: &Packet, m: &Match) -> bool {
         // Only log rules are limited, and they have no verdict: whether the bucket
         // has a token changes what is logged, never what is accepted.
         Match::Limit { .. } => true,
+        Match::DstPortsNot {
+            protocol,
+            range: (a, b),
+        } => pkt.protocol == *protocol && !(*a..=*b).contains(&pkt.dport),
+        Match::L4Proto(n) => {
+            let number = match pkt.protocol {
+                Protocol::Tcp => 6,
+                Protocol::Udp => 17,
+                Protocol::Sctp => 132,
+            };
+            number == *n
+        }
+        // Probes are TCP, UDP or SCTP: never an ICMP message, so no ICMP type matches
+        // them, negated or not (`icmp type != 8` needs an ICMP packet too).
+        Match::Icmp { .. } => false,
     }
 }
 

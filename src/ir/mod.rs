@@ -164,6 +164,21 @@ pub enum Match {
         rate: u32,
         burst: u32,
     },
+    /// Destination port of the protocol outside the inclusive range (`tcp dport != 22`).
+    DstPortsNot {
+        protocol: Protocol,
+        range: (u16, u16),
+    },
+    /// Any packet of this IP protocol number (`meta l4proto 47`).
+    L4Proto(u8),
+    /// An ICMP (`V4`) or ICMPv6 (`V6`) message of this type (and code), or, negated, of
+    /// another type (`icmp type != 8`; a negated match has no code).
+    Icmp {
+        family: Family,
+        icmp_type: u8,
+        code: Option<u8>,
+        negate: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -57,6 +57,9 @@ const NFT_JUMP: i32 = -3;
 const NFT_GOTO: i32 = -4;
 const NFT_RETURN: i32 = -5;
 const IPPROTO_ICMPV6: u8 = 58;
+const IPPROTO_ICMP: u8 = 1;
+/// `nft_range_ops`: NFT_RANGE_NEQ.
+const RANGE_NEQ: u32 = 1;
 // nft's set userdata (libnftnl's udata.h) and byte orders.
 const UDATA_SET_KEYBYTEORDER: u8 = 0;
 const UDATA_SET_DATABYTEORDER: u8 = 1;
@@ -1016,6 +1019,65 @@ impl<'a> Encoder<'a> {
                             .collect();
                         let set = self.anonymous_set(TYPE_ICMP6_TYPE, 1, false, elems, chain);
                         out.push(lookup(&set, None, false));
+                    }
+                }
+            }
+            Match::DstPortsNot {
+                protocol,
+                range: (first, last),
+            } => {
+                ctx.guard_l4proto(ip_proto(*protocol), out);
+                out.push(payload(PAYLOAD_TRANSPORT, 2, 2, REG_1));
+                if first == last {
+                    out.push(cmp(CMP_NEQ, first.to_be_bytes().to_vec()));
+                } else {
+                    // As nft sends `tcp dport != first-last`.
+                    out.push(Expr {
+                        name: c"range",
+                        attrs: vec![
+                            Attr::U32(a(sys::NFTNL_EXPR_RANGE_SREG), REG_1),
+                            Attr::U32(a(sys::NFTNL_EXPR_RANGE_OP), RANGE_NEQ),
+                            Attr::Bytes(
+                                a(sys::NFTNL_EXPR_RANGE_FROM_DATA),
+                                first.to_be_bytes().to_vec(),
+                            ),
+                            Attr::Bytes(
+                                a(sys::NFTNL_EXPR_RANGE_TO_DATA),
+                                last.to_be_bytes().to_vec(),
+                            ),
+                        ],
+                    });
+                }
+            }
+            Match::L4Proto(n) => {
+                out.push(meta(META_L4PROTO));
+                out.push(cmp(CMP_EQ, vec![*n]));
+                ctx.l4proto = Some(*n);
+            }
+            Match::Icmp {
+                family,
+                icmp_type,
+                code,
+                negate,
+            } => {
+                ctx.guard_family(*family, out);
+                ctx.guard_l4proto(
+                    match family {
+                        Family::V4 => IPPROTO_ICMP,
+                        Family::V6 => IPPROTO_ICMPV6,
+                    },
+                    out,
+                );
+                let op = if *negate { CMP_NEQ } else { CMP_EQ };
+                match code {
+                    // nft merges the two adjacent one-byte fields into one load.
+                    Some(code) => {
+                        out.push(payload(PAYLOAD_TRANSPORT, 0, 2, REG_1));
+                        out.push(cmp(op, vec![*icmp_type, *code]));
+                    }
+                    None => {
+                        out.push(payload(PAYLOAD_TRANSPORT, 0, 1, REG_1));
+                        out.push(cmp(op, vec![*icmp_type]));
                     }
                 }
             }

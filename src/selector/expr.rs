@@ -167,11 +167,13 @@ impl Expr {
     }
 }
 
+/// Single quotes, as Calico's documentation writes them (and nft comments carry them
+/// as they are); double quotes around a value that holds a single one.
 fn quoted(value: &str) -> String {
-    if value.contains('"') {
-        format!("'{value}'")
-    } else {
+    if value.contains('\'') {
         format!("\"{value}\"")
+    } else {
+        format!("'{value}'")
     }
 }
 
@@ -629,14 +631,14 @@ mod tests {
             assert_eq!(parse(&first.to_string()), first, "{first}");
         }
         assert_eq!(
-            parse("b == 'y' && a == 'x'").to_string(),
-            "a == \"x\" && b == \"y\""
+            parse("b == \"y\" && a == 'x'").to_string(),
+            "a == 'x' && b == 'y'"
         );
         assert_eq!(
             parse("(a == 'x' || b != 'y') && !(c in {'1'} && has(d))").to_string(),
-            "!(c in {\"1\"} && has(d)) && (a == \"x\" || b != \"y\")"
+            "!(c in {'1'} && has(d)) && (a == 'x' || b != 'y')"
         );
-        assert_eq!(parse("a == 'say \"hi\"'").to_string(), "a == 'say \"hi\"'");
+        assert_eq!(parse("a == \"it's\"").to_string(), "a == \"it's\"");
     }
 
     #[test]

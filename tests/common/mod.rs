@@ -307,6 +307,12 @@ fn entity(rng: &mut Rng, ports: bool) -> String {
                 .to_owned(),
         );
     }
+    if ports && rng.chance(30) {
+        fields.push(
+            rng.pick(&["notPorts: [80]", "notPorts: ['8000:8080', 22]"])
+                .to_owned(),
+        );
+    }
     format!("{{{}}}", fields.join(", "))
 }
 
@@ -340,10 +346,19 @@ pub fn tiered_policies(rng: &mut Rng) -> String {
             for _ in 0..rng.below(4) {
                 let action = rng.pick(&["Allow", "Deny", "Log", "Pass", "Allow", "Deny"]);
                 let mut fields = vec![format!("action: {action}")];
-                let protocol = rng.below(4);
+                let protocol = rng.below(6);
                 match protocol {
                     0 => fields.push("protocol: TCP".into()),
                     1 => fields.push("protocol: UDP".into()),
+                    2 => fields.push(
+                        rng.pick(&[
+                            "protocol: ICMP, icmp: {type: 8}",
+                            "protocol: ICMPv6, notICMP: {type: 128}",
+                            "protocol: 47",
+                            "protocol: 6",
+                        ])
+                        .to_owned(),
+                    ),
                     _ => {}
                 }
                 if rng.chance(15) {

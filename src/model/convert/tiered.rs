@@ -244,17 +244,13 @@ fn tier_rule(cx: &mut Ctx, node: &Node, path: &str) -> Option<TierRule> {
     }
     let [icmp, not_icmp] = icmps;
     // Valid, but not compiled yet: refused rather than enforced as something else.
-    if let (Some(n), Some(RuleProtocol::Icmp | RuleProtocol::Icmpv6 | RuleProtocol::Number(_))) =
-        (f.get("protocol"), protocol)
-    {
-        cx.error(n.pos, &pp, NOT_YET);
-    }
-    for field in ["icmp", "notICMP"] {
-        if let Some(n) = f.get(field)
-            && matches!(protocol, Some(RuleProtocol::Icmp | RuleProtocol::Icmpv6))
-        {
-            cx.error(n.pos, &join(path, field), NOT_YET);
-        }
+    // (The negation of a type and a code is two alternatives, which one rule cannot say.)
+    if let (Some(n), Some(IcmpMatch { code: Some(_), .. })) = (f.get("notICMP"), not_icmp) {
+        cx.error(
+            n.pos,
+            &join(path, "notICMP"),
+            format!("a code in notICMP {NOT_YET_SUFFIX}"),
+        );
     }
     let version = ip_version.or(protocol.and_then(RuleProtocol::version));
     let source = match f.get("source") {
@@ -431,7 +427,7 @@ fn entity(
                 None => ok = false,
             }
         }
-        if (source || field == "notPorts") && ok {
+        if source && ok {
             cx.error(n.pos, &pp, NOT_YET);
             ok = false;
         }
