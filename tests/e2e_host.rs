@@ -213,3 +213,61 @@ fn failsafe_ports_survive_broken_policy_and_host_endpoint_files() {
     t.check(&enforced);
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn the_daemon_follows_host_endpoints_and_their_policies_edited_live() {
+    if !can_run(&TOOLS) {
+        return;
+    }
+    let t = Topology::new("hlive", web(), &[]);
+    let mut d = Daemon::start(
+        &t,
+        "debounce_ms = 100\nresync_interval_s = 3600\nfailsafe_inbound = [\"tcp:5432\"]\n",
+    );
+    let line = d.wait_sync(1, SYNC);
+    assert!(!line.contains("not programmed"), "first sync: {line}");
+    let open = [
+        ("outside", "host", "tcp", 8080, Both, PASS),
+        ("outside", "host", "tcp", 80, Both, PASS),
+        ("outside", "host", "tcp", 5432, Both, PASS),
+    ];
+    t.check(&open);
+    // A host endpoint alone: not selected, not filtered.
+    d.after(|| t.write("host.yaml", UPLINK), SYNC);
+    t.check(&open);
+    // Selected by a deny-all policy: only the failsafe port stays open.
+    d.after(|| t.write("policy.yaml", &gnp("deny-all", DENY_ALL)), SYNC);
+    t.eventually(
+        &[
+            ("outside", "host", "tcp", 8080, Both, DROP),
+            ("outside", "host", "tcp", 80, Both, DROP),
+            ("outside", "host", "tcp", 5432, Both, PASS),
+            ("host", "outside", "tcp", 80, Both, DROP),
+            ("web", "host", "tcp", 80, Both, PASS),
+        ],
+        SYNC,
+    );
+    // The policy now allows 8080 in.
+    let allow = format!(
+        "{DENY_ALL}  ingress:\n  - {{action: Allow, protocol: TCP, destination: {{ports: [8080]}}}}\n"
+    );
+    d.after(|| t.write("policy.yaml", &gnp("deny-all", &allow)), SYNC);
+    t.eventually(
+        &[
+            ("outside", "host", "tcp", 8080, Both, PASS),
+            ("outside", "host", "tcp", 80, Both, DROP),
+        ],
+        SYNC,
+    );
+    // The host endpoint relabelled out of the selector, then removed: open again.
+    d.after(
+        || t.write("host.yaml", &UPLINK.replace("role: uplink", "role: spare")),
+        SYNC,
+    );
+    t.eventually(&open, SYNC);
+    d.after(|| t.write("host.yaml", UPLINK), SYNC);
+    t.eventually(&[("outside", "host", "tcp", 80, Both, DROP)], SYNC);
+    d.after(|| t.remove("host.yaml"), SYNC);
+    t.eventually(&open, SYNC);
+    assert_eq!(d.stop(), Some(0));
+}

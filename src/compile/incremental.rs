@@ -226,7 +226,14 @@ impl Incremental {
         let new = &fresh.out;
         if old.maps.keys().ne(new.maps.keys()) {
             return Err(NeedsReplace(
-                "the Pass maps come or go with the netpold.io policies".to_owned(),
+                if old.maps.keys().any(|k| k.starts_with("host_"))
+                    != new.maps.keys().any(|k| k.starts_with("host_"))
+                {
+                    "the host endpoint maps come or go with the first selected host endpoint"
+                } else {
+                    "the Pass maps come or go with the netpold.io policies"
+                }
+                .to_owned(),
             ));
         }
         let mut log = ChangeLog::default();
