@@ -72,6 +72,9 @@ pub struct Origins {
     pub chains: BTreeMap<String, ChainOrigin>,
     /// (endpoint, direction) → its chain, for local endpoints.
     pub endpoint_chains: BTreeMap<(ObjectKey, Direction), String>,
+    /// (host endpoint, direction, forwarded) → its chain, for local host endpoints
+    /// that a policy selects in that direction.
+    pub host_chains: BTreeMap<(String, Direction, bool), String>,
 }
 
 impl Origins {
@@ -85,6 +88,16 @@ impl Origins {
             self.endpoint_chains
                 .insert((endpoint.clone(), *direction), chain.to_owned());
         }
+        if let ChainOrigin::Host {
+            host,
+            direction,
+            forward,
+            ..
+        } = &origin
+        {
+            self.host_chains
+                .insert((host.clone(), *direction, *forward), chain.to_owned());
+        }
         self.chains.insert(chain.to_owned(), origin);
     }
 
@@ -92,6 +105,14 @@ impl Origins {
     pub fn endpoint_chain(&self, endpoint: &ObjectKey, direction: Direction) -> Option<&str> {
         self.endpoint_chains
             .get(&(endpoint.clone(), direction))
+            .map(String::as_str)
+    }
+
+    /// The chain of host endpoint `host` for `direction` (`forward`: of forwarded
+    /// traffic), when it is local and selected.
+    pub fn host_chain(&self, host: &str, direction: Direction, forward: bool) -> Option<&str> {
+        self.host_chains
+            .get(&(host.to_owned(), direction, forward))
             .map(String::as_str)
     }
 }
