@@ -286,10 +286,11 @@ impl<'m> Compiler<'m> {
             Chain {
                 base: None,
                 rules,
+                // Not the interface: a chain's comment changes only with a new chain.
                 comment: comment_around(
                     "host endpoint ",
                     &h.name,
-                    &format!("{forwarded} {direction} ({})", h.interface),
+                    &format!("{forwarded} {direction}"),
                 ),
             },
         );
