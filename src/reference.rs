@@ -326,9 +326,12 @@ fn tier_rule_matches(model: &Model, policy: &TieredPolicy, rule: &TierRule, prob
         if entity.not_nets.iter().any(|n| n.contains(&ip)) {
             return false;
         }
+        // A named port is the destination endpoint's (one the entity's selectors match,
+        // when it has any): an address that is no endpoint's has none.
         let in_item = |port: u16, item: &crate::model::tiered::PortItem| match item {
             crate::model::tiered::PortItem::Range(a, b) => *a <= port && port <= *b,
-            crate::model::tiered::PortItem::Named(_) => false,
+            crate::model::tiered::PortItem::Named(name) => owner(model, party)
+                .is_some_and(|ep| ep.named_port(name, probe.protocol) == Some(port)),
         };
         match port {
             Some(port) => {

@@ -171,7 +171,17 @@ pub fn match_text(m: &Match) -> String {
             };
             let op = if *negate { "!= " } else { "" };
             match code {
-                Some(c) => format!("{word} type {op}{icmp_type} {word} code {c}"),
+                // Not this type with this code: both bytes at once, as a raw payload
+                // (the compiler puts the family match before it).
+                Some(c) if *negate => format!(
+                    "meta l4proto {} @th,0,16 != {}",
+                    match family {
+                        Family::V4 => 1,
+                        Family::V6 => 58,
+                    },
+                    u16::from(*icmp_type) << 8 | u16::from(*c)
+                ),
+                Some(c) => format!("{word} type {icmp_type} {word} code {c}"),
                 None => format!("{word} type {op}{icmp_type}"),
             }
         }

@@ -314,6 +314,16 @@ spec:
     protocol: ICMPv6
     icmp: {type: 128}
     source: {selector: app == 'client', namespaceSelector: kubernetes.io/metadata.name == 'a'}
+  # Not echo request code 1 (a ping is code 0): other's pings pass.
+  - action: Allow
+    protocol: ICMP
+    notICMP: {type: 8, code: 1}
+    source: {nets: [10.0.1.0/24]}
+  # Not echo request code 0: the outside's pings do not.
+  - action: Allow
+    protocol: ICMP
+    notICMP: {type: 8, code: 0}
+    source: {nets: [192.168.50.0/24]}
   - action: Deny
     protocol: ICMP
   - action: Deny
@@ -327,9 +337,10 @@ spec:
         return;
     };
     t.check(&[
-        // Echo requests of the client in namespace a only.
+        // Echo requests of the client in namespace a, and (IPv4) of b/other by notICMP.
         ("client", "web", "icmp", 0, Both, PASS),
-        ("other", "web", "icmp", 0, Both, DROP),
+        ("other", "web", "icmp", 0, V4, PASS),
+        ("other", "web", "icmp", 0, V6, DROP),
         ("outside", "web", "icmp", 0, Both, DROP),
         // TCP except 443 and 5000-5003.
         ("other", "web", "tcp", 80, Both, PASS),
@@ -340,4 +351,126 @@ spec:
         // Selected, and no rule for UDP: denied.
         ("client", "web", "udp", 53, Both, DROP),
     ]);
+}
+
+/// A named port in a destination resolves on each destination endpoint: `http` is 80
+/// on web and 8080 on api, so one egress rule allows client → web:80 and → api:8080.
+#[test]
+fn named_destination_ports_resolve_per_endpoint() {
+    let wls = vec![
+        wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]).ports("{name: http, port: 80}"),
+        wl("a/api", "app: web", &["10.0.0.4", "fd00::4"]).ports("{name: http, port: 8080}"),
+        wl("a/client", "app: client", &["10.0.0.2", "fd00::2"]),
+    ];
+    let Some(t) = setup(
+        "tnamed",
+        wls,
+        &[],
+        "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: client-out, namespace: a}
+spec:
+  selector: app == 'client'
+  egress:
+  - action: Allow
+    protocol: TCP
+    destination: {selector: app == 'web', ports: [http]}
+",
+    ) else {
+        return;
+    };
+    t.check(&[
+        ("client", "web", "tcp", 80, Both, PASS),
+        ("client", "api", "tcp", 8080, Both, PASS),
+        ("client", "web", "tcp", 8080, Both, DROP),
+        ("client", "api", "tcp", 80, Both, DROP),
+        ("client", "outside", "tcp", 80, Both, DROP),
+    ]);
+}
+
+/// Log and Deny rules log to the NFLOG group with prefixes naming the policy and rule;
+/// the Log rule changes no verdict, and the counters of each rule count.
+#[test]
+fn log_and_deny_rules_log_the_policy_and_rule_and_count() {
+    use netpold::nft::counters::read_counters;
+    use netpold::nft::nflog::NflogReader;
+    use std::time::{Duration, Instant};
+    const GROUP: u16 = 8;
+    if !can_run(&TOOLS) {
+        return;
+    }
+    let t = Topology::new("tlog", three(), &[]);
+    t.write(
+        "policy.yaml",
+        "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: audit, namespace: a}
+spec:
+  order: 1
+  selector: app == 'web'
+  ingress:
+  - action: Log
+    protocol: TCP
+  - action: Allow
+    protocol: TCP
+    destination: {ports: [80]}
+  - action: Deny
+",
+    );
+    let config = t.manifests().join("netpold.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node = \"{NODE}\"\nlog_group = {GROUP}\n",
+            NODE = common::NODE
+        ),
+    )
+    .unwrap();
+    let out = in_ns(&t.host.name, NETPOLD)
+        .args(["apply", "--config"])
+        .arg(&config)
+        .arg("--manifests")
+        .arg(t.manifests())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = common::netns::in_netns(&t.host, || NflogReader::bind(GROUP)).unwrap();
+    t.check(&[
+        ("client", "web", "tcp", 80, V4, PASS),
+        ("client", "web", "tcp", 443, V4, DROP),
+    ]);
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut got = Vec::new();
+    while Instant::now() < end && got.len() < 3 {
+        got.extend(reader.read(Duration::from_millis(200)).unwrap());
+    }
+    // Distinct prefixes per port (a SYN sent again logs again).
+    let prefixes = |port: u16| -> std::collections::BTreeSet<String> {
+        got.iter()
+            .filter(|p| p.dst_port == Some(port))
+            .map(|p| p.prefix.clone())
+            .collect()
+    };
+    let log = "netpold log ingress a/audit ingress[0]: ".to_owned();
+    let deny = "netpold deny ingress a/audit ingress[2]: ".to_owned();
+    assert_eq!(prefixes(80), [log.clone()].into(), "{got:?}");
+    assert_eq!(prefixes(443), [log, deny].into(), "{got:?}");
+    let rows = common::netns::in_netns(&t.host, || read_counters("netpold"))
+        .unwrap()
+        .unwrap();
+    let count = |rule: &str| -> u64 {
+        rows.iter()
+            .filter(|r| r.rule_comment.as_deref() == Some(rule))
+            .map(|r| r.packets)
+            .sum()
+    };
+    assert!(count("netpold.io/v1 NetworkPolicy a/audit ingress[0] Log") >= 2);
+    assert!(count("netpold.io/v1 NetworkPolicy a/audit ingress[1] Allow") >= 1);
+    assert!(count("netpold.io/v1 NetworkPolicy a/audit ingress[2] Deny") >= 1);
 }

@@ -16,6 +16,9 @@
 //! - Selector membership lives in named sets, shared by every rule with the same
 //!   selector, so an endpoint that comes, goes or is relabelled changes set elements,
 //!   never rules.
+//! - netpold.io policies (`tiered`): `tp_<h>_*` chains in the same ordered sequence,
+//!   the Kubernetes policies at order 1000; a Pass goes on to the endpoint's
+//!   `epk_<h>_*` chain through the `*_pass` verdict maps.
 //! - Every drop and every policy rule counts its packets. With `Options::drop_log`, a
 //!   rate-limited log rule with the same conditions goes right before each drop of an
 //!   isolated endpoint and each anti-spoofing drop (prefix: `droplog`).

@@ -36,6 +36,17 @@ enum ExprScope<'p> {
     Global,
 }
 
+/// The endpoints an entity's selectors look at: its namespace scope and selector.
+fn entity_scope<'p>(policy: &'p TieredPolicy, entity: &'p Entity) -> (ExprScope<'p>, Expr) {
+    let scope = match (&entity.namespace_selector, policy.global) {
+        (None, true) => ExprScope::Global,
+        (Some(Expr::All), _) => ExprScope::All,
+        (Some(e), _) => ExprScope::Matching(e),
+        (None, false) => ExprScope::Namespace(&policy.namespace),
+    };
+    (scope, entity.selector.clone().unwrap_or(Expr::All))
+}
+
 /// The interface a direction's endpoint is found by, and its pass map.
 fn pass_lookup(direction: Direction) -> Verdict {
     match direction {
@@ -214,6 +225,67 @@ impl Compiler<'_> {
         name
     }
 
+    /// `address . port` of the endpoints in `scope` matching `sel` (every endpoint when
+    /// the destination selects none) that name `port` for `protocol`.
+    fn expr_port_set(
+        &mut self,
+        scope: Option<(&ExprScope, &Expr)>,
+        port: &str,
+        protocol: Protocol,
+        family: Family,
+    ) -> String {
+        let scope_key = match scope {
+            None => "any".to_owned(),
+            Some((ExprScope::Namespace(ns), sel)) => format!("ns={ns}\0{sel}"),
+            Some((ExprScope::Matching(e), sel)) => format!("nssel={e}\0{sel}"),
+            // Host endpoints have no named ports: the same members as All.
+            Some((ExprScope::All | ExprScope::Global, sel)) => format!("all\0{sel}"),
+        };
+        let key = format!("exprport\0{scope_key}\0{port}\0{protocol}");
+        let name = self
+            .state
+            .names
+            .get(&format!("xp{}", family_digit(family)), &key, "");
+        if !self.state.out.sets.contains_key(&name) {
+            let model = self.model;
+            let elements = model
+                .endpoints
+                .values()
+                .filter(|ep| match scope {
+                    None => true,
+                    Some((ExprScope::Namespace(ns), sel)) => {
+                        ep.namespace == *ns && sel.matches(&ep.labels)
+                    }
+                    Some((ExprScope::Matching(e), sel)) => {
+                        model
+                            .namespaces
+                            .get(&ep.namespace)
+                            .is_some_and(|n| e.matches(&n.labels))
+                            && sel.matches(&ep.labels)
+                    }
+                    Some((ExprScope::All | ExprScope::Global, sel)) => sel.matches(&ep.labels),
+                })
+                .filter_map(|ep| ep.named_port(port, protocol).map(|number| (ep, number)))
+                .flat_map(|(ep, number)| {
+                    ep.ips
+                        .iter()
+                        .filter(|ip| Family::of(ip) == family)
+                        .map(move |ip| Element::AddrPort(*ip, number))
+                })
+                .collect();
+            self.state.out.sets.insert(
+                name.clone(),
+                Set {
+                    kind: SetKind::AddrPort(family),
+                    elements,
+                    comment: bounded_comment(&format!("named port {port}/{protocol}")),
+                },
+            );
+            self.note_created_set(&name);
+        }
+        name
+    }
+
     fn nets_set(&mut self, nets: &[&IpNet], family: Family) -> String {
         let text: Vec<String> = nets.iter().map(ToString::to_string).collect();
         let key = format!("nets\0{}", text.join(","));
@@ -255,13 +327,7 @@ impl Compiler<'_> {
     ) -> Vec<Match> {
         let mut out = Vec::new();
         if entity.selects_endpoints() {
-            let scope = match (&entity.namespace_selector, policy.global) {
-                (None, true) => ExprScope::Global,
-                (Some(Expr::All), _) => ExprScope::All,
-                (Some(e), _) => ExprScope::Matching(e),
-                (None, false) => ExprScope::Namespace(&policy.namespace),
-            };
-            let sel = entity.selector.clone().unwrap_or(Expr::All);
+            let (scope, sel) = entity_scope(policy, entity);
             let set = self.expr_set(&scope, &sel, family);
             out.push(Match::Addr {
                 side,
@@ -345,17 +411,39 @@ impl Compiler<'_> {
                     m.extend(not);
                     vec![m]
                 } else {
-                    merge_ranges(&numeric(&rule.destination.ports))
-                        .into_iter()
-                        .map(|r| {
-                            let mut m = vec![Match::DstPorts {
-                                protocol: p,
-                                ranges: vec![r],
-                            }];
-                            m.extend(not.iter().cloned());
-                            m
+                    let mut lists: Vec<Vec<Match>> =
+                        merge_ranges(&numeric(&rule.destination.ports))
+                            .into_iter()
+                            .map(|r| {
+                                let mut m = vec![Match::DstPorts {
+                                    protocol: p,
+                                    ranges: vec![r],
+                                }];
+                                m.extend(not.iter().cloned());
+                                m
+                            })
+                            .collect();
+                    // A named port: its set is made per family below; the name waits
+                    // in a placeholder.
+                    let names: BTreeSet<&str> = rule
+                        .destination
+                        .ports
+                        .iter()
+                        .filter_map(|item| match item {
+                            crate::model::tiered::PortItem::Named(n) => Some(n.as_str()),
+                            crate::model::tiered::PortItem::Range(..) => None,
                         })
-                        .collect()
+                        .collect();
+                    for name in names {
+                        let mut m = vec![Match::DstAddrPort {
+                            family: Family::V4,
+                            protocol: p,
+                            set: name.to_owned(),
+                        }];
+                        m.extend(not.iter().cloned());
+                        lists.push(m);
+                    }
+                    lists
                 }
             }
             Some(RuleProtocol::Number(n)) => vec![vec![Match::L4Proto(n)]],
@@ -391,9 +479,38 @@ impl Compiler<'_> {
                 base.extend(self.entity_matches(policy, &rule.destination, AddrSide::Dst, f));
             }
             for port in &ports {
-                let mut m = base.clone();
-                m.extend(port.iter().cloned());
-                out.push(m);
+                let named = port.iter().find_map(|m| match m {
+                    Match::DstAddrPort { protocol, set, .. } => Some((*protocol, set.clone())),
+                    _ => None,
+                });
+                let Some((protocol, name)) = named else {
+                    let mut m = base.clone();
+                    m.extend(port.iter().cloned());
+                    out.push(m);
+                    continue;
+                };
+                // The name resolves on the destination endpoint: within the
+                // destination's selectors, or on any endpoint.
+                let scope = rule
+                    .destination
+                    .selects_endpoints()
+                    .then(|| entity_scope(policy, &rule.destination));
+                for f in family.map_or(Family::BOTH.to_vec(), |f| vec![f]) {
+                    let set =
+                        self.expr_port_set(scope.as_ref().map(|(s, e)| (s, e)), &name, protocol, f);
+                    let mut m = base.clone();
+                    for item in port {
+                        m.push(match item {
+                            Match::DstAddrPort { .. } => Match::DstAddrPort {
+                                family: f,
+                                protocol,
+                                set: set.clone(),
+                            },
+                            other => other.clone(),
+                        });
+                    }
+                    out.push(m);
+                }
             }
         }
         out

@@ -7,10 +7,11 @@
 //! `priority`, and an endpoint chain jumps to its policies' chains in the order the
 //! compiler gives them. That is all ordered policies need: `Allow` is `Verdict::Accept`,
 //! `Deny` is `Verdict::Drop` (final in every base chain), `Log` is a rule with `log` and
-//! no verdict (evaluation goes on), and `Pass` is `Verdict::Goto` to the chain of the next
-//! tier (or `Return` from a tier chain). Kubernetes NetworkPolicies only allow, so today's
-//! compiler emits accepts in policy chains and one drop at the end of an isolated
-//! endpoint's chain.
+//! no verdict (evaluation goes on), and `Pass` is a `Verdict::Map` lookup of the
+//! endpoint's interface that goes to the endpoint's chain of what comes after (a policy
+//! chain is shared by the endpoints it selects, so it cannot name one). Kubernetes
+//! NetworkPolicies only allow: their chains accept, and an isolated endpoint's chain
+//! ends in a drop.
 
 pub mod diff;
 pub mod eval;
@@ -172,7 +173,7 @@ pub enum Match {
     /// Any packet of this IP protocol number (`meta l4proto 47`).
     L4Proto(u8),
     /// An ICMP (`V4`) or ICMPv6 (`V6`) message of this type (and code), or, negated, of
-    /// another type (`icmp type != 8`; a negated match has no code).
+    /// another type (`icmp type != 8`) or another type and code pair.
     Icmp {
         family: Family,
         icmp_type: u8,

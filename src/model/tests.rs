@@ -2068,6 +2068,44 @@ fn tiered_policies_convert() {
     assert_eq!(rules[2].protocol, Some(RuleProtocol::Ported(Protocol::Udp)));
     assert_eq!(rules[3].ip_version, Some(IpVersion::V6));
 
+    let icmp = the_tiered(tnp!(concat!(
+        "  egress:\n",
+        "  - {action: Allow, protocol: ICMP, icmp: {type: 8, code: 0}}\n",
+        "  - {action: Deny, protocol: ICMPv6, notICMP: {type: 135}}\n",
+        "  - {action: Allow, protocol: 47}\n",
+        "  - {action: Allow, protocol: TCP, destination: {ports: [http, 80], notPorts: [\"22:23\"]}}\n",
+    )));
+    let rules = icmp.egress.as_ref().unwrap();
+    assert_eq!(
+        (rules[0].protocol, rules[0].icmp),
+        (
+            Some(RuleProtocol::Icmp),
+            Some(IcmpMatch {
+                icmp_type: 8,
+                code: Some(0)
+            })
+        )
+    );
+    assert_eq!(
+        (rules[1].protocol, rules[1].not_icmp),
+        (
+            Some(RuleProtocol::Icmpv6),
+            Some(IcmpMatch {
+                icmp_type: 135,
+                code: None
+            })
+        )
+    );
+    assert_eq!(rules[2].protocol, Some(RuleProtocol::Number(47)));
+    assert_eq!(
+        rules[3].destination.ports,
+        vec![PortItem::Range(80, 80), PortItem::Named("http".into())]
+    );
+    assert_eq!(
+        rules[3].destination.not_ports,
+        vec![PortItem::Range(22, 23)]
+    );
+
     let g = the_tiered(gnp!(concat!(
         "  order: 0.5\n",
         "  namespaceSelector: team == 'a'\n",
@@ -2245,13 +2283,12 @@ fn tiered_policies_failing() {
                 "  ingress:\n",
                 "  - {action: Allow, protocol: ICMP, icmp: {type: 8, code: 0}}\n",
                 "  - {action: Allow, protocol: ICMPv6, notICMP: {type: 128, code: 0}}\n",
-                "  - {action: Allow, protocol: TCP, destination: {ports: [http], notPorts: [22]}}\n",
+                "  - {action: Allow, protocol: TCP, destination: {ports: [http], notPorts: [ssh]}}\n",
                 "  - {action: Allow, protocol: TCP, destination: {notPorts: [22]}}\n",
                 "  - {action: Allow, protocol: TCP, source: {ports: [1000]}}\n",
             )),
             &[
-                "f.yaml:7:48: error: spec.ingress[1].notICMP: a code in notICMP is valid, but this version of netpold does not enforce it yet",
-                "f.yaml:8:58: error: spec.ingress[2].destination.ports[0]: a named port is valid, but this version of netpold does not enforce it yet",
+                "f.yaml:8:76: error: spec.ingress[2].destination.notPorts[0]: a named port here is valid, but this version of netpold does not enforce it yet",
                 "f.yaml:10:52: error: spec.ingress[4].source.ports: valid, but this version of netpold does not enforce it yet",
             ],
         ),

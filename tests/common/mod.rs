@@ -303,8 +303,13 @@ fn entity(rng: &mut Rng, ports: bool) -> String {
     }
     if ports && rng.chance(60) {
         fields.push(
-            rng.pick(&["ports: [80]", "ports: [53, '8000:8080']"])
-                .to_owned(),
+            rng.pick(&[
+                "ports: [80]",
+                "ports: [53, '8000:8080']",
+                "ports: [http, 22]",
+                "ports: [dns]",
+            ])
+            .to_owned(),
         );
     }
     if ports && rng.chance(30) {

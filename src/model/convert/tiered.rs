@@ -243,15 +243,6 @@ fn tier_rule(cx: &mut Ctx, node: &Node, path: &str) -> Option<TierRule> {
         *slot = icmp_match(cx, n, &ip);
     }
     let [icmp, not_icmp] = icmps;
-    // Valid, but not compiled yet: refused rather than enforced as something else.
-    // (The negation of a type and a code is two alternatives, which one rule cannot say.)
-    if let (Some(n), Some(IcmpMatch { code: Some(_), .. })) = (f.get("notICMP"), not_icmp) {
-        cx.error(
-            n.pos,
-            &join(path, "notICMP"),
-            format!("a code in notICMP {NOT_YET_SUFFIX}"),
-        );
-    }
     let version = ip_version.or(protocol.and_then(RuleProtocol::version));
     let source = match f.get("source") {
         Some(s) => entity(cx, s, &join(path, "source"), protocol, version, true)?,
@@ -419,8 +410,8 @@ fn entity(
         for (i, item) in cx.list(n, &pp).unwrap_or_default().iter().enumerate() {
             let ip = format!("{pp}[{i}]");
             match port_item(cx, item, &ip) {
-                Some(PortItem::Named(_)) => {
-                    cx.error(item.pos, &ip, format!("a named port {NOT_YET_SUFFIX}"));
+                Some(PortItem::Named(_)) if source || field == "notPorts" => {
+                    cx.error(item.pos, &ip, format!("a named port here {NOT_YET_SUFFIX}"));
                     ok = false;
                 }
                 Some(p) => slot.push(p),
