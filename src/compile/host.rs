@@ -578,4 +578,41 @@ spec:
         );
         assert!(run(&rs, &from_web).accepted, "never a workload's interface");
     }
+
+    #[test]
+    fn drops_of_a_host_endpoint_are_logged_naming_it_and_failsafe_accepts_are_counted() {
+        let model = from_valid_yaml(HOSTS);
+        let options = Options {
+            drop_log: Some(crate::compile::DropLog {
+                group: Some(4),
+                rate: 10,
+                burst: 20,
+            }),
+            ..Options::default()
+        };
+        let rs = compile_with(&model, "n1", "netpold", &options);
+        let chain = rs
+            .chains
+            .values()
+            .find(|c| c.comment == "host endpoint uplink ingress")
+            .unwrap();
+        let log = chain.rules.iter().find_map(|r| r.log.as_ref()).unwrap();
+        let parsed = crate::droplog::parse_drop_prefix(&log.prefix).unwrap();
+        assert_eq!(parsed.endpoint.as_deref(), Some("host:uplink"));
+        assert_eq!(parsed.direction, Direction::Ingress);
+        let failsafe: Vec<&Rule> = chain
+            .rules
+            .iter()
+            .take_while(|r| {
+                r.comment
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("failsafe"))
+            })
+            .collect();
+        assert_eq!(failsafe.len(), 2, "first in the chain");
+        assert!(failsafe.iter().all(|r| r.counter && r.log.is_none()));
+        // Same verdicts as without logs.
+        assert!(input(&rs, "uplink0", Protocol::Tcp, 22));
+        assert!(!input(&rs, "uplink0", Protocol::Tcp, 23));
+    }
 }
