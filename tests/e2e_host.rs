@@ -271,3 +271,31 @@ fn the_daemon_follows_host_endpoints_and_their_policies_edited_live() {
     t.eventually(&open, SYNC);
     assert_eq!(d.stop(), Some(0));
 }
+
+#[test]
+fn a_star_host_endpoint_covers_every_host_interface_but_the_workloads() {
+    let Some(t) = setup(
+        "hstar",
+        &gnp(
+            "host-8080",
+            "  selector: role == 'uplink'\n  types: [Ingress, Egress]\n  ingress:\n  - {action: Allow, protocol: TCP, destination: {ports: [8080]}}\n  egress:\n  - {action: Allow, protocol: TCP, destination: {ports: [443]}}\n",
+        ),
+    ) else {
+        return;
+    };
+    t.write(
+        "host.yaml",
+        &UPLINK.replace("interfaceName: uplink0", "interfaceName: '*'"),
+    );
+    t.program();
+    t.check(&[
+        ("outside", "host", "tcp", 8080, Both, PASS),
+        ("outside", "host", "tcp", 80, Both, DROP),
+        ("host", "outside", "tcp", 443, Both, PASS),
+        ("host", "outside", "tcp", 80, Both, DROP),
+        // Never a workload's interface, nor lo.
+        ("web", "host", "tcp", 80, Both, PASS),
+        ("host", "web", "tcp", 80, Both, PASS),
+        ("host", "host", "tcp", 80, V4, PASS),
+    ]);
+}
