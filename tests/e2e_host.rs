@@ -164,6 +164,22 @@ fn failsafe_ports_stay_reachable_under_a_deny_all_host_policy() {
         // Workloads are not host endpoints: no failsafe, no host policy.
         ("outside", "web", "tcp", 8080, Both, PASS),
     ]);
+    // `status --kernel` counts the drops at the host endpoint, failsafe accepts aside.
+    let out = in_ns(&t.host.name, NETPOLD)
+        .args(["status", "--kernel", "--config", "/dev/null"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains("host:uplink ingress"))
+        .unwrap_or_else(|| panic!("no host endpoint drops in:\n{text}"));
+    assert!(line.contains("isolated"), "{line}");
     // Narrowed to a CIDR: the IPv4 outside is in it, the IPv6 one is not.
     apply(
         &t,
