@@ -44,6 +44,10 @@ pub struct Config {
     /// Whether the daemon reads `log_group` itself; default true. A group has one
     /// reader per network namespace, so `tcpdump -i nflog:N` or ulogd need it false.
     pub log_group_listen: Option<bool>,
+    /// Failsafe ports to host endpoints (`tcp:22`, `tcp:10.0.0.0/8:22`); `[]`: none.
+    pub failsafe_inbound: Option<Vec<toml::Spanned<String>>>,
+    /// Failsafe ports from host endpoints; `[]`: none.
+    pub failsafe_outbound: Option<Vec<toml::Spanned<String>>>,
 }
 
 impl Config {
@@ -125,6 +129,23 @@ impl Config {
                 rate: self.log_rate.unwrap_or(DEFAULT_LOG_RATE),
                 burst: self.log_burst.unwrap_or(DEFAULT_LOG_BURST),
             }),
+            failsafe: self.failsafe(),
+        }
+    }
+
+    /// The failsafe ports; every entry was checked by `parse`.
+    pub fn failsafe(&self) -> compile::Failsafe {
+        let default = compile::Failsafe::default();
+        let ports = |list: &Option<Vec<toml::Spanned<String>>>, default| match list {
+            None => default,
+            Some(list) => list
+                .iter()
+                .filter_map(|s| compile::FailsafePort::parse(s.get_ref()).ok())
+                .collect(),
+        };
+        compile::Failsafe {
+            inbound: ports(&self.failsafe_inbound, default.inbound),
+            outbound: ports(&self.failsafe_outbound, default.outbound),
         }
     }
 
@@ -138,12 +159,27 @@ impl Config {
     }
 
     pub fn parse(display: &str, text: &str) -> Result<Config, Diagnostic> {
-        toml::from_str(text).map_err(|e| {
+        let config: Config = toml::from_str(text).map_err(|e| {
             let pos = e
                 .span()
                 .map_or(Pos { line: 1, col: 1 }, |span| offset_pos(text, span.start));
             Diagnostic::new(display, pos, e.message().trim().replace('\n', "; "))
-        })
+        })?;
+        for (key, list) in [
+            ("failsafe_inbound", &config.failsafe_inbound),
+            ("failsafe_outbound", &config.failsafe_outbound),
+        ] {
+            for (i, entry) in list.iter().flatten().enumerate() {
+                if let Err(e) = compile::FailsafePort::parse(entry.get_ref()) {
+                    return Err(Diagnostic::new(
+                        display,
+                        offset_pos(text, entry.span().start),
+                        format!("{key}[{i}]: {e}"),
+                    ));
+                }
+            }
+        }
+        Ok(config)
     }
 }
 
@@ -322,6 +358,39 @@ mod tests {
                 .message
                 .starts_with("log_rate:")
         );
+    }
+
+    #[test]
+    fn failsafe_keys_default_parse_and_point_at_the_bad_entry() {
+        let c = Config::parse("c.toml", "").unwrap();
+        assert_eq!(c.failsafe(), compile::Failsafe::default());
+        let c = Config::parse(
+            "c.toml",
+            "failsafe_inbound = [\"tcp:10.0.0.0/8:22\", \"tcp:[fd00::/8]:22\"]\nfailsafe_outbound = []\n",
+        )
+        .unwrap();
+        let f = c.failsafe();
+        assert_eq!(f.inbound.len(), 2);
+        assert_eq!(f.inbound[1].to_string(), "tcp:[fd00::/8]:22");
+        assert!(f.outbound.is_empty(), "[] disables");
+        assert_eq!(c.compile_options().failsafe, f);
+        let e = Config::parse(
+            "c.toml",
+            "node = \"a\"\nfailsafe_inbound = [\"tcp:22\", \"tcp:10.0.0.1/8:22\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!((e.pos.line, e.pos.col), (2, 31));
+        assert!(
+            e.message.starts_with(
+                "failsafe_inbound[1]: \"tcp:10.0.0.1/8:22\": 10.0.0.1/8 has host bits"
+            ),
+            "{}",
+            e.message
+        );
+        let e = Config::parse("c.toml", "failsafe_outbound = [\"dns\"]\n").unwrap_err();
+        assert_eq!((e.pos.line, e.pos.col), (1, 22));
+        let e = Config::parse("c.toml", "failsafe_outbound = \"udp:53\"\n").unwrap_err();
+        assert_eq!(e.pos.line, 1);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use crate::compile::{self, ChainOrigin, ObjectKey, Origins};
 use crate::ir::eval::{self, CtInfo, Packet, RuleRef};
 use crate::ir::{Hook, Ruleset, Verdict};
-use crate::model::{Direction, Endpoint, Model, Protocol};
+use crate::model::{Direction, Endpoint, HostEndpoint, HostInterface, Model, Protocol};
 
 /// One end of a flow, as the command line names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,12 +23,20 @@ pub enum Party {
     Endpoint(String, String),
     /// An address: an endpoint's (which stands for that endpoint) or any other.
     Ip(IpAddr),
+    /// A HostEndpoint, `host:name`: the host itself, by that interface.
+    Host(String),
 }
 
 impl FromStr for Party {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Party, String> {
+        if let Some(name) = s.strip_prefix("host:") {
+            if name.is_empty() {
+                return Err("host: needs the name of a HostEndpoint, host:<name>".to_owned());
+            }
+            return Ok(Party::Host(name.to_owned()));
+        }
         if let Ok(ip) = s.parse::<IpAddr>() {
             return Ok(Party::Ip(ip));
         }
@@ -51,6 +59,7 @@ impl fmt::Display for Party {
         match self {
             Party::Endpoint(ns, name) => write!(f, "{ns}/{name}"),
             Party::Ip(ip) => write!(f, "{ip}"),
+            Party::Host(name) => write!(f, "host:{name}"),
         }
     }
 }
@@ -98,6 +107,8 @@ pub enum ExplainError {
     UnknownEndpoint(String),
     #[error("{0} has no address")]
     NoAddress(String),
+    #[error("no HostEndpoint {0} in the manifests")]
+    UnknownHost(String),
     #[error("{from} and {to} have no address family in common")]
     NoCommonFamily { from: String, to: String },
     #[error("{0} to itself never passes through the host: there is nothing to explain")]
@@ -296,6 +307,7 @@ pub struct Explainer<'m> {
     default_node: String,
     table: String,
     by_ip: HashMap<IpAddr, &'m Endpoint>,
+    by_host_ip: HashMap<IpAddr, &'m HostEndpoint>,
     compiled: HashMap<String, (Ruleset, Origins)>,
     options: compile::Options,
 }
@@ -303,6 +315,7 @@ pub struct Explainer<'m> {
 /// An end during explanation: the endpoint, when it is one, and its candidate addresses.
 struct Resolved<'m> {
     endpoint: Option<&'m Endpoint>,
+    host: Option<&'m HostEndpoint>,
     ips: Vec<IpAddr>,
 }
 
@@ -325,11 +338,17 @@ impl<'m> Explainer<'m> {
             .values()
             .flat_map(|ep| ep.ips.iter().map(move |ip| (*ip, ep)))
             .collect();
+        let by_host_ip = model
+            .hosts
+            .values()
+            .flat_map(|h| h.expected_ips.iter().map(move |ip| (*ip, h)))
+            .collect();
         Explainer {
             model,
             default_node: default_node.to_owned(),
             table: table.to_owned(),
             by_ip,
+            by_host_ip,
             compiled: HashMap::new(),
             options: compile::Options::default(),
         }
@@ -371,13 +390,32 @@ impl<'m> Explainer<'m> {
                 }
                 Ok(Resolved {
                     endpoint: Some(ep),
+                    host: None,
                     ips: ep.ips.clone(),
                 })
             }
             Party::Ip(ip) => Ok(Resolved {
                 endpoint: self.by_ip.get(ip).copied(),
+                host: self.by_host_ip.get(ip).copied(),
                 ips: vec![*ip],
             }),
+            Party::Host(name) => {
+                let h = self
+                    .model
+                    .hosts
+                    .get(name)
+                    .ok_or_else(|| ExplainError::UnknownHost(party.to_string()))?;
+                if h.expected_ips.is_empty() {
+                    return Err(ExplainError::NoAddress(format!(
+                        "{party} (give it expectedIPs, or name an address)"
+                    )));
+                }
+                Ok(Resolved {
+                    endpoint: None,
+                    host: Some(h),
+                    ips: h.expected_ips.clone(),
+                })
+            }
         }
     }
 
@@ -397,6 +435,11 @@ impl<'m> Explainer<'m> {
         {
             return Err(ExplainError::Itself(a.id()));
         }
+        if let (Some(a), Some(b)) = (src.host, dst.host)
+            && self.host_node(a) == self.host_node(b)
+        {
+            return Err(ExplainError::Itself(format!("the host of {}", a.id())));
+        }
         let (src_ip, dst_ip) = address_pairs(&src, &dst)
             .into_iter()
             .next()
@@ -404,7 +447,23 @@ impl<'m> Explainer<'m> {
                 from: from.to_string(),
                 to: to.to_string(),
             })?;
-        Ok(self.explain_resolved((src.endpoint, src_ip), (dst.endpoint, dst_ip), port))
+        Ok(self.explain_pair(&src, src_ip, &dst, dst_ip, port))
+    }
+
+    /// One flow once both ends are resolved: through host endpoints when one end is one.
+    fn explain_pair(
+        &mut self,
+        src: &Resolved<'m>,
+        src_ip: IpAddr,
+        dst: &Resolved<'m>,
+        dst_ip: IpAddr,
+        port: Port,
+    ) -> Explanation {
+        if src.host.is_some() || dst.host.is_some() {
+            self.explain_host((src, src_ip), (dst, dst_ip), port)
+        } else {
+            self.explain_resolved((src.endpoint, src_ip), (dst.endpoint, dst_ip), port)
+        }
     }
 
     /// `explain` for every address family both ends have (IPv4 first): policies can
@@ -420,7 +479,7 @@ impl<'m> Explainer<'m> {
         let dst = self.resolve(to)?;
         let mut all = vec![first];
         for (src_ip, dst_ip) in address_pairs(&src, &dst).into_iter().skip(1) {
-            all.push(self.explain_resolved((src.endpoint, src_ip), (dst.endpoint, dst_ip), port));
+            all.push(self.explain_pair(&src, src_ip, &dst, dst_ip, port));
         }
         Ok(all)
     }
@@ -469,7 +528,8 @@ impl<'m> Explainer<'m> {
                     .flatten()
                     .and_then(|o| match o {
                         ChainOrigin::Endpoint { direction, .. }
-                        | ChainOrigin::Passed { direction, .. } => Some(*direction),
+                        | ChainOrigin::Passed { direction, .. }
+                        | ChainOrigin::Host { direction, .. } => Some(*direction),
                         ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. } => None,
                     });
                 break;
@@ -552,118 +612,373 @@ impl<'m> Explainer<'m> {
         else {
             unreachable!("endpoint chains are recorded as such");
         };
-        let policies: Vec<String> = order.clone();
-        // A chain that falls through ends in its base chain, which accepts.
-        let allowed = trace.verdict != Some(false);
-        // The policy rule behind each rule taken, with the verdict it took.
-        let decisions: Vec<(PolicyRuleRef, &Verdict)> = trace
-            .path
-            .iter()
-            .filter_map(|r| {
-                let (policy, direction, rules) = match origins.chains.get(&r.chain)? {
-                    ChainOrigin::Policy {
-                        policy,
-                        direction,
-                        rules,
-                    } => (format!("{}/{}", policy.0, policy.1), direction, rules),
-                    ChainOrigin::Tiered {
-                        policy,
-                        direction,
-                        rules,
-                    } => (policy.clone(), direction, rules),
-                    _ => return None,
-                };
-                let verdict = rs.chains[&r.chain].rules[r.index].verdict.as_ref()?;
-                Some((
-                    PolicyRuleRef {
-                        policy,
-                        direction: *direction,
-                        rule: rules[r.index],
-                    },
-                    verdict,
-                ))
-            })
-            .collect();
-        let by = |pick: fn(&Verdict) -> bool| {
-            decisions
-                .iter()
-                .find(|(_, v)| pick(v))
-                .map(|(r, _)| r.clone())
-        };
-        let allowed_by = by(|v| *v == Verdict::Accept);
-        let denied_by = by(|v| *v == Verdict::Drop);
-        let passed_by = by(|v| matches!(v, Verdict::Map { .. }));
-        let isolated = !policies.is_empty();
-        let taken = trace.path.last();
-        let passed = passed_by
-            .as_ref()
-            .map(|r| format!("passed by {r}; "))
-            .unwrap_or_default();
-        let reason = match (&allowed_by, &denied_by, taken) {
-            (Some(r), _, _) => format!(
-                "isolated by {}; {passed}allowed by {r}",
-                policies.join(", ")
-            ),
-            (None, Some(r), _) => format!("isolated by {}; denied by {r}", policies.join(", ")),
-            (None, None, Some(RuleRef { chain: c, index })) if c == chain && index == last_rule => {
-                if isolated {
-                    format!("isolated; no rule of {} allows this", policies.join(", "))
-                } else {
-                    format!("not isolated: no policy selects it for {direction}; allowed")
-                }
-            }
-            (None, None, Some(RuleRef { chain: c, index }))
-                if matches!(
-                    origins.chains.get(c),
-                    Some(ChainOrigin::Passed { last_rule, .. }) if last_rule == index
-                ) =>
-            {
-                let Some(ChainOrigin::Passed { policies: k8s, .. }) = origins.chains.get(c) else {
-                    unreachable!("matched above");
-                };
-                if k8s.is_empty() {
-                    format!(
-                        "isolated by {}; {passed}no Kubernetes NetworkPolicy selects it for {direction}; allowed",
-                        policies.join(", ")
-                    )
-                } else {
-                    let k8s: Vec<String> = k8s.iter().map(|(n, p)| format!("{n}/{p}")).collect();
-                    format!(
-                        "isolated by {}; {passed}no rule of {} allows this",
-                        policies.join(", "),
-                        k8s.join(", ")
-                    )
-                }
-            }
-            (None, None, Some(r)) => {
-                let rule = &rs.chains[&r.chain].rules[r.index];
-                format!(
-                    "{} by rule {} of chain {} ({})",
-                    verdict_word(allowed),
-                    r.index,
-                    r.chain,
-                    rule.comment.as_deref().unwrap_or("no comment")
-                )
-            }
-            (None, None, None) => format!("{} by the base chain's policy", verdict_word(allowed)),
-        };
+        let (order, last_rule) = (order.clone(), *last_rule);
+        judge(
+            rs,
+            origins,
+            chain,
+            &trace,
+            order,
+            &last_rule,
+            direction,
+            ep.id(),
+            node,
+        )
+    }
+
+    fn host_node(&self, h: &HostEndpoint) -> String {
+        h.node.clone().unwrap_or_else(|| self.default_node.clone())
+    }
+
+    /// A side that no chain decides, with why.
+    fn fixed_side(
+        direction: Direction,
+        endpoint: Option<String>,
+        node: Option<String>,
+        reason: String,
+    ) -> Side {
         Side {
             direction,
-            endpoint: Some(ep.id()),
-            node: Some(node),
-            isolated,
-            policies,
-            allowed,
-            allowed_by,
-            denied_by,
-            passed_by,
+            endpoint,
+            node,
+            isolated: false,
+            policies: Vec::new(),
+            allowed: true,
+            allowed_by: None,
+            denied_by: None,
+            passed_by: None,
             reason,
-            rules: trace
-                .path
-                .iter()
-                .map(|r| format!("{}[{}]", r.chain, r.index))
-                .collect(),
+            rules: Vec::new(),
         }
+    }
+
+    /// A flow from or to the host itself through a host endpoint: packets on the input
+    /// and output hooks of the host endpoint's node, forwarded packets on a workload's.
+    fn explain_host(
+        &mut self,
+        (src, src_ip): (&Resolved<'m>, IpAddr),
+        (dst, dst_ip): (&Resolved<'m>, IpAddr),
+        port: Port,
+    ) -> Explanation {
+        let end = |this: &Self, r: &Resolved<'m>, ip: IpAddr| match (r.endpoint, r.host) {
+            (Some(ep), _) => End {
+                endpoint: Some(ep.id()),
+                ip,
+                node: Some(this.node_of(ep)),
+            },
+            (None, Some(h)) => End {
+                endpoint: Some(h.id()),
+                ip,
+                node: Some(this.host_node(h)),
+            },
+            (None, None) => End {
+                endpoint: None,
+                ip,
+                node: None,
+            },
+        };
+        let (from_end, to_end) = (end(self, src, src_ip), end(self, dst, dst_ip));
+        // Any interface a "*" host endpoint covers: one no endpoint claims.
+        let host_if = |h: &HostEndpoint| match &h.interface {
+            HostInterface::Named(n) => n.clone(),
+            HostInterface::All => "(any)".to_owned(),
+        };
+        fn local_to<'e>(ep: Option<&'e Endpoint>, node: &str) -> Option<&'e Endpoint> {
+            ep.filter(|e| e.is_local(node))
+        }
+        let packet = |hook, iif: Option<String>, oif: Option<String>| Packet {
+            hook,
+            iif,
+            oif,
+            src: src_ip,
+            dst: dst_ip,
+            protocol: port.protocol,
+            dport: port.number,
+            ct: CtInfo::New,
+        };
+        // The packets the kernel sees, in the order of the packet's way.
+        let mut packets: Vec<(String, Packet)> = Vec::new();
+        // The sender's side: its node's output hook, or a workload's forward path.
+        if let Some(h) = src.host {
+            let node = self.host_node(h);
+            let oif = match local_to(dst.endpoint, &node) {
+                Some(ep) => ep.interface.clone(),
+                None => host_if(h),
+            };
+            packets.push((node, packet(Hook::Output, None, Some(oif))));
+        } else if let Some(ep) = src.endpoint {
+            let node = self.node_of(ep);
+            let to_own_host = dst.host.is_some_and(|h| self.host_node(h) == node);
+            if !to_own_host {
+                packets.push((
+                    node,
+                    packet(Hook::Forward, Some(ep.interface.clone()), None),
+                ));
+            }
+        }
+        // The receiver's side: its node's input hook, or a workload's forward path.
+        if let Some(h) = dst.host {
+            let node = self.host_node(h);
+            let iif = match local_to(src.endpoint, &node) {
+                Some(ep) => ep.interface.clone(),
+                None => host_if(h),
+            };
+            packets.push((node, packet(Hook::Input, Some(iif), None)));
+        } else if let Some(ep) = dst.endpoint {
+            let node = self.node_of(ep);
+            let from_own_host = src.host.is_some_and(|h| self.host_node(h) == node);
+            if !from_own_host {
+                packets.push((
+                    node,
+                    packet(Hook::Forward, None, Some(ep.interface.clone())),
+                ));
+            }
+        }
+        let mut allowed = true;
+        let mut decided_by = None;
+        for (node, pkt) in packets {
+            let (rs, origins) = self.compiled(&node);
+            let trace = eval::run(rs, &pkt);
+            if !trace.accepted {
+                allowed = false;
+                decided_by =
+                    trace
+                        .path
+                        .iter()
+                        .rev()
+                        .find_map(|r| match origins.chains.get(&r.chain) {
+                            Some(
+                                ChainOrigin::Endpoint { direction, .. }
+                                | ChainOrigin::Passed { direction, .. }
+                                | ChainOrigin::Host { direction, .. },
+                            ) => Some(*direction),
+                            _ => None,
+                        });
+                break;
+            }
+        }
+        let egress = match (src.host, src.endpoint) {
+            (Some(h), _) => {
+                let node = self.host_node(h);
+                let pkt = packet(Hook::Output, None, Some(host_if(h)));
+                if local_to(dst.endpoint, &node).is_some() {
+                    Self::fixed_side(
+                        Direction::Egress,
+                        Some(h.id()),
+                        Some(node),
+                        "the host's traffic to its own workloads never passes a host endpoint's policy; allowed".to_owned(),
+                    )
+                } else {
+                    self.host_side(Direction::Egress, h, &node, &pkt)
+                }
+            }
+            (None, ep) => self.side(Direction::Egress, (ep, src_ip), (None, dst_ip), port),
+        };
+        let ingress = match (dst.host, dst.endpoint) {
+            (Some(h), _) => {
+                let node = self.host_node(h);
+                let pkt = packet(Hook::Input, Some(host_if(h)), None);
+                if local_to(src.endpoint, &node).is_some() {
+                    Self::fixed_side(
+                        Direction::Ingress,
+                        Some(h.id()),
+                        Some(node),
+                        "traffic from a local workload is its own egress policy's, never a host endpoint's; allowed".to_owned(),
+                    )
+                } else {
+                    self.host_side(Direction::Ingress, h, &node, &pkt)
+                }
+            }
+            (None, Some(ep))
+                if src
+                    .host
+                    .is_some_and(|h| self.host_node(h) == self.node_of(ep)) =>
+            {
+                Self::fixed_side(
+                    Direction::Ingress,
+                    Some(ep.id()),
+                    Some(self.node_of(ep)),
+                    "the host may always reach its own workloads; allowed".to_owned(),
+                )
+            }
+            (None, ep) => self.side(Direction::Ingress, (None, src_ip), (ep, dst_ip), port),
+        };
+        Explanation {
+            from: from_end,
+            to: to_end,
+            port,
+            allowed,
+            decided_by,
+            egress,
+            ingress,
+        }
+    }
+
+    /// A host endpoint's chain for one direction, run on its own.
+    fn host_side(
+        &mut self,
+        direction: Direction,
+        h: &HostEndpoint,
+        node: &str,
+        pkt: &Packet,
+    ) -> Side {
+        let (rs, origins) = self.compiled(node);
+        let Some(chain) = origins.host_chain(&h.name, direction, false) else {
+            return Self::fixed_side(
+                direction,
+                Some(h.id()),
+                Some(node.to_owned()),
+                format!(
+                    "not isolated: no GlobalNetworkPolicy selects the host endpoint for {direction}; allowed"
+                ),
+            );
+        };
+        let trace = eval::run_chain(rs, chain, pkt);
+        let Some(ChainOrigin::Host {
+            order, last_rule, ..
+        }) = origins.chains.get(chain)
+        else {
+            unreachable!("host endpoint chains are recorded as such");
+        };
+        judge(
+            rs,
+            origins,
+            chain,
+            &trace,
+            order.clone(),
+            last_rule,
+            direction,
+            h.id(),
+            node.to_owned(),
+        )
+    }
+}
+
+/// What one endpoint's chain, run on its own, says: the verdict, the policy rules
+/// behind it, and why in one line.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    rs: &Ruleset,
+    origins: &Origins,
+    chain: &str,
+    trace: &eval::ChainTrace,
+    order: Vec<String>,
+    last_rule: &usize,
+    direction: Direction,
+    endpoint: String,
+    node: String,
+) -> Side {
+    let policies = order;
+    // A chain that falls through ends in its base chain, which accepts.
+    let allowed = trace.verdict != Some(false);
+    // The policy rule behind each rule taken, with the verdict it took.
+    let decisions: Vec<(PolicyRuleRef, &Verdict)> = trace
+        .path
+        .iter()
+        .filter_map(|r| {
+            let (policy, direction, rules) = match origins.chains.get(&r.chain)? {
+                ChainOrigin::Policy {
+                    policy,
+                    direction,
+                    rules,
+                } => (format!("{}/{}", policy.0, policy.1), direction, rules),
+                ChainOrigin::Tiered {
+                    policy,
+                    direction,
+                    rules,
+                } => (policy.clone(), direction, rules),
+                _ => return None,
+            };
+            let verdict = rs.chains[&r.chain].rules[r.index].verdict.as_ref()?;
+            Some((
+                PolicyRuleRef {
+                    policy,
+                    direction: *direction,
+                    rule: rules[r.index],
+                },
+                verdict,
+            ))
+        })
+        .collect();
+    let by = |pick: fn(&Verdict) -> bool| {
+        decisions
+            .iter()
+            .find(|(_, v)| pick(v))
+            .map(|(r, _)| r.clone())
+    };
+    let allowed_by = by(|v| *v == Verdict::Accept);
+    let denied_by = by(|v| *v == Verdict::Drop);
+    let passed_by = by(|v| matches!(v, Verdict::Map { .. }));
+    let isolated = !policies.is_empty();
+    let taken = trace.path.last();
+    let passed = passed_by
+        .as_ref()
+        .map(|r| format!("passed by {r}; "))
+        .unwrap_or_default();
+    let reason = match (&allowed_by, &denied_by, taken) {
+        (Some(r), _, _) => format!(
+            "isolated by {}; {passed}allowed by {r}",
+            policies.join(", ")
+        ),
+        (None, Some(r), _) => format!("isolated by {}; denied by {r}", policies.join(", ")),
+        (None, None, Some(RuleRef { chain: c, index })) if c == chain && index == last_rule => {
+            if isolated {
+                format!("isolated; no rule of {} allows this", policies.join(", "))
+            } else {
+                format!("not isolated: no policy selects it for {direction}; allowed")
+            }
+        }
+        (None, None, Some(RuleRef { chain: c, index }))
+            if matches!(
+                origins.chains.get(c),
+                Some(ChainOrigin::Passed { last_rule, .. }) if last_rule == index
+            ) =>
+        {
+            let Some(ChainOrigin::Passed { policies: k8s, .. }) = origins.chains.get(c) else {
+                unreachable!("matched above");
+            };
+            if k8s.is_empty() {
+                format!(
+                    "isolated by {}; {passed}no Kubernetes NetworkPolicy selects it for {direction}; allowed",
+                    policies.join(", ")
+                )
+            } else {
+                let k8s: Vec<String> = k8s.iter().map(|(n, p)| format!("{n}/{p}")).collect();
+                format!(
+                    "isolated by {}; {passed}no rule of {} allows this",
+                    policies.join(", "),
+                    k8s.join(", ")
+                )
+            }
+        }
+        (None, None, Some(r)) => {
+            let rule = &rs.chains[&r.chain].rules[r.index];
+            format!(
+                "{} by rule {} of chain {} ({})",
+                verdict_word(allowed),
+                r.index,
+                r.chain,
+                rule.comment.as_deref().unwrap_or("no comment")
+            )
+        }
+        (None, None, None) => format!("{} by the base chain's policy", verdict_word(allowed)),
+    };
+    Side {
+        direction,
+        endpoint: Some(endpoint),
+        node: Some(node),
+        isolated,
+        policies,
+        allowed,
+        allowed_by,
+        denied_by,
+        passed_by,
+        reason,
+        rules: trace
+            .path
+            .iter()
+            .map(|r| format!("{}[{}]", r.chain, r.index))
+            .collect(),
     }
 }
 
@@ -854,5 +1169,76 @@ spec:
         let e = x.explain(&ep("fd00::9"), &ep("shop/web"), tcp(1)).unwrap();
         assert_eq!(e.to.ip.to_string(), "fd00::1");
         assert!(e.allowed);
+    }
+
+    const HOST: &str = "
+apiVersion: netpold.io/v1
+kind: HostEndpoint
+metadata: {name: uplink, labels: {role: uplink}}
+spec: {node: n1, interfaceName: eth0, expectedIPs: [192.0.2.10]}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {node: n1, interfaceName: veth-web, ips: [10.0.0.1]}
+---
+apiVersion: netpold.io/v1
+kind: GlobalNetworkPolicy
+metadata: {name: host-in}
+spec:
+  selector: role == 'uplink'
+  types: [Ingress, Egress]
+  ingress:
+  - {action: Allow, protocol: TCP, destination: {ports: [80]}}
+  - {action: Deny, protocol: TCP, destination: {ports: [443]}}
+";
+
+    #[test]
+    fn host_endpoints_are_explained_by_their_policy_rule_or_failsafe_port() {
+        let m = model(HOST);
+        let mut x = Explainer::new(&m, "n1", "netpold");
+        let host = ep("host:uplink");
+        assert_eq!(host, Party::Host("uplink".into()));
+        assert!("host:".parse::<Party>().is_err());
+        let outside = ep("203.0.113.9");
+        let e = x.explain(&outside, &host, tcp(80)).unwrap();
+        assert!(e.allowed, "{e}");
+        assert_eq!(e.to.endpoint.as_deref(), Some("host:uplink"));
+        assert_eq!(e.deciding(), ["GlobalNetworkPolicy host-in ingress[0]"]);
+        let e = x.explain(&outside, &host, tcp(443)).unwrap();
+        assert!(!e.allowed);
+        assert_eq!(e.decided_by, Some(Direction::Ingress));
+        assert_eq!(e.deciding(), ["GlobalNetworkPolicy host-in ingress[1]"]);
+        let e = x.explain(&outside, &host, tcp(8080)).unwrap();
+        assert!(!e.allowed);
+        assert!(e.ingress.reason.starts_with("isolated; no rule of"), "{e}");
+        let e = x.explain(&outside, &host, tcp(22)).unwrap();
+        assert!(e.allowed);
+        assert!(e.ingress.reason.contains("failsafe inbound tcp:22"), "{e}");
+        // An expected address stands for the host endpoint.
+        let e = x.explain(&outside, &ep("192.0.2.10"), tcp(8080)).unwrap();
+        assert!(!e.allowed);
+        // Egress: governed with no rule, so only the outbound failsafe ports.
+        let e = x.explain(&host, &outside, tcp(80)).unwrap();
+        assert_eq!(e.decided_by, Some(Direction::Egress), "{e}");
+        let dns = Port {
+            protocol: Protocol::Udp,
+            number: 53,
+        };
+        assert!(x.explain(&host, &outside, dns).unwrap().allowed);
+        // Between the host and its workloads, no host endpoint policy applies.
+        let web = ep("shop/web");
+        let e = x.explain(&web, &host, tcp(8080)).unwrap();
+        assert!(e.allowed, "{e}");
+        assert!(e.ingress.reason.contains("local workload"), "{e}");
+        assert!(x.explain(&host, &web, tcp(8080)).unwrap().allowed);
+        assert_eq!(
+            x.explain(&host, &ep("192.0.2.10"), tcp(1)),
+            Err(ExplainError::Itself("the host of host:uplink".into()))
+        );
+        assert_eq!(
+            x.explain(&ep("host:nope"), &web, tcp(1)),
+            Err(ExplainError::UnknownHost("host:nope".into()))
+        );
     }
 }

@@ -22,14 +22,23 @@
 //!   matching Allow or Deny rule decides, Log goes on, and Pass leaves the decision to the
 //!   Kubernetes policies alone (allowed when none selects the endpoint). Selected by any
 //!   and decided by none: denied.
+//! - Host endpoints (README "Host endpoints"): traffic that neither comes from nor goes to
+//!   a local workload enters and leaves the node by [`UPLINK`], whose host endpoint is the
+//!   local one naming it, else the local `*` one. Its ingress (to the node) and egress (from
+//!   it) are decided by the GlobalNetworkPolicies without namespaceSelector selecting it,
+//!   in order, after the default failsafe ports; forwarded traffic through it by the
+//!   applyOnForward ones alone, without failsafe ports. A Pass allows; selected by any and
+//!   decided by none: denied. Rule selectors of such policies match host endpoints'
+//!   expectedIPs too.
 
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::compile::Failsafe;
 use crate::model::tiered::{Action, Entity, IpVersion, Order, RuleProtocol, TierRule};
 use crate::model::{
-    Direction, Endpoint, Model, NAMESPACE_NAME_LABEL, NamespaceScope, NetworkPolicy, Peer,
-    PortMatch, PortSpec, Protocol, Rule, TieredPolicy,
+    Direction, Endpoint, HostEndpoint, HostInterface, Model, NAMESPACE_NAME_LABEL, NamespaceScope,
+    NetworkPolicy, Peer, PortMatch, PortSpec, Protocol, Rule, TieredPolicy,
 };
 use crate::selector::Labels;
 use crate::selector::expr::Expr;
@@ -102,10 +111,98 @@ impl DirectionVerdict {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
-    /// `egress.allowed && ingress.allowed`.
+    /// `egress.allowed && ingress.allowed`, and every host endpoint's.
     pub allowed: bool,
     pub egress: DirectionVerdict,
     pub ingress: DirectionVerdict,
+    /// The host endpoints on the way (the uplink's, in and out), in order.
+    pub hosts: Vec<DirectionVerdict>,
+}
+
+/// The interface by which traffic that is no local workload's enters and leaves the node.
+pub const UPLINK: &str = "uplink0";
+
+/// The local host endpoint of [`UPLINK`]: the one naming it, else the `*` one.
+fn uplink_host<'m>(model: &'m Model, node: &str) -> Option<&'m HostEndpoint> {
+    let local = || model.hosts.values().filter(|h| h.is_local(node));
+    local()
+        .find(|h| h.interface == HostInterface::Named(UPLINK.to_owned()))
+        .or_else(|| local().find(|h| h.interface == HostInterface::All))
+}
+
+/// What a host endpoint's policies decide in `direction`, for the node's own traffic
+/// (`forward` false: failsafe ports first) or forwarded traffic (applyOnForward only).
+fn decide_host(
+    model: &Model,
+    h: &HostEndpoint,
+    direction: Direction,
+    forward: bool,
+    probe: &Probe,
+) -> DirectionVerdict {
+    let mut policies: Vec<&TieredPolicy> = model
+        .tiered
+        .values()
+        .filter(|p| p.selects_host(h) && p.rules(direction).is_some())
+        .filter(|p| !forward || p.apply_on_forward)
+        .collect();
+    policies.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let mut verdict = DirectionVerdict {
+        endpoint: Some(h.id()),
+        isolated: !policies.is_empty(),
+        policies: policies.iter().map(|p| p.label()).collect(),
+        allowed_by: None,
+        denied_by: None,
+        passed_by: None,
+        allowed: policies.is_empty(),
+    };
+    if policies.is_empty() {
+        return verdict;
+    }
+    if !forward {
+        let failsafe = Failsafe::default();
+        let (ports, remote) = match direction {
+            Direction::Ingress => (&failsafe.inbound, probe.src),
+            Direction::Egress => (&failsafe.outbound, probe.dst),
+        };
+        let (Party::Host(remote) | Party::Ip(remote)) = remote;
+        if ports
+            .iter()
+            .any(|p| p.matches(probe.protocol, remote, probe.port))
+        {
+            verdict.allowed = true;
+            return verdict;
+        }
+    }
+    for policy in policies {
+        for (index, rule) in policy
+            .rules(direction)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            if !tier_rule_matches(model, policy, rule, probe) {
+                continue;
+            }
+            let by = Some((policy.label(), index));
+            match rule.action {
+                Action::Log => continue,
+                Action::Allow => {
+                    verdict.allowed_by = by;
+                    verdict.allowed = true;
+                }
+                Action::Pass => {
+                    verdict.passed_by = by;
+                    verdict.allowed = true;
+                }
+                Action::Deny => {
+                    verdict.denied_by = by;
+                    verdict.allowed = false;
+                }
+            }
+            return verdict;
+        }
+    }
+    verdict
 }
 
 /// Decides `probe` as the daemon on `node` must enforce it.
@@ -133,10 +230,33 @@ pub fn evaluate(model: &Model, node: &str, probe: &Probe) -> Verdict {
         None => DirectionVerdict::not_enforced(),
     };
 
+    // The host endpoint of the uplink, for what enters or leaves by it.
+    let local_workload = |e: Option<&Endpoint>| e.is_some_and(|e| e.is_local(node));
+    let mut hosts = Vec::new();
+    if let Some(h) = uplink_host(model, node) {
+        match (probe.src, probe.dst) {
+            (Party::Host(_), Party::Ip(_)) if !local_workload(dst) => {
+                hosts.push(decide_host(model, h, Direction::Egress, false, probe));
+            }
+            (Party::Ip(_), Party::Host(_)) if !local_workload(src) => {
+                hosts.push(decide_host(model, h, Direction::Ingress, false, probe));
+            }
+            (Party::Ip(_), Party::Ip(_)) => {
+                if !local_workload(src) {
+                    hosts.push(decide_host(model, h, Direction::Ingress, true, probe));
+                }
+                if !local_workload(dst) {
+                    hosts.push(decide_host(model, h, Direction::Egress, true, probe));
+                }
+            }
+            _ => {}
+        }
+    }
     Verdict {
-        allowed: egress.allowed && ingress.allowed,
+        allowed: egress.allowed && ingress.allowed && hosts.iter().all(|h| h.allowed),
         egress,
         ingress,
+        hosts,
     }
 }
 
@@ -308,15 +428,22 @@ fn tier_rule_matches(model: &Model, policy: &TieredPolicy, rule: &TierRule, prob
     let entity_ok = |entity: &Entity, party: Party, port: Option<u16>| {
         let ip = ip_of(party);
         if entity.selector.is_some() || entity.namespace_selector.is_some() {
-            let Some(ep) = owner(model, party) else {
-                return false;
-            };
-            let namespace_ok = match &entity.namespace_selector {
-                Some(sel) => sel.matches(&namespace_labels(model, ep)),
-                None => policy.global || ep.namespace == policy.namespace,
-            };
             let selector = entity.selector.clone().unwrap_or(Expr::All);
-            if !namespace_ok || !selector.matches(&ep.labels) {
+            // A GlobalNetworkPolicy's selector alone matches host endpoints' expectedIPs.
+            let host_ok = policy.global
+                && entity.namespace_selector.is_none()
+                && model
+                    .hosts
+                    .values()
+                    .any(|h| h.expected_ips.contains(&ip) && selector.matches(&h.labels));
+            let endpoint_ok = owner(model, party).is_some_and(|ep| {
+                let namespace_ok = match &entity.namespace_selector {
+                    Some(sel) => sel.matches(&namespace_labels(model, ep)),
+                    None => policy.global || ep.namespace == policy.namespace,
+                };
+                namespace_ok && selector.matches(&ep.labels)
+            });
+            if !host_ok && !endpoint_ok {
                 return false;
             }
         }

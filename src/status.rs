@@ -223,6 +223,16 @@ fn owner(rest: &str) -> Option<(String, String, String)> {
     Some((namespace.to_owned(), name.to_owned(), direction.to_owned()))
 }
 
+/// `("", "host:<name>", direction)` of a host endpoint's chain (`host endpoint <name>
+/// [forwarded ]<direction>`): its own and forwarded traffic count as one.
+fn host_owner(chain_comment: &str) -> Option<(String, String, String)> {
+    let rest = chain_comment.strip_prefix("host endpoint ")?;
+    let mut words = rest.split(' ');
+    let name = words.next()?;
+    let direction = words.find(|w| *w == "ingress" || *w == "egress")?;
+    Some((String::new(), format!("host:{name}"), direction.to_owned()))
+}
+
 fn drop_cause(rule_comment: &str) -> &'static str {
     if rule_comment.contains("isolated for") || rule_comment.contains("no rule allows") {
         "isolated"
@@ -267,10 +277,14 @@ pub fn attribute(rows: &[RuleCounter]) -> (Vec<PolicyCounter>, Vec<EndpointDrops
                 }
                 Counted::Other => {}
             }
-        } else if let Some(rest) = row.chain_comment.strip_prefix("endpoint ") {
-            let Some(key) = owner(rest) else { continue };
+        } else if let Some(key) = row
+            .chain_comment
+            .strip_prefix("endpoint ")
+            .and_then(owner)
+            .or_else(|| host_owner(&row.chain_comment))
+        {
             let cause = drop_cause(rule_comment);
-            // Only drops: a chain may count other rules one day.
+            // Only drops: a host endpoint's failsafe rules, for one, are counted accepts.
             if cause == "other" {
                 continue;
             }
@@ -537,13 +551,17 @@ impl Report {
                 .filter(|(_, n)| **n > 0)
                 .map(|(c, n)| format!("{c} {n}"))
                 .collect();
+            // A host endpoint has no namespace: `host:<name>`.
+            let id = if e.namespace.is_empty() {
+                e.name.clone()
+            } else {
+                format!("{}/{}", e.namespace, e.name)
+            };
             let _ = writeln!(
                 out,
-                "  {:>9} packets {:>10}  {}/{} {} ({})",
+                "  {:>9} packets {:>10}  {id} {} ({})",
                 e.packets,
                 human_bytes(e.bytes),
-                e.namespace,
-                e.name,
                 e.direction,
                 causes.join(", ")
             );
@@ -600,6 +618,31 @@ mod tests {
             ),
         ];
         let (policies, endpoints) = attribute(&rows);
+        let hosts = [
+            row("host endpoint uplink ingress", "failsafe inbound tcp:22", 4),
+            row(
+                "host endpoint uplink ingress",
+                "host:uplink: isolated for ingress, no rule allows",
+                5,
+            ),
+            row(
+                "host endpoint uplink forwarded ingress",
+                "no connection state",
+                1,
+            ),
+        ];
+        let (_, host_drops) = attribute(&hosts);
+        assert_eq!(host_drops.len(), 1);
+        assert_eq!(
+            (
+                host_drops[0].namespace.as_str(),
+                host_drops[0].name.as_str()
+            ),
+            ("", "host:uplink")
+        );
+        assert_eq!(host_drops[0].packets, 6, "failsafe accepts are no drops");
+        assert_eq!(host_drops[0].by_cause["isolated"], 5);
+        assert_eq!(host_drops[0].by_cause["invalid"], 1);
         assert_eq!(
             policies,
             [PolicyCounter {

@@ -65,7 +65,7 @@ fn compiled_rules_agree_with_the_reference_evaluator() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    agree(scenarios, 0x6e70_6f6c_6421, false);
+    agree(scenarios, 0x6e70_6f6c_6421, false, false);
 }
 
 /// The same with random netpold.io NetworkPolicies and GlobalNetworkPolicies added:
@@ -77,10 +77,49 @@ fn compiled_ordered_policies_agree_with_the_reference_evaluator() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    agree(scenarios, 0x0074_6965_7273, true);
+    agree(scenarios, 0x0074_6965_7273, true, false);
 }
 
-fn agree(scenarios: usize, seed: u64, tiers: bool) {
+/// The same with random host endpoints (the uplink by name or `*`, local or not, with the
+/// host's addresses as expectedIPs or none) selected by random GlobalNetworkPolicies and
+/// one that selects most of them (applyOnForward or not, a Pass, a rule selecting the
+/// host endpoints): the node's own traffic, forwarded traffic and the failsafe ports.
+#[test]
+fn compiled_host_endpoints_agree_with_the_reference_evaluator() {
+    let scenarios: usize = std::env::var("NETPOLD_AGREEMENT_SCENARIOS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    agree(scenarios, 0x686f_7374, true, true);
+}
+
+fn host_endpoints(rng: &mut Rng) -> String {
+    let mut yaml = String::new();
+    let mut interfaces = vec!["uplink0", "eth7", "*"];
+    for i in 0..1 + rng.below(2) {
+        let interface = interfaces.remove(rng.below(interfaces.len()));
+        let app = rng.pick(&["web", "db", "api", "none"]);
+        let node = rng
+            .pick(&["", "node: n2, ", "node: NODE, "])
+            .replace("NODE", NODE);
+        let ips = if i == 0 && rng.chance(60) {
+            format!(", expectedIPs: [{HOST_V4}, '{HOST_V6}']")
+        } else {
+            String::new()
+        };
+        yaml.push_str(&format!(
+            "---\napiVersion: netpold.io/v1\nkind: HostEndpoint\nmetadata: {{name: h{i}, labels: {{app: {app}}}}}\nspec: {{{node}interfaceName: '{interface}'{ips}}}\n"
+        ));
+    }
+    let forward = rng.chance(50);
+    yaml.push_str(&format!(
+        "---\napiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {{name: hosts}}\nspec:\n  order: {}\n  selector: \"app in {{'web', 'db'}}\"\n  applyOnForward: {forward}\n  types: [Ingress, Egress]\n  ingress:\n  - {{action: Allow, protocol: TCP, destination: {{ports: [80]}}}}\n  - {{action: Pass, protocol: UDP, destination: {{ports: [80]}}}}\n  - {{action: Allow, source: {{selector: \"app == 'api'\"}}}}\n  egress:\n  - {{action: Deny, protocol: TCP, destination: {{ports: [8080]}}}}\n  - {{action: Allow, destination: {{selector: \"app in {{'web', 'db'}}\"}}}}\n  - {{action: Allow, protocol: SCTP}}\n",
+        rng.pick(&["100", "1500"])
+    ));
+    yaml
+}
+
+fn agree(scenarios: usize, seed: u64, tiers: bool, hosts: bool) {
     let probe_ports = [
         (Protocol::Tcp, 80),
         (Protocol::Tcp, 8080),
@@ -92,10 +131,15 @@ fn agree(scenarios: usize, seed: u64, tiers: bool) {
     ];
     let mut rng = Rng(seed);
     let (mut probes, mut allowed, mut used) = (0usize, 0usize, 0usize);
+    // Probes a host endpoint's policy decided, and of those denied.
+    let (mut by_host, mut denied_by_host) = (0usize, 0usize);
     for n in 0..scenarios {
         let mut s = scenario(&mut rng);
         if tiers {
             s.yaml.push_str(&tiered_policies(&mut rng));
+        }
+        if hosts {
+            s.yaml.push_str(&host_endpoints(&mut rng));
         }
         let mut problems = Vec::new();
         let raw = parse_bytes("scenario.yaml", s.yaml.as_bytes(), &mut problems);
@@ -118,6 +162,7 @@ fn agree(scenarios: usize, seed: u64, tiers: bool) {
                 rate: 10,
                 burst: 20,
             }),
+            ..Default::default()
         };
         let ruleset = compile_with(&model, NODE, "netpold", &options);
         let mut parties: Vec<IpAddr> = s.addresses.clone();
@@ -152,13 +197,25 @@ fn agree(scenarios: usize, seed: u64, tiers: bool) {
                 );
                 probes += 1;
                 allowed += usize::from(expected.allowed);
+                if expected.hosts.iter().any(|h| h.isolated) {
+                    by_host += 1;
+                    denied_by_host += usize::from(expected.hosts.iter().any(|h| !h.allowed));
+                }
             }
         }
     }
     eprintln!(
-        "agreement: {used} of {scenarios} scenarios, {probes} probes ({allowed} allowed, {} denied), 0 disagreements",
+        "agreement: {used} of {scenarios} scenarios, {probes} probes ({allowed} allowed, {} denied; {by_host} through a host endpoint's policy, {denied_by_host} denied there), 0 disagreements",
         probes - allowed
     );
+    if hosts {
+        assert!(
+            by_host * 10 > probes
+                && denied_by_host * 10 > by_host
+                && (by_host - denied_by_host) * 10 > by_host,
+            "{by_host} of {probes} through a host endpoint's policy, {denied_by_host} denied there"
+        );
+    }
     assert!(
         used * 3 > scenarios * 2,
         "only {used} of {scenarios} scenarios were valid"

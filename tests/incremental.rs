@@ -59,6 +59,7 @@ fn incremental_updates_equal_a_compilation_from_scratch() {
                 rate: 10,
                 burst: 20,
             }),
+            ..Default::default()
         };
         let mut inc = Incremental::with_options(&first, NODE, "netpold", &options);
         let mut previous = first;
@@ -133,6 +134,7 @@ fn incremental_updates_with_ordered_policies_equal_a_compilation_from_scratch() 
                 rate: 10,
                 burst: 20,
             }),
+            ..Default::default()
         };
         let mut inc = Incremental::with_options(&first, NODE, "netpold", &options);
         let mut previous = first;
@@ -186,6 +188,107 @@ fn incremental_updates_with_ordered_policies_equal_a_compilation_from_scratch() 
     );
     eprintln!(
         "{steps} edits, {with_tiers} with ordered policies, {replaced} whole-table replacements"
+    );
+}
+
+/// One to three host endpoints with random labels, interfaces, nodes and addresses.
+fn host_endpoints(rng: &mut Rng) -> String {
+    let mut yaml = String::new();
+    let mut interfaces = vec!["uplink0", "eth7", "*"];
+    for i in 0..1 + rng.below(3) {
+        let interface = interfaces.remove(rng.below(interfaces.len()));
+        let app = rng.pick(&["web", "db", "api", "none"]);
+        let node = rng
+            .pick(&["", "node: n2, ", "node: n1, "])
+            .replace("n1", NODE);
+        let ips = match rng.below(3) {
+            0 => String::new(),
+            n => format!(
+                ", expectedIPs: [192.0.2.{}{}]",
+                10 + i,
+                if n == 2 { ", 'fd00:2::9'" } else { "" }
+            ),
+        };
+        yaml.push_str(&format!(
+            "---\napiVersion: netpold.io/v1\nkind: HostEndpoint\nmetadata: {{name: h{i}, labels: {{app: {app}}}}}\nspec: {{{node}interfaceName: '{interface}'{ips}}}\n"
+        ));
+    }
+    yaml
+}
+
+#[test]
+fn incremental_updates_with_host_endpoints_equal_a_compilation_from_scratch() {
+    let mut rng = Rng(4242);
+    let (mut steps, mut replaced, mut with_hosts) = (0, 0, 0);
+    for n in 0..25 {
+        // A policy that selects most host endpoints (and workloads), with a Pass.
+        let hosts_policy = format!(
+            "---\napiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {{name: hosts}}\nspec:\n  order: 500\n  selector: \"app in {{'web', 'db'}}\"\n  applyOnForward: {}\n  types: [Ingress, Egress]\n  ingress: [{{action: Allow, protocol: TCP, destination: {{ports: [22, 80]}}}}, {{action: Pass, protocol: UDP}}]\n  egress: [{{action: Deny, protocol: TCP, destination: {{ports: [25]}}}}]\n",
+            rng.chance(50)
+        );
+        let base = format!(
+            "{}{}{hosts_policy}",
+            scenario(&mut rng).yaml,
+            tiered_policies(&mut rng)
+        );
+        let hosts = host_endpoints(&mut rng);
+        let mut yaml = format!("{base}{hosts}");
+        let Some(first) = model(&yaml) else { continue };
+        let options = Options {
+            drop_log: (n % 2 == 0).then_some(DropLog {
+                group: Some(5),
+                rate: 10,
+                burst: 20,
+            }),
+            ..Default::default()
+        };
+        let mut inc = Incremental::with_options(&first, NODE, "netpold", &options);
+        let mut previous = first;
+        for step in 0..12 {
+            let next_yaml = match step {
+                3 => base.clone(),
+                4 | 8 => format!("{base}{}", host_endpoints(&mut rng)),
+                6 => yaml.replacen("app: ", "app: x", 1),
+                _ => edited_tiered(&yaml, &mut rng),
+            };
+            let Some(next) = model(&next_yaml) else {
+                continue;
+            };
+            let expected = compile_with(&next, NODE, "netpold", &options);
+            let before = inc.ruleset().clone();
+            if inc
+                .update(&next, &Changes::between(&previous, &next))
+                .is_err()
+            {
+                inc = Incremental::with_options(&next, NODE, "netpold", &options);
+                replaced += 1;
+            } else {
+                assert!(
+                    *inc.ruleset() == expected,
+                    "scenario {n} step {step}: incremental and from-scratch differ\n--- from\n{yaml}\n--- to\n{next_yaml}"
+                );
+                let (delta, _) = inc.delta().unwrap();
+                assert_eq!(
+                    diff::apply(&before, &delta, &expected),
+                    expected,
+                    "scenario {n} step {step}: the delta ({}) does not lead to the new ruleset",
+                    delta.summary()
+                );
+                assert_eq!(inc.rule_count(), expected.rule_count());
+            }
+            with_hosts += usize::from(expected.chains.contains_key(netpold::compile::HOST_INPUT));
+            steps += 1;
+            yaml = next_yaml;
+            previous = next;
+        }
+    }
+    assert!(steps > 150, "only {steps} steps");
+    assert!(
+        with_hosts > steps / 4,
+        "only {with_hosts} of {steps} with selected host endpoints"
+    );
+    eprintln!(
+        "{steps} edits, {with_hosts} with selected host endpoints, {replaced} whole-table replacements"
     );
 }
 

@@ -36,6 +36,7 @@ fn compiled(dir: &Path, node: &str) -> Ruleset {
             rate: 10,
             burst: 20,
         }),
+        ..Default::default()
     };
     netpold::compile::compile_with(&loaded.model, node, TABLE, &options)
 }

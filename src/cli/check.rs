@@ -29,8 +29,12 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     }
     let m = &loaded.model;
     if loaded.problems.is_empty() {
+        let hosts = match m.hosts.len() {
+            0 => String::new(),
+            n => format!(", {n} host endpoints"),
+        };
         eprintln!(
-            "ok: {} files, {} namespaces, {} endpoints, {} policies",
+            "ok: {} files, {} namespaces, {} endpoints{hosts}, {} policies",
             loaded.files,
             m.namespaces.len(),
             m.endpoints.len(),

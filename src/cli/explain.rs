@@ -7,10 +7,10 @@ use netpold::explain::{Explainer, Party, Port};
 pub struct ExplainArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Sender: namespace/name of a WorkloadEndpoint, or an IP address
+    /// Sender: namespace/name of a WorkloadEndpoint, host:NAME of a HostEndpoint, or an IP address
     #[arg(long, value_name = "A")]
     pub from: Party,
-    /// Receiver: namespace/name of a WorkloadEndpoint, or an IP address
+    /// Receiver: namespace/name of a WorkloadEndpoint, host:NAME of a HostEndpoint, or an IP address
     #[arg(long, value_name = "B")]
     pub to: Party,
     /// Destination port: N (TCP), N/tcp, N/udp or N/sctp

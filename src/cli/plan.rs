@@ -21,10 +21,19 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
     let compiled_at = started.elapsed();
     let m = &loaded.model;
     let local = m.local_endpoints(&settings.node);
+    let hosts = match m
+        .hosts
+        .values()
+        .filter(|h| h.is_local(&settings.node))
+        .count()
+    {
+        0 => String::new(),
+        n => format!(", {n} local host endpoints"),
+    };
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "# netpold plan for node {}: {} namespaces, {} endpoints ({local} local), {} policies; {} sets, {} chains, {} rules",
+        "# netpold plan for node {}: {} namespaces, {} endpoints ({local} local){hosts}, {} policies; {} sets, {} chains, {} rules",
         settings.node,
         m.namespaces.len(),
         m.endpoints.len(),

@@ -179,7 +179,12 @@ impl Incremental {
     /// `Err`: a name the update needs is taken by another object (a hash collision);
     /// only a compilation from scratch names both consistently.
     pub fn update(&mut self, model: &Model, changes: &Changes) -> Result<(), NeedsReplace> {
-        if !model.tiered.is_empty() || !changes.tiered.is_empty() {
+        // Host endpoints are few, and their chains depend on every ordered policy.
+        if !model.tiered.is_empty()
+            || !changes.tiered.is_empty()
+            || !model.hosts.is_empty()
+            || !changes.hosts.is_empty()
+        {
             return self.recompile(model);
         }
         let state = std::mem::take(&mut self.state);
@@ -221,7 +226,14 @@ impl Incremental {
         let new = &fresh.out;
         if old.maps.keys().ne(new.maps.keys()) {
             return Err(NeedsReplace(
-                "the Pass maps come or go with the netpold.io policies".to_owned(),
+                if old.maps.keys().any(|k| k.starts_with("host_"))
+                    != new.maps.keys().any(|k| k.starts_with("host_"))
+                {
+                    "the host endpoint maps come or go with the first selected host endpoint"
+                } else {
+                    "the Pass maps come or go with the netpold.io policies"
+                }
+                .to_owned(),
             ));
         }
         let mut log = ChangeLog::default();

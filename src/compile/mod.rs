@@ -28,10 +28,17 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+pub mod failsafe;
+mod host;
 mod incremental;
 mod origins;
 mod tiered;
 
+pub use failsafe::{Failsafe, FailsafePort};
+pub use host::{
+    HOST_FORWARD_IN, HOST_FORWARD_IN_MAP, HOST_FORWARD_OUT, HOST_FORWARD_OUT_MAP, HOST_IN_MAP,
+    HOST_INPUT, HOST_OUT_MAP, HOST_OUTPUT,
+};
 pub use incremental::Incremental;
 pub use origins::{ChainOrigin, ObjectKey, Origins, explainable};
 pub use tiered::{EGRESS_PASS_MAP, INGRESS_PASS_MAP, policy_log_prefix};
@@ -52,6 +59,8 @@ use crate::selector::{LabelSelector, Labels};
 pub struct Options {
     /// Log dropped packets before dropping them; `None`: count them only.
     pub drop_log: Option<DropLog>,
+    /// Always allowed to and from host endpoints (default: the configuration's default).
+    pub failsafe: Failsafe,
 }
 
 /// How dropped packets are logged.
@@ -535,7 +544,7 @@ impl<'m> Compiler<'m> {
             BTreeMap::new();
         let mut ordered: Vec<&'m TieredPolicy> = self.model.tiered.values().collect();
         ordered.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        for policy in ordered {
+        for &policy in &ordered {
             for direction in Direction::BOTH {
                 if policy.rules(direction).is_none() {
                     continue;
@@ -620,6 +629,7 @@ impl<'m> Compiler<'m> {
                 comment: "receiver interface -> endpoint ingress chain".into(),
             },
         );
+        self.host_endpoints(node, &ordered);
         let local: Vec<IpAddr> = self
             .index()
             .endpoints
@@ -1592,6 +1602,7 @@ spec:
                 rate: 5,
                 burst: 7,
             }),
+            ..Default::default()
         };
         let logged = compile_with(&model, "n1", "netpold", &options);
         let mut logs = 0;

@@ -45,6 +45,18 @@ pub enum ChainOrigin {
         /// Index of the chain's last rule (drop when isolated, accept when not).
         last_rule: usize,
     },
+    /// `hep_<h>_*` / `hepf_<h>_*`: one host endpoint's policy for one direction, of
+    /// traffic to or from the host, or (`forward`) forwarded through its interface.
+    Host {
+        /// Its name.
+        host: String,
+        direction: Direction,
+        forward: bool,
+        /// The policies it jumps to (`TieredPolicy::label`), in order.
+        order: Vec<String>,
+        /// Index of the chain's last rule: the drop.
+        last_rule: usize,
+    },
     /// `pol_<h>_in` / `pol_<h>_out`: one policy's rules for one direction.
     Policy {
         policy: ObjectKey,
@@ -60,6 +72,9 @@ pub struct Origins {
     pub chains: BTreeMap<String, ChainOrigin>,
     /// (endpoint, direction) → its chain, for local endpoints.
     pub endpoint_chains: BTreeMap<(ObjectKey, Direction), String>,
+    /// (host endpoint, direction, forwarded) → its chain, for local host endpoints
+    /// that a policy selects in that direction.
+    pub host_chains: BTreeMap<(String, Direction, bool), String>,
 }
 
 impl Origins {
@@ -73,6 +88,16 @@ impl Origins {
             self.endpoint_chains
                 .insert((endpoint.clone(), *direction), chain.to_owned());
         }
+        if let ChainOrigin::Host {
+            host,
+            direction,
+            forward,
+            ..
+        } = &origin
+        {
+            self.host_chains
+                .insert((host.clone(), *direction, *forward), chain.to_owned());
+        }
         self.chains.insert(chain.to_owned(), origin);
     }
 
@@ -80,6 +105,14 @@ impl Origins {
     pub fn endpoint_chain(&self, endpoint: &ObjectKey, direction: Direction) -> Option<&str> {
         self.endpoint_chains
             .get(&(endpoint.clone(), direction))
+            .map(String::as_str)
+    }
+
+    /// The chain of host endpoint `host` for `direction` (`forward`: of forwarded
+    /// traffic), when it is local and selected.
+    pub fn host_chain(&self, host: &str, direction: Direction, forward: bool) -> Option<&str> {
+        self.host_chains
+            .get(&(host.to_owned(), direction, forward))
             .map(String::as_str)
     }
 }
@@ -138,6 +171,7 @@ spec:
                 rate: 10,
                 burst: 20,
             }),
+            ..Default::default()
         };
         let (rs, origins) = explainable(&model, "n1", "netpold", &options);
         assert_eq!(
@@ -178,7 +212,9 @@ spec:
                     assert_eq!(policies, &[("a".to_owned(), "p".to_owned())]);
                     assert_eq!(order, &["a/p".to_owned()]);
                 }
-                ChainOrigin::Tiered { .. } | ChainOrigin::Passed { .. } => {
+                ChainOrigin::Tiered { .. }
+                | ChainOrigin::Passed { .. }
+                | ChainOrigin::Host { .. } => {
                     unreachable!("no netpold.io policy here")
                 }
             }

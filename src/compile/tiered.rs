@@ -31,12 +31,16 @@ enum ExprScope<'p> {
     Namespace(&'p str),
     Matching(&'p Expr),
     All,
+    /// A GlobalNetworkPolicy's selector without namespaceSelector: every namespace's
+    /// endpoints and the host endpoints (by their `expectedIPs`).
+    Global,
 }
 
 /// The endpoints an entity's selectors look at: its namespace scope and selector.
 fn entity_scope<'p>(policy: &'p TieredPolicy, entity: &'p Entity) -> (ExprScope<'p>, Expr) {
     let scope = match (&entity.namespace_selector, policy.global) {
-        (Some(Expr::All), _) | (None, true) => ExprScope::All,
+        (None, true) => ExprScope::Global,
+        (Some(Expr::All), _) => ExprScope::All,
         (Some(e), _) => ExprScope::Matching(e),
         (None, false) => ExprScope::Namespace(&policy.namespace),
     };
@@ -133,8 +137,19 @@ impl Compiler<'_> {
         policy: &TieredPolicy,
         direction: Direction,
     ) -> String {
+        self.tiered_chain_name_for(policy, direction, false)
+    }
+
+    /// `tp_<h>_*`, or for host endpoints (`host`) `tph_<h>_*`: the same rules, except
+    /// that a Pass accepts, as no Kubernetes NetworkPolicy selects a host endpoint.
+    pub(super) fn tiered_chain_name_for(
+        &mut self,
+        policy: &TieredPolicy,
+        direction: Direction,
+        host: bool,
+    ) -> String {
         self.state.names.get(
-            "tp",
+            if host { "tph" } else { "tp" },
             &format!(
                 "tiered\0{}\0{}\0{}",
                 policy.global, policy.namespace, policy.name
@@ -156,6 +171,7 @@ impl Compiler<'_> {
             ExprScope::Namespace(ns) => format!("ns={ns}"),
             ExprScope::Matching(e) => format!("nssel={e}"),
             ExprScope::All => "all".to_owned(),
+            ExprScope::Global => "global".to_owned(),
         };
         let key = format!("expr\0{scope_key}\0{sel}");
         let name = self
@@ -164,6 +180,12 @@ impl Compiler<'_> {
             .get(&format!("x{}", family_digit(family)), &key, "");
         if !self.state.out.sets.contains_key(&name) {
             let model = self.model;
+            let hosts = model
+                .hosts
+                .values()
+                .filter(|_| matches!(scope, ExprScope::Global))
+                .filter(|h| sel.matches(&h.labels))
+                .flat_map(|h| h.expected_ips.iter());
             let elements = model
                 .endpoints
                 .values()
@@ -173,10 +195,11 @@ impl Compiler<'_> {
                         .namespaces
                         .get(&ep.namespace)
                         .is_some_and(|n| e.matches(&n.labels)),
-                    ExprScope::All => true,
+                    ExprScope::All | ExprScope::Global => true,
                 })
                 .filter(|ep| sel.matches(&ep.labels))
                 .flat_map(|ep| ep.ips.iter())
+                .chain(hosts)
                 .filter(|ip| Family::of(ip) == family)
                 .map(|ip| Element::Addr(*ip))
                 .collect();
@@ -184,6 +207,7 @@ impl Compiler<'_> {
                 ExprScope::Namespace(ns) => format!("namespace {ns}"),
                 ExprScope::Matching(e) => format!("namespaces {e}"),
                 ExprScope::All => "all namespaces".to_owned(),
+                ExprScope::Global => "all namespaces and host endpoints".to_owned(),
             };
             self.state.out.sets.insert(
                 name.clone(),
@@ -214,7 +238,8 @@ impl Compiler<'_> {
             None => "any".to_owned(),
             Some((ExprScope::Namespace(ns), sel)) => format!("ns={ns}\0{sel}"),
             Some((ExprScope::Matching(e), sel)) => format!("nssel={e}\0{sel}"),
-            Some((ExprScope::All, sel)) => format!("all\0{sel}"),
+            // Host endpoints have no named ports: the same members as All.
+            Some((ExprScope::All | ExprScope::Global, sel)) => format!("all\0{sel}"),
         };
         let key = format!("exprport\0{scope_key}\0{port}\0{protocol}");
         let name = self
@@ -238,7 +263,7 @@ impl Compiler<'_> {
                             .is_some_and(|n| e.matches(&n.labels))
                             && sel.matches(&ep.labels)
                     }
-                    Some((ExprScope::All, sel)) => sel.matches(&ep.labels),
+                    Some((ExprScope::All | ExprScope::Global, sel)) => sel.matches(&ep.labels),
                 })
                 .filter_map(|ep| ep.named_port(port, protocol).map(|number| (ep, number)))
                 .flat_map(|(ep, number)| {
@@ -492,6 +517,16 @@ impl Compiler<'_> {
     }
 
     pub(super) fn tiered_chain(&mut self, policy: &TieredPolicy, direction: Direction) {
+        self.tiered_chain_for(policy, direction, false);
+    }
+
+    /// The policy's chain for `direction`; for host endpoints (`host`) a Pass accepts.
+    pub(super) fn tiered_chain_for(
+        &mut self,
+        policy: &TieredPolicy,
+        direction: Direction,
+        host: bool,
+    ) {
         let mut rules = Vec::new();
         let mut from_rule = Vec::new();
         let id = policy.id();
@@ -543,6 +578,13 @@ impl Compiler<'_> {
                         r.counter = true;
                         rules.push(r);
                     }
+                    Action::Pass if host => {
+                        rules.push(Rule::new(matches, Verdict::Accept).counted().with_comment(
+                            bounded_comment(&format!(
+                                "{comment}: no Kubernetes NetworkPolicy selects host endpoints"
+                            )),
+                        ))
+                    }
                     Action::Pass => rules.push(
                         Rule::new(matches, pass_lookup(direction))
                             .counted()
@@ -554,7 +596,7 @@ impl Compiler<'_> {
                 from_rule.resize(rules.len(), i);
             }
         }
-        let name = self.tiered_chain_name(policy, direction);
+        let name = self.tiered_chain_name_for(policy, direction, host);
         if let Some(origins) = &mut self.state.origins {
             origins.note(
                 &name,
@@ -572,7 +614,11 @@ impl Compiler<'_> {
             Chain {
                 base: None,
                 rules,
-                comment: bounded_comment(&format!("{} {direction}", policy.label())),
+                comment: bounded_comment(&format!(
+                    "{} {direction}{}",
+                    policy.label(),
+                    if host { " (host endpoints)" } else { "" }
+                )),
             },
         );
     }
@@ -695,6 +741,7 @@ spec: {node: n1, interfaceName: veth-other, ips: [10.0.1.3]}
                 rate: 10,
                 burst: 20,
             }),
+            ..Default::default()
         };
         // The compilation explain runs is the daemon's.
         let (rs, _) = explainable(&m, "n1", "netpold", &options);

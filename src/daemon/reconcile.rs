@@ -828,6 +828,8 @@ impl ModelDelta {
         tally(1, &mut delta, &changes.endpoints, &new.endpoints);
         tally(2, &mut delta, &changes.policies, &new.policies);
         tally(2, &mut delta, &changes.tiered, &new.tiered);
+        // Host endpoints count as endpoints.
+        tally(1, &mut delta, &changes.hosts, &new.hosts);
         delta
     }
 }

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use super::{
-    Endpoint, Identity, Model, NETPOLD_NETWORK_POLICY, Namespace, NetworkPolicy, Object,
-    TieredPolicy,
+    Endpoint, HostEndpoint, Identity, Model, NETPOLD_NETWORK_POLICY, Namespace, NetworkPolicy,
+    Object, TieredPolicy,
 };
 
 type Key = (String, String);
@@ -22,6 +22,8 @@ pub struct Changes {
     pub policies: BTreeMap<Key, Option<NetworkPolicy>>,
     /// `netpold.io/v1` policies, keyed as `Model::tiered`.
     pub tiered: BTreeMap<Key, Option<TieredPolicy>>,
+    /// Host endpoints, by name.
+    pub hosts: BTreeMap<String, Option<HostEndpoint>>,
 }
 
 impl Changes {
@@ -32,6 +34,7 @@ impl Changes {
             endpoints: differing(&old.endpoints, &new.endpoints, Endpoint::compiles_like),
             policies: differing(&old.policies, &new.policies, NetworkPolicy::compiles_like),
             tiered: differing(&old.tiered, &new.tiered, TieredPolicy::compiles_like),
+            hosts: differing(&old.hosts, &new.hosts, HostEndpoint::compiles_like),
         }
     }
 
@@ -40,6 +43,7 @@ impl Changes {
             && self.endpoints.is_empty()
             && self.policies.is_empty()
             && self.tiered.is_empty()
+            && self.hosts.is_empty()
     }
 
     /// Forgets the objects whose value in `new` compiles like their old one.
@@ -67,6 +71,7 @@ impl Changes {
             NetworkPolicy::compiles_like,
         );
         keep(&mut self.tiered, &new.tiered, TieredPolicy::compiles_like);
+        keep(&mut self.hosts, &new.hosts, HostEndpoint::compiles_like);
     }
 }
 
@@ -217,6 +222,8 @@ impl Model {
                 NETPOLD_NETWORK_POLICY | "GlobalNetworkPolicy" => {
                     self.tiered.contains_key(&key) && gone_tiered.insert(key)
                 }
+                // Host endpoints' claims are checked by a full build.
+                "HostEndpoint" => return None,
                 _ => false,
             };
             if !present {
@@ -246,6 +253,7 @@ impl Model {
                     let key = (p.namespace.clone(), p.name.clone());
                     self.tiered.contains_key(&key) && !gone_tiered.contains(&key)
                 }
+                Object::Host(_) => return None,
             };
             if taken || !new_ids.insert(object.identity()) {
                 return None;
@@ -253,6 +261,11 @@ impl Model {
             let Object::Endpoint(ep) = object else {
                 continue;
             };
+            // A workload must not take a host endpoint's interface or address: a full
+            // build checks that (host endpoints are few).
+            if !self.hosts.is_empty() {
+                return None;
+            }
             for ip in &ep.ips {
                 let kept = claims
                     .ips
@@ -333,6 +346,7 @@ impl Model {
                     changes.tiered.entry(key.clone()).or_insert(None);
                     self.tiered.insert(key, p);
                 }
+                Object::Host(_) => unreachable!("refused above"),
             }
         }
         // A namespace no file declares exists while an endpoint or a policy names it.

@@ -440,20 +440,12 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
     let expected_api: &[&str] = match kind {
         "Namespace" => &[API_CORE],
         "NetworkPolicy" => &[API_NETWORKING, API_NETPOLD],
-        "WorkloadEndpoint" | "GlobalNetworkPolicy" => &[API_NETPOLD],
-        "HostEndpoint" => {
-            cx.error(
-                kind_node.pos,
-                "kind",
-                "HostEndpoint is not supported by this version of netpold yet",
-            );
-            return None;
-        }
+        "WorkloadEndpoint" | "GlobalNetworkPolicy" | "HostEndpoint" => &[API_NETPOLD],
         other => {
             cx.error(
                 kind_node.pos,
                 "kind",
-                format!("unknown kind {other:?}: one of Namespace (v1), NetworkPolicy ({API_NETWORKING} or {API_NETPOLD}), GlobalNetworkPolicy ({API_NETPOLD}), WorkloadEndpoint ({API_NETPOLD})"),
+                format!("unknown kind {other:?}: one of Namespace (v1), NetworkPolicy ({API_NETWORKING} or {API_NETPOLD}), GlobalNetworkPolicy ({API_NETPOLD}), WorkloadEndpoint ({API_NETPOLD}), HostEndpoint ({API_NETPOLD})"),
             );
             return None;
         }
@@ -519,12 +511,30 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
                 namespace_selector: parts.namespace_selector,
                 ingress: parts.ingress,
                 egress: parts.egress,
+                apply_on_forward: parts.apply_on_forward,
                 origin: Origin {
                     file: raw.file.clone(),
                     pos: node.pos,
                 },
             };
             Some(Object::Tiered(policy))
+        }
+        "HostEndpoint" => {
+            let host = match spec {
+                Some(spec) => host_endpoint_spec(&mut cx, spec),
+                None => {
+                    cx.error(node.pos, "spec", "required");
+                    None
+                }
+            };
+            let (meta, mut host) = (meta?, host?);
+            host.name = meta.name?;
+            host.labels = meta.labels;
+            host.origin = Origin {
+                file: raw.file.clone(),
+                pos: node.pos,
+            };
+            Some(Object::Host(host))
         }
         "NetworkPolicy" => {
             let policy = match spec {
@@ -574,7 +584,7 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
 }
 
 fn meta(cx: &mut Ctx, node: &Node, kind: &str) -> Option<Meta> {
-    let namespaced = !matches!(kind, "Namespace" | "GlobalNetworkPolicy");
+    let namespaced = !matches!(kind, "Namespace" | "GlobalNetworkPolicy" | "HostEndpoint");
     let is_namespace = kind == "Namespace";
     let f = cx.fields(node, "metadata", METADATA_FIELDS)?;
     let name = match f.get("name") {
@@ -986,6 +996,96 @@ fn endpoint_spec(cx: &mut Ctx, node: &Node) -> Option<Endpoint> {
         interface: interface?,
         ips,
         ports,
+        origin: Origin::default(),
+        ip_pos,
+        interface_pos,
+    })
+}
+
+/// Addresses of `spec.ips` or `spec.expectedIPs`: valid endpoint addresses, none twice.
+fn endpoint_ips(cx: &mut Ctx, list: &Node, field: &str) -> (Vec<IpAddr>, Vec<Pos>) {
+    let mut ips = Vec::new();
+    let mut ip_pos = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, item) in cx.list(list, field).unwrap_or_default().iter().enumerate() {
+        let path = format!("{field}[{i}]");
+        let Some(s) = cx.string(item, &path) else {
+            continue;
+        };
+        if !cx.check(item, &path, syntax::unambiguous_ip_text(s)) {
+            continue;
+        }
+        let Some(ip) = endpoint_ip(s) else {
+            cx.error(
+                item.pos,
+                &path,
+                format!("{s:?} is not an IP address (a /32 or /128 suffix is allowed)"),
+            );
+            continue;
+        };
+        if let Err(e) = syntax::endpoint_address(ip) {
+            cx.error(item.pos, &path, e);
+            continue;
+        }
+        if let Some(first) = seen.insert(ip, i) {
+            cx.error(
+                item.pos,
+                &path,
+                format!("{ip} is already listed as {field}[{first}]"),
+            );
+            continue;
+        }
+        ips.push(ip);
+        ip_pos.push(item.pos);
+    }
+    (ips, ip_pos)
+}
+
+fn host_endpoint_spec(cx: &mut Ctx, node: &Node) -> Option<HostEndpoint> {
+    let f = cx.fields(node, "spec", &["node", "interfaceName", "expectedIPs"])?;
+    let node_name = f.get("node").and_then(|n| {
+        cx.string(n, "spec.node")
+            .filter(|s| cx.check(n, "spec.node", syntax::dns1123_subdomain(s)))
+            .map(str::to_owned)
+    });
+    let (interface, interface_pos) = match f.get("interfaceName") {
+        Some(n) => (
+            cx.string(n, "spec.interfaceName").and_then(|s| {
+                if s == "*" {
+                    return Some(HostInterface::All);
+                }
+                if s == "lo" {
+                    cx.error(
+                        n.pos,
+                        "spec.interfaceName",
+                        "lo cannot be a host endpoint: the host's traffic with itself is never filtered",
+                    );
+                    return None;
+                }
+                cx.check(n, "spec.interfaceName", syntax::interface_name(s))
+                    .then(|| HostInterface::Named(s.to_owned()))
+            }),
+            n.pos,
+        ),
+        None => {
+            cx.error(
+                node.pos,
+                "spec.interfaceName",
+                "required: an interface name, or \"*\" for every host interface (netpold does not find host endpoints by expectedIPs alone)",
+            );
+            (None, node.pos)
+        }
+    };
+    let (expected_ips, ip_pos) = match f.get("expectedIPs") {
+        Some(list) => endpoint_ips(cx, list, "spec.expectedIPs"),
+        None => (Vec::new(), Vec::new()),
+    };
+    Some(HostEndpoint {
+        name: String::new(),
+        labels: Labels::new(),
+        node: node_name,
+        interface: interface?,
+        expected_ips,
         origin: Origin::default(),
         ip_pos,
         interface_pos,

@@ -166,6 +166,65 @@ impl Endpoint {
     }
 }
 
+/// A host endpoint's `spec.interfaceName`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostInterface {
+    Named(String),
+    /// `*`: every interface of the host that is not a workload endpoint's, nor `lo`.
+    All,
+}
+
+impl fmt::Display for HostInterface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostInterface::Named(n) => f.write_str(n),
+            HostInterface::All => f.write_str("*"),
+        }
+    }
+}
+
+/// A `netpold.io/v1 HostEndpoint`: an interface of the host itself (or all of them),
+/// protected by the GlobalNetworkPolicies that select it. Cluster-scoped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostEndpoint {
+    pub name: String,
+    pub labels: Labels,
+    /// `None`: the node of whoever loads it.
+    pub node: Option<String>,
+    pub interface: HostInterface,
+    /// Members of the selector sets of GlobalNetworkPolicy rules that match its labels.
+    pub expected_ips: Vec<IpAddr>,
+    pub origin: Origin,
+    pub ip_pos: Vec<Pos>,
+    pub interface_pos: Pos,
+}
+
+impl HostEndpoint {
+    pub fn is_local(&self, node: &str) -> bool {
+        self.node.as_deref().is_none_or(|n| n == node)
+    }
+
+    /// How explain, comments and logs name it.
+    pub fn id(&self) -> String {
+        format!("host:{}", self.name)
+    }
+
+    /// Whether two versions compile alike: they differ at most in where they were written.
+    pub fn compiles_like(&self, other: &HostEndpoint) -> bool {
+        (
+            &self.labels,
+            &self.node,
+            &self.interface,
+            &self.expected_ips,
+        ) == (
+            &other.labels,
+            &other.node,
+            &other.interface,
+            &other.expected_ips,
+        )
+    }
+}
+
 /// Which namespaces a pod peer looks in.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NamespaceScope {
@@ -297,7 +356,7 @@ fn raw_identity(raw: &RawObject) -> Option<Identity> {
         (kind, _) => kind,
     };
     let namespace = match (kind, meta.get("namespace")) {
-        ("Namespace" | "GlobalNetworkPolicy", _) => String::new(),
+        ("Namespace" | "GlobalNetworkPolicy" | "HostEndpoint", _) => String::new(),
         (_, None) => DEFAULT_NAMESPACE.to_owned(),
         (_, Some(n)) if n.is_null() => DEFAULT_NAMESPACE.to_owned(),
         // A namespace that is not a string is an error of its own, not an identity.
@@ -343,6 +402,7 @@ pub enum Object {
     Policy(NetworkPolicy),
     /// A `netpold.io/v1` NetworkPolicy or GlobalNetworkPolicy.
     Tiered(TieredPolicy),
+    Host(HostEndpoint),
 }
 
 impl Object {
@@ -365,6 +425,7 @@ impl Object {
                 p.namespace.clone(),
                 p.name.clone(),
             ),
+            Object::Host(h) => ("HostEndpoint".to_owned(), String::new(), h.name.clone()),
         }
     }
 }
@@ -379,6 +440,8 @@ pub struct Model {
     /// `netpold.io/v1` NetworkPolicies by (namespace, name) and GlobalNetworkPolicies
     /// by ("", name).
     pub tiered: BTreeMap<(String, String), TieredPolicy>,
+    /// Host endpoints by name (cluster-scoped).
+    pub hosts: BTreeMap<String, HostEndpoint>,
 }
 
 impl Model {
@@ -456,6 +519,9 @@ impl Model {
                         .tiered
                         .insert((p.namespace.clone(), p.name.clone()), p);
                 }
+                Object::Host(h) => {
+                    model.hosts.insert(h.name.clone(), h);
+                }
             }
         }
         let named: BTreeSet<String> = model
@@ -471,7 +537,81 @@ impl Model {
             }
         }
         model.check_endpoint_clashes(problems);
+        model.check_host_clashes(problems);
         model
+    }
+
+    /// A host endpoint's interface is not a workload's, nor another host endpoint's on
+    /// the same node (`*` at most once per node); its expected addresses are no
+    /// workload's nor another host endpoint's. Clashing host endpoints are left out,
+    /// as clashing workloads are, and their files fall back to their last good content.
+    fn check_host_clashes(&mut self, problems: &mut Vec<Diagnostic>) {
+        let same_node =
+            |a: &Option<String>, b: &Option<String>| a.is_none() || b.is_none() || a == b;
+        let mut clashing = BTreeSet::new();
+        let mut ip_owner: BTreeMap<IpAddr, String> = BTreeMap::new();
+        for ep in self.endpoints.values() {
+            for ip in &ep.ips {
+                ip_owner.insert(*ip, format!("WorkloadEndpoint {} ({})", ep.id(), ep.origin));
+            }
+        }
+        let mut seen: Vec<(&HostEndpoint, &HostInterface)> = Vec::new();
+        for (name, h) in &self.hosts {
+            let here = |pos| Origin {
+                file: h.origin.file.clone(),
+                pos,
+            };
+            if let HostInterface::Named(iface) = &h.interface
+                && let Some(ep) = self
+                    .endpoints
+                    .values()
+                    .find(|ep| ep.interface == *iface && same_node(&ep.node, &h.node))
+            {
+                let at = here(h.interface_pos);
+                problems.push(Diagnostic::new(
+                    &at.file,
+                    at.pos,
+                    format!(
+                        "spec.interfaceName: {iface} is already the interface of WorkloadEndpoint {} ({}) on the same node",
+                        ep.id(),
+                        ep.origin
+                    ),
+                ));
+                clashing.insert(name.clone());
+            }
+            if let Some((other, _)) = seen
+                .iter()
+                .find(|(o, i)| **i == h.interface && same_node(&o.node, &h.node))
+            {
+                let at = here(h.interface_pos);
+                problems.push(Diagnostic::new(
+                    &at.file,
+                    at.pos,
+                    format!(
+                        "spec.interfaceName: {} is already the interface of HostEndpoint {} ({}) on the same node",
+                        h.interface, other.name, other.origin
+                    ),
+                ));
+                clashing.insert(name.clone());
+            }
+            seen.push((h, &h.interface));
+            for (i, ip) in h.expected_ips.iter().enumerate() {
+                if let Some(owner) = ip_owner.get(ip) {
+                    let at = here(h.ip_pos[i]);
+                    problems.push(Diagnostic::new(
+                        &at.file,
+                        at.pos,
+                        format!("spec.expectedIPs[{i}]: {ip} is already an address of {owner}"),
+                    ));
+                    clashing.insert(name.clone());
+                } else {
+                    ip_owner.insert(*ip, format!("HostEndpoint {} ({})", h.name, h.origin));
+                }
+            }
+        }
+        for name in clashing {
+            self.hosts.remove(&name);
+        }
     }
 
     /// An address belongs to one endpoint only, and an interface to one endpoint per node;

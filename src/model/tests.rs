@@ -139,19 +139,19 @@ fn api_version_and_kind_failing() {
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
             &[
-                r#"f.yaml:2:7: error: kind: unknown kind "Pod": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1)"#,
+                r#"f.yaml:2:7: error: kind: unknown kind "Pod": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1), HostEndpoint (netpold.io/v1)"#,
             ],
         ),
         (
             "apiVersion: netpold.io/v1\nkind: networkpolicy\n",
             &[
-                r#"f.yaml:2:7: error: kind: unknown kind "networkpolicy": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1)"#,
+                r#"f.yaml:2:7: error: kind: unknown kind "networkpolicy": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1), HostEndpoint (netpold.io/v1)"#,
             ],
         ),
         (
-            "apiVersion: netpold.io/v1\nkind: HostEndpoint\nmetadata: {name: h}\nspec: {interfaceName: eth0}\n",
+            "apiVersion: v1\nkind: HostEndpoint\nmetadata: {name: h}\nspec: {interfaceName: eth0}\n",
             &[
-                "f.yaml:2:7: error: kind: HostEndpoint is not supported by this version of netpold yet",
+                r#"f.yaml:1:13: error: apiVersion: HostEndpoint is served as apiVersion netpold.io/v1, not "v1""#,
             ],
         ),
         (
@@ -2305,4 +2305,86 @@ fn tiered_policies_failing() {
             ],
         ),
     ]);
+}
+
+#[test]
+fn host_endpoints_load_cluster_scoped_with_a_name_or_star() {
+    let model = valid(concat!(
+        "apiVersion: netpold.io/v1\nkind: HostEndpoint\nmetadata: {name: uplink, labels: {role: edge}}\n",
+        "spec: {node: n1, interfaceName: eth0, expectedIPs: [192.0.2.1, \"2001:db8::1/128\"]}\n",
+        "---\n",
+        "apiVersion: netpold.io/v1\nkind: HostEndpoint\nmetadata: {name: all}\nspec: {interfaceName: \"*\"}\n",
+        "---\n",
+        "apiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\n",
+        "spec: {selector: role == 'edge', applyOnForward: true, ingress: [{action: Allow}]}\n",
+    ));
+    let h = &model.hosts["uplink"];
+    assert_eq!(h.interface, HostInterface::Named("eth0".into()));
+    assert_eq!(h.node.as_deref(), Some("n1"));
+    assert_eq!(h.expected_ips.len(), 2);
+    assert_eq!(h.id(), "host:uplink");
+    assert_eq!(model.hosts["all"].interface, HostInterface::All);
+    assert!(
+        model.namespaces.is_empty(),
+        "a host endpoint names no namespace"
+    );
+    let g = model.tiered.values().next().unwrap();
+    assert!(g.apply_on_forward);
+    assert!(g.selects_host(h));
+    assert!(!g.selects_host(&model.hosts["all"]));
+}
+
+#[test]
+fn host_endpoints_failing() {
+    let he = "apiVersion: netpold.io/v1\nkind: HostEndpoint\n";
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            format!("{he}metadata: {{name: h, namespace: x}}\nspec: {{interfaceName: eth0}}\n"),
+            vec!["f.yaml:3:32: error: metadata.namespace: a HostEndpoint is cluster-scoped and has no namespace"],
+        ),
+        (
+            format!("{he}metadata: {{name: h}}\nspec: {{expectedIPs: [10.0.0.1]}}\n"),
+            vec![r#"f.yaml:4:7: error: spec.interfaceName: required: an interface name, or "*" for every host interface (netpold does not find host endpoints by expectedIPs alone)"#],
+        ),
+        (
+            format!("{he}metadata: {{name: h}}\nspec: {{interfaceName: lo}}\n"),
+            vec!["f.yaml:4:23: error: spec.interfaceName: lo cannot be a host endpoint: the host's traffic with itself is never filtered"],
+        ),
+        (
+            format!("{he}metadata: {{name: h}}\nspec: {{interfaceName: eth0, expectedIPs: [10.0.0.1, 10.0.0.1], profiles: [x]}}\n"),
+            vec![
+                "f.yaml:4:64: error: spec.profiles: unknown field",
+                "f.yaml:4:53: error: spec.expectedIPs[1]: 10.0.0.1 is already listed as spec.expectedIPs[0]",
+            ],
+        ),
+        (
+            concat!(
+                "apiVersion: netpold.io/v1\nkind: WorkloadEndpoint\nmetadata: {name: w}\nspec: {interfaceName: eth0, ips: [10.0.0.1]}\n---\n",
+                "apiVersion: netpold.io/v1\nkind: HostEndpoint\nmetadata: {name: h}\nspec: {interfaceName: eth0, expectedIPs: [10.0.0.1]}\n---\n",
+                "apiVersion: netpold.io/v1\nkind: HostEndpoint\nmetadata: {name: s1}\nspec: {interfaceName: \"*\"}\n---\n",
+                "apiVersion: netpold.io/v1\nkind: HostEndpoint\nmetadata: {name: s2}\nspec: {interfaceName: \"*\", node: other}\n---\n",
+                "apiVersion: netpold.io/v1\nkind: HostEndpoint\nmetadata: {name: s3}\nspec: {interfaceName: \"*\"}\n",
+            ).to_owned(),
+            vec![
+                "f.yaml:9:23: error: spec.interfaceName: eth0 is already the interface of WorkloadEndpoint default/w (f.yaml:1:1) on the same node",
+                "f.yaml:9:43: error: spec.expectedIPs[0]: 10.0.0.1 is already an address of WorkloadEndpoint default/w (f.yaml:1:1)",
+                // s1 names no node: it is on every node, s2's included.
+                "f.yaml:19:23: error: spec.interfaceName: * is already the interface of HostEndpoint s1 (f.yaml:11:1) on the same node",
+                "f.yaml:24:23: error: spec.interfaceName: * is already the interface of HostEndpoint s1 (f.yaml:11:1) on the same node",
+            ],
+        ),
+        (
+            "apiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {applyOnForward: 1}\n".to_owned(),
+            vec!["f.yaml:4:24: error: spec.applyOnForward: expected true or false, got a number"],
+        ),
+        (
+            "apiVersion: netpold.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\nspec: {applyOnForward: true}\n".to_owned(),
+            vec!["f.yaml:4:8: error: spec.applyOnForward: unknown field"],
+        ),
+    ];
+    let cases: Vec<(&str, &[&str])> = cases
+        .iter()
+        .map(|(t, e)| (t.as_str(), e.as_slice()))
+        .collect();
+    assert_failing(&cases);
 }

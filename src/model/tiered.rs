@@ -248,10 +248,19 @@ pub struct TieredPolicy {
     /// `Some` exactly when the effective `types` contain Ingress.
     pub ingress: Option<Vec<TierRule>>,
     pub egress: Option<Vec<TierRule>>,
+    /// GlobalNetworkPolicy only: it also filters traffic forwarded through the
+    /// interfaces of the host endpoints it selects.
+    pub apply_on_forward: bool,
     pub origin: Origin,
 }
 
 impl TieredPolicy {
+    /// Whether it selects the host endpoint `host`: a GlobalNetworkPolicy without
+    /// `namespaceSelector` whose selector matches the host endpoint's labels.
+    pub fn selects_host(&self, host: &super::HostEndpoint) -> bool {
+        self.global && self.namespace_selector.is_none() && self.selector.matches(&host.labels)
+    }
+
     /// The kind as manifests and messages name it.
     pub fn kind(&self) -> &'static str {
         if self.global {

@@ -15,6 +15,7 @@ const GLOBAL_SPEC_FIELDS: &[&str] = &[
     "types",
     "ingress",
     "egress",
+    "applyOnForward",
 ];
 const RULE_FIELDS: &[&str] = &[
     "action",
@@ -44,6 +45,7 @@ pub(super) struct TieredParts {
     pub namespace_selector: Option<Expr>,
     pub ingress: Option<Vec<TierRule>>,
     pub egress: Option<Vec<TierRule>>,
+    pub apply_on_forward: bool,
 }
 
 impl Ctx<'_> {
@@ -94,6 +96,20 @@ pub(super) fn tiered_spec(cx: &mut Ctx, node: &Node, global: bool) -> Option<Tie
     let namespace_selector = f
         .get("namespaceSelector")
         .and_then(|s| cx.expr(s, "spec.namespaceSelector"));
+    let apply_on_forward = match f.get("applyOnForward") {
+        Some(n) => match &n.value {
+            Value::Bool(b) => *b,
+            _ => {
+                cx.error(
+                    n.pos,
+                    "spec.applyOnForward",
+                    format!("expected true or false, got {}", n.kind_name()),
+                );
+                false
+            }
+        },
+        None => false,
+    };
     let ingress = f.get("ingress").map(|n| tier_rules(cx, n, "spec.ingress"));
     let egress = f.get("egress").map(|n| tier_rules(cx, n, "spec.egress"));
     let has_rules = |r: &Option<Vec<TierRule>>| r.as_ref().is_some_and(|r| !r.is_empty());
@@ -162,6 +178,7 @@ pub(super) fn tiered_spec(cx: &mut Ctx, node: &Node, global: bool) -> Option<Tie
         namespace_selector,
         ingress: has_ingress.then(|| ingress.unwrap_or_default()),
         egress: has_egress.then(|| egress.unwrap_or_default()),
+        apply_on_forward,
     })
 }
 
