@@ -177,31 +177,44 @@ pub fn render(report: &Report) -> String {
         &[],
         u8::from(report.counters_error.is_none()),
     );
-    w.family(
-        "netpold_policy_allowed_packets_total",
-        "counter",
-        "Packets the rules of a policy allowed (reset when the policy's chain is rewritten).",
-    );
-    for p in &report.policies {
-        let l = [
-            ("namespace", p.namespace.as_str()),
-            ("policy", &p.name),
-            ("direction", &p.direction),
-        ];
-        w.sample("netpold_policy_allowed_packets_total", &l, p.packets);
-    }
-    w.family(
-        "netpold_policy_allowed_bytes_total",
-        "counter",
-        "Bytes the rules of a policy allowed.",
-    );
-    for p in &report.policies {
-        let l = [
-            ("namespace", p.namespace.as_str()),
-            ("policy", &p.name),
-            ("direction", &p.direction),
-        ];
-        w.sample("netpold_policy_allowed_bytes_total", &l, p.bytes);
+    let policy_labels = |p: &crate::status::PolicyCounter| {
+        [
+            ("kind", p.kind.clone()),
+            ("namespace", p.namespace.clone()),
+            ("policy", p.name.clone()),
+            ("direction", p.direction.clone()),
+        ]
+    };
+    type Figure = fn(&crate::status::PolicyCounter) -> u64;
+    let families: [(&str, &str, Figure); 4] = [
+        (
+            "netpold_policy_allowed_packets_total",
+            "Packets the rules of a policy allowed (reset when the policy's chain is rewritten).",
+            |p| p.packets,
+        ),
+        (
+            "netpold_policy_allowed_bytes_total",
+            "Bytes the rules of a policy allowed.",
+            |p| p.bytes,
+        ),
+        (
+            "netpold_policy_denied_packets_total",
+            "Packets the Deny rules of an ordered policy dropped.",
+            |p| p.denied_packets,
+        ),
+        (
+            "netpold_policy_denied_bytes_total",
+            "Bytes the Deny rules of an ordered policy dropped.",
+            |p| p.denied_bytes,
+        ),
+    ];
+    for (name, help, figure) in families {
+        w.family(name, "counter", help);
+        for p in &report.policies {
+            let l = policy_labels(p);
+            let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            w.sample(name, &l, figure(p));
+        }
     }
     w.family(
         "netpold_endpoint_denied_packets_total",

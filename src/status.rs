@@ -97,12 +97,73 @@ impl Histogram {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyCounter {
+    /// `NetworkPolicy` (Kubernetes), `netpold.io/NetworkPolicy` or `GlobalNetworkPolicy`.
+    pub kind: String,
+    /// Empty for a GlobalNetworkPolicy.
     pub namespace: String,
     pub name: String,
     pub direction: String,
     pub rules: u64,
+    /// Allowed by its rules.
     pub packets: u64,
     pub bytes: u64,
+    /// Dropped by its `Deny` rules.
+    #[serde(default)]
+    pub denied_packets: u64,
+    #[serde(default)]
+    pub denied_bytes: u64,
+}
+
+impl PolicyCounter {
+    /// `ns/name`, or `name` for a cluster-wide policy.
+    pub fn label(&self) -> String {
+        if self.namespace.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// What a counted rule of a policy chain did, by the action its comment ends with
+/// (`… ingress[2] Deny`); a Kubernetes policy's rules all allow.
+#[derive(PartialEq)]
+enum Counted {
+    Allowed,
+    Denied,
+    Other,
+}
+
+fn counted(rule_comment: &str) -> Counted {
+    match rule_comment.rsplit(' ').next() {
+        Some("Deny") => Counted::Denied,
+        Some("Log" | "Pass") => Counted::Other,
+        _ => Counted::Allowed,
+    }
+}
+
+/// The kind, namespace, name and direction a policy chain's comment names:
+/// `policy ns/name ingress`, `netpold.io/v1 NetworkPolicy ns/name ingress`,
+/// `GlobalNetworkPolicy name egress`.
+fn policy_owner(comment: &str) -> Option<(String, String, String, String)> {
+    if let Some(rest) = comment.strip_prefix("policy ") {
+        let (ns, name, dir) = owner(rest)?;
+        return Some(("NetworkPolicy".to_owned(), ns, name, dir));
+    }
+    if let Some(rest) = comment.strip_prefix("netpold.io/v1 NetworkPolicy ") {
+        let (ns, name, dir) = owner(rest)?;
+        return Some(("netpold.io/NetworkPolicy".to_owned(), ns, name, dir));
+    }
+    let rest = comment.strip_prefix("GlobalNetworkPolicy ")?;
+    let mut words = rest.split(' ');
+    let name = words.next()?;
+    let dir = words.next().filter(|d| *d == "ingress" || *d == "egress")?;
+    Some((
+        "GlobalNetworkPolicy".to_owned(),
+        String::new(),
+        name.to_owned(),
+        dir.to_owned(),
+    ))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,26 +237,43 @@ fn drop_cause(rule_comment: &str) -> &'static str {
 
 /// Sums counted rules per policy (allowed) and per endpoint (dropped).
 pub fn attribute(rows: &[RuleCounter]) -> (Vec<PolicyCounter>, Vec<EndpointDrops>) {
-    let mut policies: BTreeMap<(String, String, String), PolicyCounter> = BTreeMap::new();
+    let mut policies: BTreeMap<(String, String, String, String), PolicyCounter> = BTreeMap::new();
     let mut endpoints: BTreeMap<(String, String, String), EndpointDrops> = BTreeMap::new();
     for row in rows {
-        if let Some(rest) = row.chain_comment.strip_prefix("policy ") {
-            let Some(key) = owner(rest) else { continue };
+        let rule_comment = row.rule_comment.as_deref().unwrap_or("");
+        if let Some(key) = policy_owner(&row.chain_comment) {
             let p = policies
                 .entry(key.clone())
                 .or_insert_with(|| PolicyCounter {
-                    namespace: key.0,
-                    name: key.1,
-                    direction: key.2,
+                    kind: key.0,
+                    namespace: key.1,
+                    name: key.2,
+                    direction: key.3,
                     rules: 0,
                     packets: 0,
                     bytes: 0,
+                    denied_packets: 0,
+                    denied_bytes: 0,
                 });
             p.rules += 1;
-            p.packets += row.packets;
-            p.bytes += row.bytes;
+            match counted(rule_comment) {
+                Counted::Allowed => {
+                    p.packets += row.packets;
+                    p.bytes += row.bytes;
+                }
+                Counted::Denied => {
+                    p.denied_packets += row.packets;
+                    p.denied_bytes += row.bytes;
+                }
+                Counted::Other => {}
+            }
         } else if let Some(rest) = row.chain_comment.strip_prefix("endpoint ") {
             let Some(key) = owner(rest) else { continue };
+            let cause = drop_cause(rule_comment);
+            // Only drops: a chain may count other rules one day.
+            if cause == "other" {
+                continue;
+            }
             let e = endpoints
                 .entry(key.clone())
                 .or_insert_with(|| EndpointDrops {
@@ -208,9 +286,7 @@ pub fn attribute(rows: &[RuleCounter]) -> (Vec<PolicyCounter>, Vec<EndpointDrops
                 });
             e.packets += row.packets;
             e.bytes += row.bytes;
-            *e.by_cause
-                .entry(drop_cause(row.rule_comment.as_deref().unwrap_or("")).to_owned())
-                .or_default() += row.packets;
+            *e.by_cause.entry(cause.to_owned()).or_default() += row.packets;
         }
     }
     (
@@ -417,13 +493,25 @@ impl Report {
         });
         let _ = writeln!(out, "allowed by policy ({} policy chains):", policies.len());
         for p in policies.iter().take(SHOWN) {
+            let kind = match p.kind.as_str() {
+                "NetworkPolicy" => String::new(),
+                kind => format!("{kind} "),
+            };
+            let denied = if p.denied_packets > 0 {
+                format!(
+                    " (denied {} packets, {})",
+                    p.denied_packets,
+                    human_bytes(p.denied_bytes)
+                )
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  {:>9} packets {:>10}  {}/{} {}",
+                "  {:>9} packets {:>10}  {kind}{} {}{denied}",
                 p.packets,
                 human_bytes(p.bytes),
-                p.namespace,
-                p.name,
+                p.label(),
                 p.direction
             );
         }
@@ -515,12 +603,15 @@ mod tests {
         assert_eq!(
             policies,
             [PolicyCounter {
+                kind: "NetworkPolicy".into(),
                 namespace: "myns".into(),
                 name: "backend-allow-frontend".into(),
                 direction: "ingress".into(),
                 rules: 2,
                 packets: 5,
                 bytes: 300,
+                denied_packets: 0,
+                denied_bytes: 0,
             }]
         );
         assert_eq!(endpoints.len(), 2);
@@ -572,6 +663,68 @@ spec:
         let ingress = endpoints.iter().find(|e| e.direction == "ingress").unwrap();
         assert_eq!(ingress.by_cause.get("isolated"), Some(&1), "{ingress:?}");
         assert!(endpoints.iter().any(|e| e.direction == "egress"));
+    }
+
+    /// The ordered policies' chains: allowed and denied by the action each rule names;
+    /// an accept at the end of an endpoint chain is no drop.
+    #[test]
+    fn ordered_policies_count_allowed_and_denied() {
+        let rows = [
+            row(
+                "GlobalNetworkPolicy baseline ingress",
+                "GlobalNetworkPolicy baseline ingress[0] Log",
+                9,
+            ),
+            row(
+                "GlobalNetworkPolicy baseline ingress",
+                "GlobalNetworkPolicy baseline ingress[1] Allow",
+                4,
+            ),
+            row(
+                "GlobalNetworkPolicy baseline ingress",
+                "GlobalNetworkPolicy baseline ingress[2] Deny",
+                2,
+            ),
+            row(
+                "netpold.io/v1 NetworkPolicy shop/web-gate ingress",
+                "netpold.io/v1 NetworkPolicy shop/web-gate ingress[0] Pass",
+                3,
+            ),
+            row(
+                "endpoint shop/web ingress after a Pass (veth-web)",
+                "shop/web: passed, isolated for ingress, no rule allows",
+                1,
+            ),
+            row(
+                "endpoint shop/web ingress (veth-web)",
+                "something that accepts",
+                5,
+            ),
+        ];
+        let (policies, endpoints) = attribute(&rows);
+        let baseline = &policies[0];
+        assert_eq!(
+            (
+                baseline.kind.as_str(),
+                baseline.label(),
+                baseline.packets,
+                baseline.denied_packets
+            ),
+            ("GlobalNetworkPolicy", "baseline".to_owned(), 4, 2)
+        );
+        let gate = &policies[1];
+        assert_eq!(
+            (
+                gate.kind.as_str(),
+                gate.label(),
+                gate.packets,
+                gate.denied_packets
+            ),
+            ("netpold.io/NetworkPolicy", "shop/web-gate".to_owned(), 0, 0)
+        );
+        assert_eq!(endpoints.len(), 1);
+        assert_eq!(endpoints[0].packets, 1);
+        assert_eq!(endpoints[0].by_cause["isolated"], 1);
     }
 
     #[test]

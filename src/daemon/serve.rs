@@ -251,7 +251,7 @@ mod tests {
         assert!(page.starts_with("HTTP/1.1 200 OK\r\n"), "{page}");
         assert!(page.contains("text/plain; version=0.0.4"), "{page}");
         assert!(
-            page.contains("netpold_policy_allowed_packets_total{namespace=\"a\",policy=\"p\",direction=\"ingress\"} 7"),
+            page.contains("netpold_policy_allowed_packets_total{kind=\"NetworkPolicy\",namespace=\"a\",policy=\"p\",direction=\"ingress\"} 7"),
             "{page}"
         );
         assert!(get("/nope").starts_with("HTTP/1.1 404"));
