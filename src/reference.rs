@@ -173,6 +173,7 @@ fn selecting_tiered<'m>(
     model
         .tiered
         .values()
+        .filter(|p| p.is_ordered())
         .filter(|p| {
             if p.global {
                 p.namespace_selector
