@@ -1055,6 +1055,11 @@ impl<'m> Compiler<'m> {
                         ),
                     },
                 );
+                if let Some(origins) = &mut self.state.origins {
+                    origins
+                        .admin_rest
+                        .insert(rest.clone(), (name.clone(), rest_from));
+                }
                 rest
             });
         (name, rest)
