@@ -12,6 +12,14 @@
 //!   policies: the Kubernetes NetworkPolicies only, then a drop when one of them
 //!   selects it, an accept when none does (a Pass hands the verdict to them).
 //!
+//! - The admin policies (AdminNetworkPolicy, BaselineAdminNetworkPolicy) are lowered
+//!   to this form (`TieredPolicy::admin`) and compiled by the same code to `anp_` /
+//!   `banp_` chains: the endpoint chain jumps to the ANPs by (priority, name) before
+//!   the ordered sequence; an ANP `Pass` looks the interface up in `ingress_admin_pass`
+//!   / `egress_admin_pass` and goes to the endpoint's `epr_` chain, a copy of the rest
+//!   of its endpoint chain. The baseline is jumped to where the endpoint chain (or
+//!   `epk_`) would accept because nothing isolates the endpoint.
+//!
 //! The selector sets of rules (`x4_`/`x6_`) and the sets of `nets`/`notNets`
 //! (`c4_`/`c6_`, intervals) are named like the other sets, from their canonical keys.
 
