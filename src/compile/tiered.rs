@@ -1166,4 +1166,57 @@ spec:
         assert!(!to_web(&pass, "a/client", 80).0);
         assert!(to_web(&pass, "b/other", 80).0);
     }
+
+    #[test]
+    fn admin_rules_are_counted_and_their_denies_logged_by_policy_and_rule() {
+        let m = model(&format!(
+            "{ENDPOINTS}---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: guard}}
+spec:
+  priority: 1
+  subject: {{namespaces: {{}}}}
+  ingress:
+  - {{name: ok, action: Allow, from: [{{namespaces: {{matchLabels: {{team: b}}}}}}]}}
+  - {{name: nope, action: Deny, from: [{{namespaces: {{}}}}]}}
+"
+        ));
+        let options = Options {
+            drop_log: Some(DropLog {
+                group: Some(5),
+                rate: 10,
+                burst: 20,
+            }),
+            ..Default::default()
+        };
+        let rs = compile_with(&m, "n1", "netpold", &options);
+        let (name, chain) = rs
+            .chains
+            .iter()
+            .find(|(n, _)| n.starts_with("anp_") && n.ends_with("_in"))
+            .expect("the ANP's ingress chain");
+        let verdicts: Vec<&Rule> = chain.rules.iter().filter(|r| r.verdict.is_some()).collect();
+        assert!(verdicts.iter().all(|r| r.counter), "{name}: {chain:?}");
+        let logs: Vec<&str> = chain
+            .rules
+            .iter()
+            .filter_map(|r| r.log.as_ref().map(|l| l.prefix.as_str()))
+            .collect();
+        assert!(!logs.is_empty());
+        assert!(
+            logs.iter()
+                .all(|p| *p == "netpold deny ingress anp:guard ingress[1]: "),
+            "{logs:?}"
+        );
+        assert!(
+            verdicts.iter().any(|r| r.comment.as_deref()
+                == Some("AdminNetworkPolicy guard ingress[1] \"nope\" Deny")),
+            "{:?}",
+            verdicts.iter().map(|r| &r.comment).collect::<Vec<_>>()
+        );
+        // No ANP Pass: no epr_ chain; the admin pass maps exist, empty.
+        assert!(!rs.chains.keys().any(|n| n.starts_with("epr_")));
+        assert!(rs.maps[ADMIN_INGRESS_PASS_MAP].entries.is_empty());
+    }
 }

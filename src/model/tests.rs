@@ -2441,6 +2441,7 @@ spec:
         (spec("  subject: {namespaces: {}}\n"), vec!["f.yaml:5:3: error: spec.priority: required: 0-1000, lower first"]),
         (spec("  priority: 1001\n  subject: {namespaces: {}}\n"), vec!["f.yaml:5:13: error: spec.priority: 1001 is out of range 0-1000"]),
         (spec("  priority: 1\n  subject: {namespaces: {}, pods: {namespaceSelector: {}, podSelector: {}}}\n"), vec!["f.yaml:6:35: error: spec.subject: exactly one of namespaces, pods"]),
+        (spec("  priority: 1\n  subject: {namespaces: {}}\n  egress: [{action: Allow, to: [{domainNames: [a.example]}]}]\n"), vec!["f.yaml:7:47: error: spec.egress[0].to[0].domainNames: valid, but this version of netpold does not enforce it yet"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  egress: [{action: Allow, to: [{nodes: {}}]}]\n"), vec!["f.yaml:7:41: error: spec.egress[0].to[0].nodes: valid, but this version of netpold does not enforce it yet"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  ingress: [{action: allow, from: [{namespaces: {}}]}]\n"), vec!["f.yaml:7:22: error: spec.ingress[0].action: unknown action \"allow\": Allow, Deny or Pass"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  ingress: [{action: Allow, from: [{networks: [10.0.0.0/8]}]}]\n"), vec!["f.yaml:7:37: error: spec.ingress[0].from[0].networks: unknown field", "f.yaml:7:36: error: spec.ingress[0].from[0]: a peer needs one of namespaces, pods"]),

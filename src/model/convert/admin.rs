@@ -106,14 +106,16 @@ fn subject(cx: &mut Ctx, node: &Node) -> Option<(Expr, Expr)> {
 /// One peer as an entity (its addresses), or `None` after an error.
 fn peer(cx: &mut Ctx, node: &Node, path: &str, egress: bool) -> Option<Entity> {
     let known: &[&str] = if egress {
-        &["namespaces", "pods", "networks", "nodes"]
+        &["namespaces", "pods", "networks", "nodes", "domainNames"]
     } else {
         &["namespaces", "pods"]
     };
     let f = cx.fields(node, path, known)?;
-    if let Some(n) = f.get("nodes") {
-        cx.error(n.pos, &join(path, "nodes"), NOT_YET);
-        return None;
+    for field in ["nodes", "domainNames"] {
+        if let Some(n) = f.get(field) {
+            cx.error(n.pos, &join(path, field), NOT_YET);
+            return None;
+        }
     }
     let networks = f.get("networks");
     let extra = if egress { ", networks, nodes" } else { "" };
