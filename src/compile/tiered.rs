@@ -580,7 +580,19 @@ impl Compiler<'_> {
                         Direction::Ingress => &a.ingress_rules,
                         Direction::Egress => &a.egress_rules,
                     };
-                    format!(" {:?}", names[i].1)
+                    // In single quotes; nothing that nft text would quote differently.
+                    let name: String = names[i]
+                        .1
+                        .chars()
+                        .map(|c| {
+                            if c == ' ' || (c.is_ascii_graphic() && !"\"'\\".contains(c)) {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect();
+                    format!(" '{name}'")
                 }
                 None => String::new(),
             };
@@ -1210,8 +1222,10 @@ spec:
             "{logs:?}"
         );
         assert!(
-            verdicts.iter().any(|r| r.comment.as_deref()
-                == Some("AdminNetworkPolicy guard ingress[1] \"nope\" Deny")),
+            verdicts
+                .iter()
+                .any(|r| r.comment.as_deref()
+                    == Some("AdminNetworkPolicy guard ingress[1] 'nope' Deny")),
             "{:?}",
             verdicts.iter().map(|r| &r.comment).collect::<Vec<_>>()
         );
