@@ -915,17 +915,29 @@ fn judge(
         .as_ref()
         .map(|r| format!("passed by {r}; "))
         .unwrap_or_default();
+    // Admin policies decide before (and the baseline after) isolation is known.
+    let isolated_by = if isolated {
+        format!("isolated by {}; ", policies.join(", "))
+    } else {
+        String::new()
+    };
     let reason = match (&allowed_by, &denied_by, taken) {
-        (Some(r), _, _) => format!(
-            "isolated by {}; {passed}allowed by {r}",
-            policies.join(", ")
-        ),
-        (None, Some(r), _) => format!("isolated by {}; denied by {r}", policies.join(", ")),
-        (None, None, Some(RuleRef { chain: c, index })) if c == chain && index == last_rule => {
+        (Some(r), _, _) => format!("{isolated_by}{passed}allowed by {r}"),
+        (None, Some(r), _) => format!("{isolated_by}{passed}denied by {r}"),
+        (None, None, Some(RuleRef { chain: c, index }))
+            if (c == chain && index == last_rule)
+                || origins
+                    .admin_rest
+                    .get(c)
+                    .is_some_and(|(ep, from)| ep == chain && from + index == *last_rule) =>
+        {
             if isolated {
-                format!("isolated; no rule of {} allows this", policies.join(", "))
+                format!(
+                    "isolated; {passed}no rule of {} allows this",
+                    policies.join(", ")
+                )
             } else {
-                format!("not isolated: no policy selects it for {direction}; allowed")
+                format!("not isolated: {passed}no policy selects it for {direction}; allowed")
             }
         }
         (None, None, Some(RuleRef { chain: c, index }))

@@ -293,6 +293,7 @@ fn selecting_tiered<'m>(
     model
         .tiered
         .values()
+        .filter(|p| p.is_ordered())
         .filter(|p| {
             if p.global {
                 p.namespace_selector
@@ -307,6 +308,43 @@ fn selecting_tiered<'m>(
         .collect()
 }
 
+/// The admin policies that select `ep` and have rules for `direction`: the
+/// AdminNetworkPolicies by (priority, name), and the BaselineAdminNetworkPolicy.
+fn selecting_admin<'m>(
+    model: &'m Model,
+    ep: &Endpoint,
+    direction: Direction,
+) -> (Vec<&'m TieredPolicy>, Option<&'m TieredPolicy>) {
+    let selecting = model.tiered.values().filter(|p| {
+        p.admin.is_some()
+            && p.namespace_selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&namespace_labels(model, ep)))
+            && p.selector.matches(&ep.labels)
+            && p.rules(direction).is_some()
+    });
+    let (baseline, mut anps): (Vec<&TieredPolicy>, Vec<&TieredPolicy>) =
+        selecting.partition(|p| p.admin.as_ref().is_some_and(|a| a.baseline));
+    anps.sort_by_key(|p| (p.admin.as_ref().map_or(0, |a| a.priority), p.name.clone()));
+    (anps, baseline.first().copied())
+}
+
+/// The first rule of an admin policy that matches: (action, manifest rule index).
+fn admin_match(
+    model: &Model,
+    policy: &TieredPolicy,
+    direction: Direction,
+    probe: &Probe,
+) -> Option<(Action, usize)> {
+    policy
+        .rules(direction)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .find(|(_, rule)| tier_rule_matches(model, policy, rule, probe))
+        .map(|(i, rule)| (rule.action, policy.source_rule(direction, i)))
+}
+
 /// One policy of the ordered sequence.
 enum Step<'m> {
     Kubernetes(&'m NetworkPolicy),
@@ -316,6 +354,65 @@ enum Step<'m> {
 /// The verdict of `ep`'s policies for `direction`: its egress when it is the source,
 /// its ingress when it is the destination.
 fn decide(model: &Model, ep: &Endpoint, direction: Direction, probe: &Probe) -> DirectionVerdict {
+    // AdminNetworkPolicies first: Allow and Deny are final, Pass skips the rest of
+    // them; the BaselineAdminNetworkPolicy where no ordered policy isolates.
+    let (anps, baseline) = selecting_admin(model, ep, direction);
+    let mut admin_passed = None;
+    for policy in anps {
+        if let Some((action, index)) = admin_match(model, policy, direction, probe) {
+            let by = Some((policy.label(), index));
+            let mut verdict = decide_ordered(model, ep, direction, probe, None);
+            verdict.allowed_by = None;
+            verdict.denied_by = None;
+            verdict.passed_by = None;
+            match action {
+                Action::Allow => {
+                    verdict.allowed_by = by;
+                    verdict.allowed = true;
+                    return verdict;
+                }
+                Action::Deny => {
+                    verdict.denied_by = by;
+                    verdict.allowed = false;
+                    return verdict;
+                }
+                _ => {
+                    admin_passed = by;
+                    break;
+                }
+            }
+        }
+    }
+    let mut verdict = decide_ordered(model, ep, direction, probe, baseline);
+    if admin_passed.is_some() {
+        verdict.passed_by = admin_passed;
+    }
+    verdict
+}
+
+/// The ordered sequence, then (where nothing of it isolates, or a Pass found no
+/// Kubernetes NetworkPolicy) the baseline.
+fn decide_ordered(
+    model: &Model,
+    ep: &Endpoint,
+    direction: Direction,
+    probe: &Probe,
+    baseline: Option<&TieredPolicy>,
+) -> DirectionVerdict {
+    let baseline_verdict = |verdict: &mut DirectionVerdict| {
+        if let Some(b) = baseline
+            && let Some((action, index)) = admin_match(model, b, direction, probe)
+        {
+            let by = Some((b.label(), index));
+            if action == Action::Allow {
+                verdict.allowed_by = by;
+                verdict.allowed = true;
+            } else {
+                verdict.denied_by = by;
+                verdict.allowed = false;
+            }
+        }
+    };
     let kubernetes = selecting_policies(model, ep, direction);
     let mut steps: Vec<(bool, Order, String, String, Step)> = kubernetes
         .iter()
@@ -356,6 +453,10 @@ fn decide(model: &Model, ep: &Endpoint, direction: Direction, probe: &Probe) -> 
         passed_by: None,
         allowed: !isolated,
     };
+    if !isolated {
+        baseline_verdict(&mut verdict);
+        return verdict;
+    }
     let kubernetes_allow = |policy: &NetworkPolicy| {
         policy
             .rules(direction)
@@ -399,6 +500,9 @@ fn decide(model: &Model, ep: &Endpoint, direction: Direction, probe: &Probe) -> 
                             verdict.allowed_by =
                                 kubernetes.iter().find_map(|p| kubernetes_allow(p));
                             verdict.allowed = kubernetes.is_empty() || verdict.allowed_by.is_some();
+                            if kubernetes.is_empty() {
+                                baseline_verdict(&mut verdict);
+                            }
                         }
                     }
                     return verdict;

@@ -97,7 +97,8 @@ impl Histogram {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyCounter {
-    /// `NetworkPolicy` (Kubernetes), `netpold.io/NetworkPolicy` or `GlobalNetworkPolicy`.
+    /// `NetworkPolicy` (Kubernetes), `netpold.io/NetworkPolicy`, `GlobalNetworkPolicy`,
+    /// `AdminNetworkPolicy` or `BaselineAdminNetworkPolicy`.
     pub kind: String,
     /// Empty for a GlobalNetworkPolicy.
     pub namespace: String,
@@ -144,7 +145,8 @@ fn counted(rule_comment: &str) -> Counted {
 
 /// The kind, namespace, name and direction a policy chain's comment names:
 /// `policy ns/name ingress`, `netpold.io/v1 NetworkPolicy ns/name ingress`,
-/// `GlobalNetworkPolicy name egress`.
+/// `GlobalNetworkPolicy name egress`, `AdminNetworkPolicy name ingress`,
+/// `BaselineAdminNetworkPolicy default egress`.
 fn policy_owner(comment: &str) -> Option<(String, String, String, String)> {
     if let Some(rest) = comment.strip_prefix("policy ") {
         let (ns, name, dir) = owner(rest)?;
@@ -154,12 +156,18 @@ fn policy_owner(comment: &str) -> Option<(String, String, String, String)> {
         let (ns, name, dir) = owner(rest)?;
         return Some(("netpold.io/NetworkPolicy".to_owned(), ns, name, dir));
     }
-    let rest = comment.strip_prefix("GlobalNetworkPolicy ")?;
+    let (kind, rest) = [
+        "GlobalNetworkPolicy",
+        "AdminNetworkPolicy",
+        "BaselineAdminNetworkPolicy",
+    ]
+    .into_iter()
+    .find_map(|k| Some((k, comment.strip_prefix(k)?.strip_prefix(' ')?)))?;
     let mut words = rest.split(' ');
     let name = words.next()?;
     let dir = words.next().filter(|d| *d == "ingress" || *d == "egress")?;
     Some((
-        "GlobalNetworkPolicy".to_owned(),
+        kind.to_owned(),
         String::new(),
         name.to_owned(),
         dir.to_owned(),
@@ -768,6 +776,52 @@ spec:
         assert_eq!(endpoints.len(), 1);
         assert_eq!(endpoints[0].packets, 1);
         assert_eq!(endpoints[0].by_cause["isolated"], 1);
+    }
+
+    #[test]
+    fn admin_policies_count_allowed_and_denied() {
+        let (policies, _) = attribute(&[
+            row(
+                "AdminNetworkPolicy guard ingress",
+                "AdminNetworkPolicy guard ingress[0] 'ops may monitor' Allow",
+                5,
+            ),
+            row(
+                "AdminNetworkPolicy guard ingress",
+                "AdminNetworkPolicy guard ingress[1] 'no-telnet' Deny",
+                3,
+            ),
+            row(
+                "BaselineAdminNetworkPolicy default egress",
+                "BaselineAdminNetworkPolicy default egress[0] '' Deny",
+                2,
+            ),
+        ]);
+        let got: Vec<(&str, String, &str, u64, u64)> = policies
+            .iter()
+            .map(|p| {
+                (
+                    p.kind.as_str(),
+                    p.label(),
+                    p.direction.as_str(),
+                    p.packets,
+                    p.denied_packets,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("AdminNetworkPolicy", "guard".to_owned(), "ingress", 5, 3),
+                (
+                    "BaselineAdminNetworkPolicy",
+                    "default".to_owned(),
+                    "egress",
+                    0,
+                    2
+                ),
+            ]
+        );
     }
 
     #[test]

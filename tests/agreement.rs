@@ -12,7 +12,7 @@ use netpold::model::{Model, Protocol};
 use netpold::reference::{Party, Probe, evaluate};
 
 mod common;
-use common::{NODE, Rng, scenario, tiered_policies};
+use common::{NODE, Rng, admin_policies, scenario, tiered_policies};
 
 const HOST_V4: &str = "192.168.77.1";
 const HOST_V6: &str = "fd77::1";
@@ -93,6 +93,18 @@ fn compiled_host_endpoints_agree_with_the_reference_evaluator() {
     agree(scenarios, 0x686f_7374, true, true);
 }
 
+/// The same with random AdminNetworkPolicies and the BaselineAdminNetworkPolicy added
+/// to the ordered policies: priorities, Allow/Deny/Pass, peers by namespace, pods and
+/// networks, numbered, ranged and named ports.
+#[test]
+fn compiled_admin_policies_agree_with_the_reference_evaluator() {
+    let scenarios: usize = std::env::var("NETPOLD_AGREEMENT_SCENARIOS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    agree(scenarios, 0x0061_646d_696e, true, false);
+}
+
 fn host_endpoints(rng: &mut Rng) -> String {
     let mut yaml = String::new();
     let mut interfaces = vec!["uplink0", "eth7", "*"];
@@ -120,6 +132,7 @@ fn host_endpoints(rng: &mut Rng) -> String {
 }
 
 fn agree(scenarios: usize, seed: u64, tiers: bool, hosts: bool) {
+    let admin = seed == 0x0061_646d_696e;
     let probe_ports = [
         (Protocol::Tcp, 80),
         (Protocol::Tcp, 8080),
@@ -140,6 +153,9 @@ fn agree(scenarios: usize, seed: u64, tiers: bool, hosts: bool) {
         }
         if hosts {
             s.yaml.push_str(&host_endpoints(&mut rng));
+        }
+        if admin {
+            s.yaml.push_str(&admin_policies(&mut rng));
         }
         let mut problems = Vec::new();
         let raw = parse_bytes("scenario.yaml", s.yaml.as_bytes(), &mut problems);

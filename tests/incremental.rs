@@ -10,7 +10,7 @@ use netpold::load::load_dir;
 use netpold::model::{Changes, Model};
 
 mod common;
-use common::{NODE, Rng, edited, edited_tiered, scenario, tiered_policies};
+use common::{NODE, Rng, admin_policies, edited, edited_tiered, scenario, tiered_policies};
 
 fn model(yaml: &str) -> Option<Model> {
     let dir = tempfile::tempdir().unwrap();
@@ -141,6 +141,8 @@ fn incremental_updates_with_ordered_policies_equal_a_compilation_from_scratch() 
         for step in 0..20 {
             let next_yaml = match step {
                 5 => format!("{yaml}{}", tiered_policies(&mut rng)),
+                // Admin policies arriving (and, at 10, leaving with the scenario).
+                7 if n % 3 == 1 => format!("{yaml}{}", admin_policies(&mut rng)),
                 10 => scenario(&mut rng).yaml,
                 _ => edited_tiered(&yaml, &mut rng),
             };

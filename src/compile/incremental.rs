@@ -610,7 +610,7 @@ impl Compiler<'_> {
             self.take_chain(&name);
             let policies = selecting(self.model, ep, direction);
             // With netpold.io policies in the model, updates compile from scratch.
-            let name = self.endpoint_chain(ep, direction, &policies, &[]);
+            let (name, _) = self.endpoint_chain(ep, direction, &policies, &[], &[], None);
             let map = match direction {
                 Direction::Egress => super::EGRESS_MAP,
                 Direction::Ingress => super::INGRESS_MAP,

@@ -41,7 +41,10 @@ pub use host::{
 };
 pub use incremental::Incremental;
 pub use origins::{ChainOrigin, ObjectKey, Origins, explainable};
-pub use tiered::{EGRESS_PASS_MAP, INGRESS_PASS_MAP, policy_log_prefix};
+pub use tiered::{
+    ADMIN_EGRESS_PASS_MAP, ADMIN_INGRESS_PASS_MAP, EGRESS_PASS_MAP, INGRESS_PASS_MAP,
+    policy_log_prefix,
+};
 
 use crate::droplog::{DropCause, drop_prefix};
 use crate::index::{Index, Namespaces};
@@ -542,8 +545,52 @@ impl<'m> Compiler<'m> {
         // The netpold.io policies selecting each endpoint, per direction, by order.
         let mut tiered_selecting: BTreeMap<(usize, Direction), Vec<&'m TieredPolicy>> =
             BTreeMap::new();
-        let mut ordered: Vec<&'m TieredPolicy> = self.model.tiered.values().collect();
+        let mut ordered: Vec<&'m TieredPolicy> = self
+            .model
+            .tiered
+            .values()
+            .filter(|p| p.is_ordered())
+            .collect();
         ordered.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        // The admin policies: AdminNetworkPolicies by (priority, name), then the
+        // BaselineAdminNetworkPolicy; with the endpoints each selects.
+        let mut admin: Vec<&'m TieredPolicy> = self
+            .model
+            .tiered
+            .values()
+            .filter(|p| p.admin.is_some())
+            .collect();
+        admin.sort_by_key(|p| {
+            let a = p.admin.as_ref().expect("admin");
+            (a.baseline, a.priority, p.name.as_str())
+        });
+        let mut admin_selecting: BTreeMap<(usize, Direction), Vec<&'m TieredPolicy>> =
+            BTreeMap::new();
+        for &policy in &admin {
+            for direction in Direction::BOTH {
+                if policy.rules(direction).is_some() {
+                    self.tiered_chain(policy, direction);
+                }
+            }
+            for i in 0..self.index().endpoints.len() {
+                let ep = self.index().endpoints[i];
+                let Some(ns) = self.model.namespaces.get(&ep.namespace) else {
+                    continue;
+                };
+                if !tiered::tiered_selects(policy, ep, &ns.labels) {
+                    continue;
+                }
+                for direction in Direction::BOTH {
+                    if policy.rules(direction).is_some() {
+                        admin_selecting
+                            .entry((i, direction))
+                            .or_default()
+                            .push(policy);
+                    }
+                }
+            }
+        }
+        let mut admin_pass: [BTreeMap<String, Verdict>; 2] = Default::default();
         for &policy in &ordered {
             for direction in Direction::BOTH {
                 if policy.rules(direction).is_none() {
@@ -585,19 +632,57 @@ impl<'m> Compiler<'m> {
                 let tiered = tiered_selecting
                     .get(&(i, direction))
                     .map_or(&[][..], Vec::as_slice);
-                let name = self.endpoint_chain(ep, direction, policies, tiered);
+                let (anps, baseline): (Vec<&TieredPolicy>, Option<&TieredPolicy>) = {
+                    let all = admin_selecting
+                        .get(&(i, direction))
+                        .map_or(&[][..], Vec::as_slice);
+                    (
+                        all.iter()
+                            .copied()
+                            .filter(|p| !p.admin.as_ref().expect("admin").baseline)
+                            .collect(),
+                        all.iter()
+                            .copied()
+                            .find(|p| p.admin.as_ref().expect("admin").baseline),
+                    )
+                };
+                let (name, rest) =
+                    self.endpoint_chain(ep, direction, policies, tiered, &anps, baseline);
                 let (map, pass) = match direction {
                     Direction::Egress => (&mut egress_map, &mut egress_pass),
                     Direction::Ingress => (&mut ingress_map, &mut ingress_pass),
                 };
                 map.insert(ep.interface.clone(), Verdict::Goto(name));
                 if tiered.iter().any(|p| tiered::has_pass(p, direction)) {
-                    let name = self.kubernetes_chain(ep, direction, policies);
+                    let name = self.kubernetes_chain(ep, direction, policies, baseline);
                     pass.insert(ep.interface.clone(), Verdict::Goto(name));
+                }
+                if let Some(rest) = rest {
+                    admin_pass[usize::from(direction == Direction::Egress)]
+                        .insert(ep.interface.clone(), Verdict::Goto(rest));
                 }
             }
         }
-        if !self.model.tiered.is_empty() {
+        if !admin.is_empty() {
+            let [ingress_admin, egress_admin] = admin_pass;
+            self.state.out.maps.insert(
+                ADMIN_EGRESS_PASS_MAP.to_owned(),
+                VerdictMap {
+                    entries: egress_admin,
+                    comment: "sender interface -> its policies after an AdminNetworkPolicy Pass"
+                        .into(),
+                },
+            );
+            self.state.out.maps.insert(
+                ADMIN_INGRESS_PASS_MAP.to_owned(),
+                VerdictMap {
+                    entries: ingress_admin,
+                    comment: "receiver interface -> its policies after an AdminNetworkPolicy Pass"
+                        .into(),
+                },
+            );
+        }
+        if !ordered.is_empty() {
             self.state.out.maps.insert(
                 EGRESS_PASS_MAP.to_owned(),
                 VerdictMap {
@@ -757,7 +842,9 @@ impl<'m> Compiler<'m> {
         direction: Direction,
         policies: &[&NetworkPolicy],
         tiered: &[&TieredPolicy],
-    ) -> String {
+        anps: &[&TieredPolicy],
+        baseline: Option<&TieredPolicy>,
+    ) -> (String, Option<String>) {
         let name = self.endpoint_chain_name(ep, direction);
         let id = ep.id();
         let mut rules = Vec::new();
@@ -828,6 +915,22 @@ impl<'m> Compiler<'m> {
                 .counted()
                 .with_comment("no connection state"),
         );
+        // The AdminNetworkPolicies first, by (priority, name): an Allow or Deny is
+        // final, a Pass goes to `epr_` (the rest of this chain) by the admin pass map.
+        for policy in anps {
+            let priority = policy.admin.as_ref().map_or(0, |a| a.priority);
+            rules.push(
+                Rule::new(
+                    vec![],
+                    Verdict::Jump(self.tiered_chain_name(policy, direction)),
+                )
+                .with_comment(bounded_comment(&format!(
+                    "{} (priority {priority})",
+                    policy.label()
+                ))),
+            );
+        }
+        let rest_from = rules.len();
         // One ordered sequence: netpold.io policies by (order, name, namespace), the
         // Kubernetes NetworkPolicies at order 1000 among them (in model order).
         let mut k8s = policies.iter().peekable();
@@ -873,6 +976,13 @@ impl<'m> Compiler<'m> {
             }
         }
         if policies.is_empty() && tiered.is_empty() {
+            // Not isolated: the BaselineAdminNetworkPolicy has its say.
+            if let Some(b) = baseline {
+                rules.push(
+                    Rule::new(vec![], Verdict::Jump(self.tiered_chain_name(b, direction)))
+                        .with_comment(bounded_comment(&b.label())),
+                );
+            }
             rules.push(
                 Rule::new(vec![], Verdict::Accept).with_comment(comment_around(
                     "",
@@ -926,7 +1036,41 @@ impl<'m> Compiler<'m> {
                 },
             );
         }
-        name
+        // Where an AdminNetworkPolicy's Pass goes: the rest of the endpoint chain.
+        let rest = anps
+            .iter()
+            .any(|p| tiered::has_pass(p, direction))
+            .then(|| {
+                let rest = self.admin_rest_chain_name(ep, direction);
+                let rules = self.state.out.chains[&name].rules[rest_from..].to_vec();
+                self.state.out.chains.insert(
+                    rest.clone(),
+                    Chain {
+                        base: None,
+                        rules,
+                        comment: comment_around(
+                            "endpoint ",
+                            &id,
+                            &format!(" {direction} after an AdminNetworkPolicy Pass"),
+                        ),
+                    },
+                );
+                if let Some(origins) = &mut self.state.origins {
+                    origins
+                        .admin_rest
+                        .insert(rest.clone(), (name.clone(), rest_from));
+                }
+                rest
+            });
+        (name, rest)
+    }
+
+    fn admin_rest_chain_name(&mut self, ep: &Endpoint, direction: Direction) -> String {
+        self.state.names.get(
+            "epr",
+            &format!("endpoint\0{}\0{}", ep.namespace, ep.name),
+            chain_suffix(direction),
+        )
     }
 
     /// The rule that logs what the drop after it, with the same `matches`, drops:

@@ -75,6 +75,9 @@ pub struct Origins {
     /// (host endpoint, direction, forwarded) → its chain, for local host endpoints
     /// that a policy selects in that direction.
     pub host_chains: BTreeMap<(String, Direction, bool), String>,
+    /// `epr_<h>_*` (the rest of an endpoint chain, where an AdminNetworkPolicy's Pass
+    /// goes) → (its endpoint chain, the index there of its first rule).
+    pub admin_rest: BTreeMap<String, (String, usize)>,
 }
 
 impl Origins {

@@ -12,6 +12,14 @@
 //!   policies: the Kubernetes NetworkPolicies only, then a drop when one of them
 //!   selects it, an accept when none does (a Pass hands the verdict to them).
 //!
+//! - The admin policies (AdminNetworkPolicy, BaselineAdminNetworkPolicy) are lowered
+//!   to this form (`TieredPolicy::admin`) and compiled by the same code to `anp_` /
+//!   `banp_` chains: the endpoint chain jumps to the ANPs by (priority, name) before
+//!   the ordered sequence; an ANP `Pass` looks the interface up in `ingress_admin_pass`
+//!   / `egress_admin_pass` and goes to the endpoint's `epr_` chain, a copy of the rest
+//!   of its endpoint chain. The baseline is jumped to where the endpoint chain (or
+//!   `epk_`) would accept because nothing isolates the endpoint.
+//!
 //! The selector sets of rules (`x4_`/`x6_`) and the sets of `nets`/`notNets`
 //! (`c4_`/`c6_`, intervals) are named like the other sets, from their canonical keys.
 
@@ -25,6 +33,8 @@ use crate::selector::expr::Expr;
 
 pub const INGRESS_PASS_MAP: &str = "ingress_pass";
 pub const EGRESS_PASS_MAP: &str = "egress_pass";
+pub const ADMIN_INGRESS_PASS_MAP: &str = "ingress_admin_pass";
+pub const ADMIN_EGRESS_PASS_MAP: &str = "egress_admin_pass";
 
 /// Which endpoints a rule's selector looks at.
 enum ExprScope<'p> {
@@ -47,16 +57,25 @@ fn entity_scope<'p>(policy: &'p TieredPolicy, entity: &'p Entity) -> (ExprScope<
     (scope, entity.selector.clone().unwrap_or(Expr::All))
 }
 
-/// The interface a direction's endpoint is found by, and its pass map.
-fn pass_lookup(direction: Direction) -> Verdict {
-    match direction {
-        Direction::Ingress => Verdict::Map {
+/// The interface a direction's endpoint is found by, and its pass map (`admin`: of
+/// the AdminNetworkPolicies).
+fn pass_lookup(direction: Direction, admin: bool) -> Verdict {
+    match (direction, admin) {
+        (Direction::Ingress, false) => Verdict::Map {
             side: IfSide::Out,
             map: INGRESS_PASS_MAP.into(),
         },
-        Direction::Egress => Verdict::Map {
+        (Direction::Egress, false) => Verdict::Map {
             side: IfSide::In,
             map: EGRESS_PASS_MAP.into(),
+        },
+        (Direction::Ingress, true) => Verdict::Map {
+            side: IfSide::Out,
+            map: ADMIN_INGRESS_PASS_MAP.into(),
+        },
+        (Direction::Egress, true) => Verdict::Map {
+            side: IfSide::In,
+            map: ADMIN_EGRESS_PASS_MAP.into(),
         },
     }
 }
@@ -148,6 +167,13 @@ impl Compiler<'_> {
         direction: Direction,
         host: bool,
     ) -> String {
+        if let Some(a) = &policy.admin {
+            return self.state.names.get(
+                if a.baseline { "banp" } else { "anp" },
+                &format!("admin\0{}\0{}", a.baseline, policy.name),
+                chain_suffix(direction),
+            );
+        }
         self.state.names.get(
             if host { "tph" } else { "tp" },
             &format!(
@@ -529,7 +555,13 @@ impl Compiler<'_> {
     ) {
         let mut rules = Vec::new();
         let mut from_rule = Vec::new();
-        let id = policy.id();
+        // Logs name an admin policy `anp:NAME` / `banp:default` (a GlobalNetworkPolicy
+        // may have the same name).
+        let id = match &policy.admin {
+            Some(a) if a.baseline => format!("banp:{}", policy.name),
+            Some(_) => format!("anp:{}", policy.name),
+            None => policy.id(),
+        };
         let (rate, burst, group) = match self.state.options.drop_log {
             Some(log) => (log.rate, log.burst, log.group),
             None => (10, 20, None),
@@ -540,11 +572,37 @@ impl Compiler<'_> {
             .iter()
             .enumerate()
         {
+            // An admin policy's lowered rule is named by its manifest rule.
+            let source = policy.source_rule(direction, i);
+            let named = match &policy.admin {
+                Some(a) => {
+                    let names = match direction {
+                        Direction::Ingress => &a.ingress_rules,
+                        Direction::Egress => &a.egress_rules,
+                    };
+                    // In single quotes; nothing that nft text would quote differently.
+                    let name: String = names[i]
+                        .1
+                        .chars()
+                        .map(|c| {
+                            if c == ' ' || (c.is_ascii_graphic() && !"\"'\\".contains(c)) {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect();
+                    format!(" '{name}'")
+                }
+                None => String::new(),
+            };
             let comment = bounded_comment(&format!(
-                "{} {id} {direction}[{i}] {}",
+                "{} {} {direction}[{source}]{named} {}",
                 policy.kind(),
+                policy.id(),
                 rule.action
             ));
+            let i = source;
             for matches in self.tier_rule_matches(policy, rule) {
                 let limited = |prefix: String| {
                     let mut m = matches.clone();
@@ -586,7 +644,7 @@ impl Compiler<'_> {
                         ))
                     }
                     Action::Pass => rules.push(
-                        Rule::new(matches, pass_lookup(direction))
+                        Rule::new(matches, pass_lookup(direction, policy.admin.is_some()))
                             .counted()
                             .with_comment(&comment),
                     ),
@@ -629,6 +687,7 @@ impl Compiler<'_> {
         ep: &Endpoint,
         direction: Direction,
         policies: &[&NetworkPolicy],
+        baseline: Option<&TieredPolicy>,
     ) -> String {
         let name = self.kubernetes_chain_name(ep, direction);
         let id = ep.id();
@@ -643,6 +702,13 @@ impl Compiler<'_> {
             );
         }
         if policies.is_empty() {
+            // No Kubernetes NetworkPolicy isolates it: the baseline has its say.
+            if let Some(b) = baseline {
+                rules.push(
+                    Rule::new(vec![], Verdict::Jump(self.tiered_chain_name(b, direction)))
+                        .with_comment(bounded_comment(&b.label())),
+                );
+            }
             rules.push(
                 Rule::new(vec![], Verdict::Accept).with_comment(bounded_comment(&format!(
                     "{id}: passed; no Kubernetes NetworkPolicy governs {direction}"
@@ -996,5 +1062,175 @@ spec:
         let p = policy_log_prefix("log", Direction::Egress, &long, 0);
         assert!(p.len() <= crate::droplog::MAX_PREFIX, "{p}");
         assert!(p.ends_with("...: "));
+    }
+
+    const K8S_ALLOW_CLIENT: &str = "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-client, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: client}}}]
+";
+
+    #[test]
+    fn admin_policies_run_by_priority_before_the_network_policies() {
+        let anp = "
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: guard}
+spec:
+  priority: 10
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: web}}}}
+  ingress:
+  - name: pass-8080
+    action: Pass
+    from: [{namespaces: {}}]
+    ports: [{portNumber: {protocol: TCP, port: 8080}}]
+  - name: deny-client-80
+    action: Deny
+    from: [{pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: client}}}}]
+    ports: [{portRange: {protocol: TCP, start: 80, end: 81}}]
+  - name: allow-team-b
+    action: Allow
+    from: [{namespaces: {matchLabels: {team: b}}}]
+";
+        let yaml = format!("{K8S_ALLOW_CLIENT}---\n{anp}");
+        // ANP Deny beats a NetworkPolicy Allow.
+        let (allowed, reason) = to_web(&yaml, "a/client", 80);
+        assert!(!allowed);
+        assert_eq!(
+            reason,
+            "isolated by a/web-from-client; denied by AdminNetworkPolicy guard ingress[1]"
+        );
+        // ANP Allow overrides the NetworkPolicy's isolation.
+        let (allowed, reason) = to_web(&yaml, "b/other", 443);
+        assert!(allowed, "{reason}");
+        assert!(
+            reason.ends_with("; allowed by AdminNetworkPolicy guard ingress[2]"),
+            "{reason}"
+        );
+        // Pass: the NetworkPolicy decides (allows a/client, isolates against 10.9.9.9).
+        let (allowed, reason) = to_web(&yaml, "a/client", 8080);
+        assert!(allowed, "{reason}");
+        assert!(
+            reason.contains("passed by AdminNetworkPolicy guard ingress[0]"),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with("allowed by a/web-from-client ingress[0]"),
+            "{reason}"
+        );
+        assert!(!to_web(&yaml, "10.9.9.9", 8080).0);
+        // A lower priority number runs first: an Allow at 5 beats the Deny at 10.
+        let first = format!(
+            "{yaml}---\n{}",
+            anp.replace("name: guard", "name: zz-first")
+                .replace("priority: 10", "priority: 5")
+                .replace("action: Deny", "action: Allow")
+        );
+        let (allowed, reason) = to_web(&first, "a/client", 80);
+        assert!(allowed, "{reason}");
+        assert!(
+            reason.ends_with("; allowed by AdminNetworkPolicy zz-first ingress[1]"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn the_baseline_applies_only_where_no_policy_isolates() {
+        let banp = "
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  ingress:
+  - {name: allow-b, action: Allow, from: [{namespaces: {matchLabels: {team: b}}}]}
+  - {name: deny-rest, action: Deny, from: [{namespaces: {}}, {pods: {namespaceSelector: {}, podSelector: {}}}]}
+";
+        let (allowed, reason) = to_web(banp, "a/client", 80);
+        assert!(!allowed);
+        assert_eq!(
+            reason,
+            "denied by BaselineAdminNetworkPolicy default ingress[1]"
+        );
+        assert!(to_web(banp, "b/other", 80).0);
+        // An outside address is no peer of the baseline's: allowed.
+        assert!(to_web(banp, "10.9.9.9", 80).0);
+        // With a NetworkPolicy selecting a/web, the baseline is not consulted.
+        let yaml = format!("{K8S_ALLOW_CLIENT}---\n{banp}");
+        let (allowed, reason) = to_web(&yaml, "a/client", 80);
+        assert!(allowed, "{reason}");
+        assert!(!to_web(&yaml, "b/other", 80).0);
+        // A netpold.io Pass with no NetworkPolicy selecting: on to the baseline.
+        let pass = format!(
+            "{banp}---
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {{name: pass, namespace: a}}
+spec:
+  selector: app == 'web'
+  ingress: [{{action: Pass}}]
+"
+        );
+        assert!(!to_web(&pass, "a/client", 80).0);
+        assert!(to_web(&pass, "b/other", 80).0);
+    }
+
+    #[test]
+    fn admin_rules_are_counted_and_their_denies_logged_by_policy_and_rule() {
+        let m = model(&format!(
+            "{ENDPOINTS}---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: guard}}
+spec:
+  priority: 1
+  subject: {{namespaces: {{}}}}
+  ingress:
+  - {{name: ok, action: Allow, from: [{{namespaces: {{matchLabels: {{team: b}}}}}}]}}
+  - {{name: nope, action: Deny, from: [{{namespaces: {{}}}}]}}
+"
+        ));
+        let options = Options {
+            drop_log: Some(DropLog {
+                group: Some(5),
+                rate: 10,
+                burst: 20,
+            }),
+            ..Default::default()
+        };
+        let rs = compile_with(&m, "n1", "netpold", &options);
+        let (name, chain) = rs
+            .chains
+            .iter()
+            .find(|(n, _)| n.starts_with("anp_") && n.ends_with("_in"))
+            .expect("the ANP's ingress chain");
+        let verdicts: Vec<&Rule> = chain.rules.iter().filter(|r| r.verdict.is_some()).collect();
+        assert!(verdicts.iter().all(|r| r.counter), "{name}: {chain:?}");
+        let logs: Vec<&str> = chain
+            .rules
+            .iter()
+            .filter_map(|r| r.log.as_ref().map(|l| l.prefix.as_str()))
+            .collect();
+        assert!(!logs.is_empty());
+        assert!(
+            logs.iter()
+                .all(|p| *p == "netpold deny ingress anp:guard ingress[1]: "),
+            "{logs:?}"
+        );
+        assert!(
+            verdicts
+                .iter()
+                .any(|r| r.comment.as_deref()
+                    == Some("AdminNetworkPolicy guard ingress[1] 'nope' Deny")),
+            "{:?}",
+            verdicts.iter().map(|r| &r.comment).collect::<Vec<_>>()
+        );
+        // No ANP Pass: no epr_ chain; the admin pass maps exist, empty.
+        assert!(!rs.chains.keys().any(|n| n.starts_with("epr_")));
+        assert!(rs.maps[ADMIN_INGRESS_PASS_MAP].entries.is_empty());
     }
 }

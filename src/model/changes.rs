@@ -222,6 +222,10 @@ impl Model {
                 NETPOLD_NETWORK_POLICY | "GlobalNetworkPolicy" => {
                     self.tiered.contains_key(&key) && gone_tiered.insert(key)
                 }
+                "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy" => {
+                    let key = (String::new(), format!("{kind}:{name}"));
+                    self.tiered.contains_key(&key) && gone_tiered.insert(key)
+                }
                 // Host endpoints' claims are checked by a full build.
                 "HostEndpoint" => return None,
                 _ => false,
@@ -250,7 +254,7 @@ impl Model {
                     self.policies.contains_key(&key) && !gone_policies.contains(&key)
                 }
                 Object::Tiered(p) => {
-                    let key = (p.namespace.clone(), p.name.clone());
+                    let key = p.key();
                     self.tiered.contains_key(&key) && !gone_tiered.contains(&key)
                 }
                 Object::Host(_) => return None,
@@ -338,7 +342,7 @@ impl Model {
                     self.policies.insert(key, p);
                 }
                 Object::Tiered(p) => {
-                    let key = (p.namespace.clone(), p.name.clone());
+                    let key = p.key();
                     if !key.0.is_empty() {
                         claims.name(&key.0);
                         touched.insert(key.0.clone());

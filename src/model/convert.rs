@@ -8,6 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+mod admin;
 mod tiered;
 
 use super::syntax;
@@ -441,11 +442,12 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
         "Namespace" => &[API_CORE],
         "NetworkPolicy" => &[API_NETWORKING, API_NETPOLD],
         "WorkloadEndpoint" | "GlobalNetworkPolicy" | "HostEndpoint" => &[API_NETPOLD],
+        "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy" => &[admin::API_POLICY],
         other => {
             cx.error(
                 kind_node.pos,
                 "kind",
-                format!("unknown kind {other:?}: one of Namespace (v1), NetworkPolicy ({API_NETWORKING} or {API_NETPOLD}), GlobalNetworkPolicy ({API_NETPOLD}), WorkloadEndpoint ({API_NETPOLD}), HostEndpoint ({API_NETPOLD})"),
+                format!("unknown kind {other:?}: one of Namespace (v1), NetworkPolicy ({API_NETWORKING} or {API_NETPOLD}), GlobalNetworkPolicy ({API_NETPOLD}), WorkloadEndpoint ({API_NETPOLD}), HostEndpoint ({API_NETPOLD}), AdminNetworkPolicy and BaselineAdminNetworkPolicy ({})", admin::API_POLICY),
             );
             return None;
         }
@@ -512,12 +514,56 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
                 ingress: parts.ingress,
                 egress: parts.egress,
                 apply_on_forward: parts.apply_on_forward,
+                admin: None,
                 origin: Origin {
                     file: raw.file.clone(),
                     pos: node.pos,
                 },
             };
             Some(Object::Tiered(policy))
+        }
+        "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy" => {
+            let baseline = kind == "BaselineAdminNetworkPolicy";
+            let parts = match spec {
+                Some(spec) => admin::admin_spec(&mut cx, spec, baseline),
+                None => {
+                    cx.error(node.pos, "spec", "required");
+                    None
+                }
+            };
+            let meta = meta?;
+            let name = meta.name?;
+            if baseline && name != "default" {
+                let pos = top
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .map_or(node.pos, |n| n.pos);
+                cx.error(
+                    pos,
+                    "metadata.name",
+                    format!(
+                        "{name:?}: the BaselineAdminNetworkPolicy is a singleton named default"
+                    ),
+                );
+                return None;
+            }
+            let (ns, pods, ingress, egress, admin) = parts?;
+            Some(Object::Tiered(TieredPolicy {
+                global: true,
+                namespace: String::new(),
+                name,
+                order: None,
+                selector: pods,
+                namespace_selector: Some(ns),
+                ingress: (!ingress.is_empty()).then_some(ingress),
+                egress: (!egress.is_empty()).then_some(egress),
+                apply_on_forward: false,
+                admin: Some(admin),
+                origin: Origin {
+                    file: raw.file.clone(),
+                    pos: node.pos,
+                },
+            }))
         }
         "HostEndpoint" => {
             let host = match spec {
@@ -584,7 +630,14 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
 }
 
 fn meta(cx: &mut Ctx, node: &Node, kind: &str) -> Option<Meta> {
-    let namespaced = !matches!(kind, "Namespace" | "GlobalNetworkPolicy" | "HostEndpoint");
+    let namespaced = !matches!(
+        kind,
+        "Namespace"
+            | "GlobalNetworkPolicy"
+            | "HostEndpoint"
+            | "AdminNetworkPolicy"
+            | "BaselineAdminNetworkPolicy"
+    );
     let is_namespace = kind == "Namespace";
     let f = cx.fields(node, "metadata", METADATA_FIELDS)?;
     let name = match f.get("name") {
@@ -611,7 +664,10 @@ fn meta(cx: &mut Ctx, node: &Node, kind: &str) -> Option<Meta> {
             cx.error(
                 n.pos,
                 "metadata.namespace",
-                format!("a {kind} is cluster-scoped and has no namespace"),
+                format!(
+                    "{} {kind} is cluster-scoped and has no namespace",
+                    if kind.starts_with('A') { "an" } else { "a" }
+                ),
             );
             None
         }

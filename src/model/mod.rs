@@ -356,7 +356,14 @@ fn raw_identity(raw: &RawObject) -> Option<Identity> {
         (kind, _) => kind,
     };
     let namespace = match (kind, meta.get("namespace")) {
-        ("Namespace" | "GlobalNetworkPolicy" | "HostEndpoint", _) => String::new(),
+        (
+            "Namespace"
+            | "GlobalNetworkPolicy"
+            | "HostEndpoint"
+            | "AdminNetworkPolicy"
+            | "BaselineAdminNetworkPolicy",
+            _,
+        ) => String::new(),
         (_, None) => DEFAULT_NAMESPACE.to_owned(),
         (_, Some(n)) if n.is_null() => DEFAULT_NAMESPACE.to_owned(),
         // A namespace that is not a string is an error of its own, not an identity.
@@ -420,11 +427,14 @@ impl Object {
                 p.namespace.clone(),
                 p.name.clone(),
             ),
-            Object::Tiered(p) => (
-                tiered_kind(p.global).to_owned(),
-                p.namespace.clone(),
-                p.name.clone(),
-            ),
+            Object::Tiered(p) => match &p.admin {
+                Some(a) => (a.kind().to_owned(), String::new(), p.name.clone()),
+                None => (
+                    tiered_kind(p.global).to_owned(),
+                    p.namespace.clone(),
+                    p.name.clone(),
+                ),
+            },
             Object::Host(h) => ("HostEndpoint".to_owned(), String::new(), h.name.clone()),
         }
     }
@@ -515,9 +525,7 @@ impl Model {
                         .insert((p.namespace.clone(), p.name.clone()), p);
                 }
                 Object::Tiered(p) => {
-                    model
-                        .tiered
-                        .insert((p.namespace.clone(), p.name.clone()), p);
+                    model.tiered.insert(p.key(), p);
                 }
                 Object::Host(h) => {
                     model.hosts.insert(h.name.clone(), h);

@@ -251,7 +251,34 @@ pub struct TieredPolicy {
     /// GlobalNetworkPolicy only: it also filters traffic forwarded through the
     /// interfaces of the host endpoints it selects.
     pub apply_on_forward: bool,
+    /// `Some` for a `policy.networking.k8s.io/v1alpha1` AdminNetworkPolicy or
+    /// BaselineAdminNetworkPolicy lowered to this form (`global`, with a
+    /// `namespace_selector`, so it never selects host endpoints).
+    pub admin: Option<Admin>,
     pub origin: Origin,
+}
+
+/// What an admin policy adds to its lowered form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    /// BaselineAdminNetworkPolicy (the singleton `default`).
+    pub baseline: bool,
+    /// 0-1000, lower first; 0 for the baseline.
+    pub priority: u32,
+    /// For each lowered rule of `ingress`, the index of the manifest rule and its name
+    /// (a manifest rule with several peers or ports becomes several lowered rules).
+    pub ingress_rules: Vec<(usize, String)>,
+    pub egress_rules: Vec<(usize, String)>,
+}
+
+impl Admin {
+    pub fn kind(&self) -> &'static str {
+        if self.baseline {
+            "BaselineAdminNetworkPolicy"
+        } else {
+            "AdminNetworkPolicy"
+        }
+    }
 }
 
 impl TieredPolicy {
@@ -263,7 +290,9 @@ impl TieredPolicy {
 
     /// The kind as manifests and messages name it.
     pub fn kind(&self) -> &'static str {
-        if self.global {
+        if let Some(a) = &self.admin {
+            a.kind()
+        } else if self.global {
             "GlobalNetworkPolicy"
         } else {
             "netpold.io/v1 NetworkPolicy"
@@ -289,6 +318,31 @@ impl TieredPolicy {
             Direction::Ingress => self.ingress.as_deref(),
             Direction::Egress => self.egress.as_deref(),
         }
+    }
+
+    /// The key of `Model::tiered`: (namespace, name), or for an admin policy ("",
+    /// `Kind:name`), which no netpold.io policy's name can be.
+    pub fn key(&self) -> (String, String) {
+        match &self.admin {
+            Some(a) => (String::new(), format!("{}:{}", a.kind(), self.name)),
+            None => (self.namespace.clone(), self.name.clone()),
+        }
+    }
+
+    /// The manifest rule (index) a lowered rule of `direction` was written as.
+    pub fn source_rule(&self, direction: Direction, lowered: usize) -> usize {
+        match &self.admin {
+            Some(a) => match direction {
+                Direction::Ingress => a.ingress_rules[lowered].0,
+                Direction::Egress => a.egress_rules[lowered].0,
+            },
+            None => lowered,
+        }
+    }
+
+    /// Whether it is one of the ordered policies (not an admin policy).
+    pub fn is_ordered(&self) -> bool {
+        self.admin.is_none()
     }
 
     /// Where the policy runs: by order (absent last), then name, then namespace.

@@ -410,3 +410,88 @@ pub fn edited_tiered(yaml: &str, rng: &mut Rng) -> String {
         _ => edited(yaml, rng),
     }
 }
+
+/// Random AdminNetworkPolicies (priorities 0-1000, Allow/Deny/Pass) and now and then
+/// the BaselineAdminNetworkPolicy, over the scenario's labels.
+pub fn admin_policies(rng: &mut Rng) -> String {
+    let mut yaml = String::new();
+    let count = rng.below(3);
+    for i in 0..count + 1 {
+        let baseline = i == count;
+        if baseline && !rng.chance(60) {
+            break;
+        }
+        let mut spec = Vec::new();
+        if !baseline {
+            spec.push(format!(
+                "priority: {}",
+                rng.pick(&["0", "5", "10", "500", "1000"])
+            ));
+        }
+        let subject = if rng.chance(40) {
+            format!("{{namespaces: {}}}", selector(rng, "team", &TEAMS))
+        } else {
+            format!(
+                "{{pods: {{namespaceSelector: {}, podSelector: {}}}}}",
+                selector(rng, "team", &TEAMS),
+                selector(rng, "app", &APPS)
+            )
+        };
+        spec.push(format!("subject: {subject}"));
+        for (direction, peer_field) in [("ingress", "from"), ("egress", "to")] {
+            if !rng.chance(60) {
+                continue;
+            }
+            let mut rules = Vec::new();
+            for r in 0..1 + rng.below(3) {
+                let actions: &[&str] = if baseline {
+                    &["Allow", "Deny"]
+                } else {
+                    &["Allow", "Deny", "Pass"]
+                };
+                let mut fields = vec![
+                    format!("name: r{r}"),
+                    format!("action: {}", rng.pick(actions)),
+                ];
+                let mut peers = Vec::new();
+                for _ in 0..1 + rng.below(2) {
+                    peers.push(match rng.below(if direction == "egress" { 4 } else { 3 }) {
+                        0 => format!("{{namespaces: {}}}", selector(rng, "team", &TEAMS)),
+                        3 => format!(
+                            "{{networks: [{}]}}",
+                            rng.pick(&["10.0.0.0/8", "192.0.2.0/24", "::/0", "0.0.0.0/0"])
+                        ),
+                        _ => format!(
+                            "{{pods: {{namespaceSelector: {}, podSelector: {}}}}}",
+                            selector(rng, "team", &TEAMS),
+                            selector(rng, "app", &APPS)
+                        ),
+                    });
+                }
+                fields.push(format!("{peer_field}: [{}]", peers.join(", ")));
+                if rng.chance(60) {
+                    let port = match rng.below(4) {
+                        0 => "{portNumber: {protocol: TCP, port: 80}}".to_owned(),
+                        1 => "{portNumber: {protocol: UDP, port: 53}}".to_owned(),
+                        2 => "{portRange: {protocol: TCP, start: 8000, end: 8080}}".to_owned(),
+                        _ => format!("{{namedPort: {}}}", rng.pick(&PORT_NAMES)),
+                    };
+                    fields.push(format!("ports: [{port}]"));
+                }
+                rules.push(format!("{{{}}}", fields.join(", ")));
+            }
+            spec.push(format!("{direction}: [{}]", rules.join(", ")));
+        }
+        let meta = if baseline {
+            "kind: BaselineAdminNetworkPolicy\nmetadata: {name: default}".to_owned()
+        } else {
+            format!("kind: AdminNetworkPolicy\nmetadata: {{name: anp{i}}}")
+        };
+        let _ = writeln!(
+            yaml,
+            "---\napiVersion: policy.networking.k8s.io/v1alpha1\n{meta}\nspec: {{{}}}",
+            spec.join(", ")
+        );
+    }
+    yaml
+}
