@@ -947,54 +947,22 @@ fn endpoint_spec(cx: &mut Ctx, node: &Node) -> Option<Endpoint> {
             (None, node.pos)
         }
     };
-    let mut ips = Vec::new();
-    let mut ip_pos = Vec::new();
-    match f.get("ips") {
+    let (ips, ip_pos) = match f.get("ips") {
         Some(list) => {
-            let items = cx.list(list, "spec.ips");
-            if items.is_some_and(<[Node]>::is_empty) {
+            if matches!(&list.value, Value::Seq(items) if items.is_empty()) {
                 cx.error(
                     list.pos,
                     "spec.ips",
                     "an endpoint needs at least one address",
                 );
             }
-            let items = items.unwrap_or_default();
-            let mut seen = BTreeMap::new();
-            for (i, item) in items.iter().enumerate() {
-                let path = format!("spec.ips[{i}]");
-                let Some(s) = cx.string(item, &path) else {
-                    continue;
-                };
-                if !cx.check(item, &path, syntax::unambiguous_ip_text(s)) {
-                    continue;
-                }
-                let Some(ip) = endpoint_ip(s) else {
-                    cx.error(
-                        item.pos,
-                        &path,
-                        format!("{s:?} is not an IP address (a /32 or /128 suffix is allowed)"),
-                    );
-                    continue;
-                };
-                if let Err(e) = syntax::endpoint_address(ip) {
-                    cx.error(item.pos, &path, e);
-                    continue;
-                }
-                if let Some(first) = seen.insert(ip, i) {
-                    cx.error(
-                        item.pos,
-                        &path,
-                        format!("{ip} is already listed as spec.ips[{first}]"),
-                    );
-                    continue;
-                }
-                ips.push(ip);
-                ip_pos.push(item.pos);
-            }
+            endpoint_ips(cx, list, "spec.ips")
         }
-        None => cx.error(node.pos, "spec.ips", "required: the endpoint's addresses"),
-    }
+        None => {
+            cx.error(node.pos, "spec.ips", "required: the endpoint's addresses");
+            (Vec::new(), Vec::new())
+        }
+    };
     let mut ports = Vec::new();
     if let Some(list) = f.get("ports") {
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
