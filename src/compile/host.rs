@@ -271,12 +271,7 @@ impl<'m> Compiler<'m> {
             &id,
             &format!(": isolated for {direction}, no rule allows"),
         );
-        rules.extend(self.drop_log_rule(&[], direction, Some(&id), DropCause::Isolated, &comment));
-        rules.push(
-            Rule::new(vec![], Verdict::Drop)
-                .counted()
-                .with_comment(comment),
-        );
+        rules.extend(self.logged_drop(vec![], direction, Some(&id), DropCause::Isolated, comment));
         let forwarded = match path {
             HostPath::Host => "",
             HostPath::Forward => " forwarded",

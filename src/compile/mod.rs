@@ -765,18 +765,13 @@ impl<'m> Compiler<'m> {
             }];
             let comment = "a local endpoint's address from another interface";
             // No endpoint to name: the logged source address says whose address it is.
-            foreign_spoof.extend(self.drop_log_rule(
-                &matches,
+            foreign_spoof.extend(self.logged_drop(
+                matches,
                 Direction::Egress,
                 None,
                 DropCause::Spoofed,
-                comment,
+                comment.to_owned(),
             ));
-            foreign_spoof.push(
-                Rule::new(matches, Verdict::Drop)
-                    .counted()
-                    .with_comment(comment),
-            );
         }
         let base = |hook, priority| {
             Some(BaseChain {
@@ -886,18 +881,13 @@ impl<'m> Compiler<'m> {
                         .collect()
                 };
                 let comment = comment_around("", &id, ": spoofed source");
-                rules.extend(self.drop_log_rule(
-                    &spoof,
+                rules.extend(self.logged_drop(
+                    spoof,
                     Direction::Egress,
                     Some(&id),
                     DropCause::Spoofed,
-                    &comment,
+                    comment,
                 ));
-                rules.push(
-                    Rule::new(spoof, Verdict::Drop)
-                        .counted()
-                        .with_comment(comment),
-                );
             }
             // Egress is dispatched before any conntrack verdict (see `base_chains`).
             rules.push(
@@ -996,18 +986,13 @@ impl<'m> Compiler<'m> {
                 &id,
                 &format!(": isolated for {direction}, no rule allows"),
             );
-            rules.extend(self.drop_log_rule(
-                &[],
+            rules.extend(self.logged_drop(
+                vec![],
                 direction,
                 Some(&id),
                 DropCause::Isolated,
-                &comment,
+                comment,
             ));
-            rules.push(
-                Rule::new(vec![], Verdict::Drop)
-                    .counted()
-                    .with_comment(comment),
-            );
         }
         self.state.out.chains.insert(
             name.clone(),
@@ -1076,6 +1061,28 @@ impl<'m> Compiler<'m> {
     /// The rule that logs what the drop after it, with the same `matches`, drops:
     /// rate-limited (the limit last, so only packets about to be dropped take tokens)
     /// and without a verdict. `None` when drops are not logged.
+    /// A counted drop of what `matches` match, with its drop log before it (when drop
+    /// logs are on).
+    fn logged_drop(
+        &self,
+        matches: Vec<Match>,
+        direction: Direction,
+        endpoint: Option<&str>,
+        cause: DropCause,
+        comment: String,
+    ) -> Vec<Rule> {
+        let mut rules: Vec<Rule> = self
+            .drop_log_rule(&matches, direction, endpoint, cause, &comment)
+            .into_iter()
+            .collect();
+        rules.push(
+            Rule::new(matches, Verdict::Drop)
+                .counted()
+                .with_comment(comment),
+        );
+        rules
+    }
+
     fn drop_log_rule(
         &self,
         matches: &[Match],

@@ -716,18 +716,13 @@ impl Compiler<'_> {
             );
         } else {
             let comment = format!("{id}: passed, isolated for {direction}, no rule allows");
-            rules.extend(self.drop_log_rule(
-                &[],
+            rules.extend(self.logged_drop(
+                vec![],
                 direction,
                 Some(&id),
                 DropCause::Isolated,
-                &comment,
+                comment,
             ));
-            rules.push(
-                Rule::new(vec![], Verdict::Drop)
-                    .counted()
-                    .with_comment(comment),
-            );
         }
         self.state.out.chains.insert(
             name.clone(),
