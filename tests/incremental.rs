@@ -150,29 +150,11 @@ fn incremental_updates_with_ordered_policies_equal_a_compilation_from_scratch() 
                 continue;
             };
             let expected = compile_with(&next, NODE, "netpold", &options);
-            let before = inc.ruleset().clone();
-            if inc
-                .update(&next, &Changes::between(&previous, &next))
-                .is_err()
-            {
-                // What the daemon does: compile from scratch and replace the table.
-                inc = Incremental::with_options(&next, NODE, "netpold", &options);
-                replaced += 1;
-            } else {
-                assert!(
-                    *inc.ruleset() == expected,
-                    "scenario {n} step {step}: incremental and from-scratch differ\n--- from\n{yaml}\n--- to\n{next_yaml}"
-                );
-                let (delta, _) = inc.delta().unwrap();
-                assert_eq!(
-                    diff::apply(&before, &delta, &expected),
-                    expected,
-                    "scenario {n} step {step}: the delta ({}) does not lead to the new ruleset",
-                    delta.summary()
-                );
-                assert_eq!(inc.rule_count(), expected.rule_count());
-                assert_eq!(inc.local_endpoints(), next.local_endpoints(NODE));
-            }
+            let context = format!("scenario {n} step {step}, from\n{yaml}\n--- to\n{next_yaml}");
+            replaced += usize::from(step_matches(
+                &mut inc, &previous, &next, &expected, &options, &context,
+            ));
+            assert_eq!(inc.local_endpoints(), next.local_endpoints(NODE));
             with_tiers += usize::from(!next.tiered.is_empty());
             steps += 1;
             yaml = next_yaml;
@@ -194,6 +176,37 @@ fn incremental_updates_with_ordered_policies_equal_a_compilation_from_scratch() 
 }
 
 /// One to three host endpoints with random labels, interfaces, nodes and addresses.
+/// Updates `inc` from `previous` to `next` and checks it equals `expected` (the compile
+/// from scratch) and that its delta leads there; when the update asks for a replace, does
+/// what the daemon does and compiles from scratch. Returns whether it replaced.
+fn step_matches(
+    inc: &mut Incremental,
+    previous: &Model,
+    next: &Model,
+    expected: &netpold::ir::Ruleset,
+    options: &netpold::compile::Options,
+    context: &str,
+) -> bool {
+    let before = inc.ruleset().clone();
+    if inc.update(next, &Changes::between(previous, next)).is_err() {
+        *inc = Incremental::with_options(next, NODE, "netpold", options);
+        return true;
+    }
+    assert!(
+        inc.ruleset() == expected,
+        "{context}: incremental and from-scratch differ"
+    );
+    let (delta, _) = inc.delta().unwrap();
+    assert_eq!(
+        &diff::apply(&before, &delta, expected),
+        expected,
+        "{context}: the delta ({}) does not lead to the new ruleset",
+        delta.summary()
+    );
+    assert_eq!(inc.rule_count(), expected.rule_count());
+    false
+}
+
 fn host_endpoints(rng: &mut Rng) -> String {
     let mut yaml = String::new();
     let mut interfaces = vec!["uplink0", "eth7", "*"];
@@ -257,27 +270,10 @@ fn incremental_updates_with_host_endpoints_equal_a_compilation_from_scratch() {
                 continue;
             };
             let expected = compile_with(&next, NODE, "netpold", &options);
-            let before = inc.ruleset().clone();
-            if inc
-                .update(&next, &Changes::between(&previous, &next))
-                .is_err()
-            {
-                inc = Incremental::with_options(&next, NODE, "netpold", &options);
-                replaced += 1;
-            } else {
-                assert!(
-                    *inc.ruleset() == expected,
-                    "scenario {n} step {step}: incremental and from-scratch differ\n--- from\n{yaml}\n--- to\n{next_yaml}"
-                );
-                let (delta, _) = inc.delta().unwrap();
-                assert_eq!(
-                    diff::apply(&before, &delta, &expected),
-                    expected,
-                    "scenario {n} step {step}: the delta ({}) does not lead to the new ruleset",
-                    delta.summary()
-                );
-                assert_eq!(inc.rule_count(), expected.rule_count());
-            }
+            let context = format!("scenario {n} step {step}, from\n{yaml}\n--- to\n{next_yaml}");
+            replaced += usize::from(step_matches(
+                &mut inc, &previous, &next, &expected, &options, &context,
+            ));
             with_hosts += usize::from(expected.chains.contains_key(netpold::compile::HOST_INPUT));
             steps += 1;
             yaml = next_yaml;
