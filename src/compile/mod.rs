@@ -272,6 +272,20 @@ fn merge_ranges(ranges: &BTreeSet<(u16, u16)>) -> Vec<(u16, u16)> {
 }
 
 /// `cidr` minus every `except`, as sorted disjoint inclusive ranges.
+/// Inclusive address ranges as interval-set elements (a single address as itself).
+pub fn range_elements(ranges: Vec<(IpAddr, IpAddr)>) -> BTreeSet<Element> {
+    ranges
+        .into_iter()
+        .map(|(a, b)| {
+            if a == b {
+                Element::Addr(a)
+            } else {
+                Element::Range(a, b)
+            }
+        })
+        .collect()
+}
+
 pub fn block_ranges(block: &IpBlock) -> Vec<(IpAddr, IpAddr)> {
     let to_u128 = |ip: IpAddr| match ip {
         IpAddr::V4(v4) => u128::from(u32::from(v4)),
@@ -567,54 +581,11 @@ impl<'m> Compiler<'m> {
         let mut admin_selecting: BTreeMap<(usize, Direction), Vec<&'m TieredPolicy>> =
             BTreeMap::new();
         for &policy in &admin {
-            for direction in Direction::BOTH {
-                if policy.rules(direction).is_some() {
-                    self.tiered_chain(policy, direction);
-                }
-            }
-            for i in 0..self.index().endpoints.len() {
-                let ep = self.index().endpoints[i];
-                let Some(ns) = self.model.namespaces.get(&ep.namespace) else {
-                    continue;
-                };
-                if !tiered::tiered_selects(policy, ep, &ns.labels) {
-                    continue;
-                }
-                for direction in Direction::BOTH {
-                    if policy.rules(direction).is_some() {
-                        admin_selecting
-                            .entry((i, direction))
-                            .or_default()
-                            .push(policy);
-                    }
-                }
-            }
+            self.tiered_chains_and_members(policy, &mut admin_selecting);
         }
         let mut admin_pass: [BTreeMap<String, Verdict>; 2] = Default::default();
         for &policy in &ordered {
-            for direction in Direction::BOTH {
-                if policy.rules(direction).is_none() {
-                    continue;
-                }
-                self.tiered_chain(policy, direction);
-            }
-            for i in 0..self.index().endpoints.len() {
-                let ep = self.index().endpoints[i];
-                let Some(ns) = self.model.namespaces.get(&ep.namespace) else {
-                    continue;
-                };
-                if !tiered::tiered_selects(policy, ep, &ns.labels) {
-                    continue;
-                }
-                for direction in Direction::BOTH {
-                    if policy.rules(direction).is_some() {
-                        tiered_selecting
-                            .entry((i, direction))
-                            .or_default()
-                            .push(policy);
-                    }
-                }
-            }
+            self.tiered_chains_and_members(policy, &mut tiered_selecting);
         }
         let mut egress_map = BTreeMap::new();
         let mut ingress_map = BTreeMap::new();
@@ -829,6 +800,34 @@ impl<'m> Compiler<'m> {
                 comment: "traffic to the host: the sender's egress policy".into(),
             },
         );
+    }
+
+    /// The chains of a netpold.io or admin policy, and the endpoints (by index) it
+    /// selects in each direction it governs.
+    fn tiered_chains_and_members(
+        &mut self,
+        policy: &'m TieredPolicy,
+        selecting: &mut BTreeMap<(usize, Direction), Vec<&'m TieredPolicy>>,
+    ) {
+        for direction in Direction::BOTH {
+            if policy.rules(direction).is_some() {
+                self.tiered_chain(policy, direction);
+            }
+        }
+        for i in 0..self.index().endpoints.len() {
+            let ep = self.index().endpoints[i];
+            let Some(ns) = self.model.namespaces.get(&ep.namespace) else {
+                continue;
+            };
+            if !tiered::tiered_selects(policy, ep, &ns.labels) {
+                continue;
+            }
+            for direction in Direction::BOTH {
+                if policy.rules(direction).is_some() {
+                    selecting.entry((i, direction)).or_default().push(policy);
+                }
+            }
+        }
     }
 
     fn endpoint_chain(
@@ -1365,16 +1364,7 @@ impl<'m> Compiler<'m> {
             .names
             .get(&format!("b{}", family_digit(family)), &key, "");
         if !self.state.out.sets.contains_key(&name) {
-            let elements = block_ranges(block)
-                .into_iter()
-                .map(|(a, b)| {
-                    if a == b {
-                        Element::Addr(a)
-                    } else {
-                        Element::Range(a, b)
-                    }
-                })
-                .collect();
+            let elements = range_elements(block_ranges(block));
             let comment = if excepts.is_empty() {
                 format!("ipBlock {}", block.cidr)
             } else {

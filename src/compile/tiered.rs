@@ -320,16 +320,7 @@ impl Compiler<'_> {
             .names
             .get(&format!("c{}", family_digit(family)), &key, "");
         if !self.state.out.sets.contains_key(&name) {
-            let elements = nets_ranges(nets)
-                .into_iter()
-                .map(|(a, b)| {
-                    if a == b {
-                        Element::Addr(a)
-                    } else {
-                        Element::Range(a, b)
-                    }
-                })
-                .collect();
+            let elements = range_elements(nets_ranges(nets));
             self.state.out.sets.insert(
                 name.clone(),
                 Set {
