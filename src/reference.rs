@@ -174,18 +174,10 @@ fn decide_host(
         }
     }
     for policy in policies {
-        for (index, rule) in policy
-            .rules(direction)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            if !tier_rule_matches(model, policy, rule, probe) {
-                continue;
-            }
+        if let Some((action, index)) = first_decision(model, policy, direction, probe) {
             let by = Some((policy.label(), index));
-            match rule.action {
-                Action::Log => continue,
+            match action {
+                Action::Log => unreachable!("a Log rule decides nothing"),
                 Action::Allow => {
                     verdict.allowed_by = by;
                     verdict.allowed = true;
@@ -475,18 +467,10 @@ fn decide_ordered(
                 }
             }
             Step::Ordered(policy) => {
-                for (index, rule) in policy
-                    .rules(direction)
-                    .unwrap_or_default()
-                    .iter()
-                    .enumerate()
-                {
-                    if !tier_rule_matches(model, policy, rule, probe) {
-                        continue;
-                    }
+                if let Some((action, index)) = first_decision(model, policy, direction, probe) {
                     let by = Some((policy.label(), index));
-                    match rule.action {
-                        Action::Log => continue,
+                    match action {
+                        Action::Log => unreachable!("a Log rule decides nothing"),
                         Action::Allow => {
                             verdict.allowed_by = by;
                             verdict.allowed = true;
@@ -514,6 +498,25 @@ fn decide_ordered(
 }
 
 /// Every condition a netpold.io rule states holds for the probe.
+/// The first rule of `policy` for `direction` that matches and decides (Log rules only
+/// log): its action and index.
+fn first_decision(
+    model: &Model,
+    policy: &TieredPolicy,
+    direction: Direction,
+    probe: &Probe,
+) -> Option<(Action, usize)> {
+    policy
+        .rules(direction)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .find(|(_, rule)| {
+            rule.action != Action::Log && tier_rule_matches(model, policy, rule, probe)
+        })
+        .map(|(index, rule)| (rule.action, index))
+}
+
 fn tier_rule_matches(model: &Model, policy: &TieredPolicy, rule: &TierRule, probe: &Probe) -> bool {
     let ip_of = |p: Party| match p {
         Party::Host(ip) | Party::Ip(ip) => ip,
