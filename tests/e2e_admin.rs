@@ -4,18 +4,7 @@
 //! where the baseline applies. Root only; fails instead of skipping under `CI=true`.
 
 mod common;
-use common::netns::can_run;
 use common::topology::*;
-
-fn setup(tag: &str, wls: Vec<Wl>, policy: &str) -> Option<Topology> {
-    if !can_run(&TOOLS) {
-        return None;
-    }
-    let topo = Topology::new(tag, wls, &[]);
-    topo.write("policy.yaml", policy);
-    topo.program();
-    Some(topo)
-}
 
 fn three() -> Vec<Wl> {
     vec![
@@ -87,7 +76,7 @@ spec:
     ports: [{{portNumber: {{protocol: UDP, port: 5001}}}}]
 "
     );
-    let Some(t) = setup("anpord", three(), &policy) else {
+    let Some(t) = setup("anpord", three(), &[], &policy) else {
         return;
     };
     t.check(&[
@@ -135,7 +124,7 @@ spec:
   - {{name: deny-pods, action: Deny, from: [{{namespaces: {{}}}}]}}
 "
     );
-    let Some(t) = setup("banp", three(), &policy) else {
+    let Some(t) = setup("banp", three(), &[], &policy) else {
         return;
     };
     t.check(&[

@@ -4,19 +4,7 @@
 //! fails instead of skipping under `CI=true`.
 
 mod common;
-use common::netns::can_run;
 use common::topology::*;
-
-/// Builds the topology, writes `policy.yaml` and programs the host once.
-fn setup(tag: &str, wls: Vec<Wl>, outside: &[&str], policy: &str) -> Option<Topology> {
-    if !can_run(&TOOLS) {
-        return None;
-    }
-    let topo = Topology::new(tag, wls, outside);
-    topo.write("policy.yaml", policy);
-    topo.program();
-    Some(topo)
-}
 
 fn two() -> Vec<Wl> {
     vec![

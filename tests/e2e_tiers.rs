@@ -7,16 +7,6 @@ mod common;
 use common::netns::can_run;
 use common::topology::*;
 
-fn setup(tag: &str, wls: Vec<Wl>, outside: &[&str], policy: &str) -> Option<Topology> {
-    if !can_run(&TOOLS) {
-        return None;
-    }
-    let topo = Topology::new(tag, wls, outside);
-    topo.write("policy.yaml", policy);
-    topo.program();
-    Some(topo)
-}
-
 fn three() -> Vec<Wl> {
     vec![
         wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),

@@ -605,6 +605,18 @@ fn pick(fam: Fam, v4: &'static str, v6: &'static str) -> &'static str {
     if fam == V6 { v6 } else { v4 }
 }
 
+/// The topology for `wls` with `policy.yaml` written and programmed once by `netpold
+/// apply`; `None` when the test cannot run (and is skipped; under `CI=true` it fails).
+pub fn setup(tag: &str, wls: Vec<Wl>, outside: &[&str], policy: &str) -> Option<Topology> {
+    if !super::netns::can_run(&TOOLS) {
+        return None;
+    }
+    let topo = Topology::new(tag, wls, outside);
+    topo.write("policy.yaml", policy);
+    topo.program();
+    Some(topo)
+}
+
 pub fn write_atomic(path: &Path, text: &str) {
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
