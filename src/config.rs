@@ -48,6 +48,12 @@ pub struct Config {
     pub failsafe_inbound: Option<Vec<toml::Spanned<String>>>,
     /// Failsafe ports from host endpoints; `[]`: none.
     pub failsafe_outbound: Option<Vec<toml::Spanned<String>>>,
+    /// Refuse manifests and this file when others than root could change them
+    /// (sshd's StrictModes); default true.
+    pub strict_modes: Option<bool>,
+    /// After each sync, delete the conntrack entries of flows the new policy denies;
+    /// default false (entries of removed endpoint addresses go either way).
+    pub strict_conntrack: Option<bool>,
 }
 
 impl Config {
@@ -114,6 +120,26 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    pub fn strict_modes(&self) -> bool {
+        self.strict_modes.unwrap_or(true)
+    }
+
+    pub fn strict_conntrack(&self) -> bool {
+        self.strict_conntrack.unwrap_or(false)
+    }
+
+    /// Under `strict_modes`, whether others than root could change the file at `path`
+    /// (`None`: the built-in defaults, no file): the error `run` and `apply` stop with.
+    pub fn check_modes(&self, path: Option<&Path>) -> Result<(), Diagnostic> {
+        let path = path.unwrap_or(Path::new(DEFAULT_CONFIG));
+        if !self.strict_modes() || !path.exists() || is_null_device(path) {
+            return Ok(());
+        }
+        crate::strict::StrictModes::new()
+            .path_and_parents(path)
+            .map_err(|e| Diagnostic::new(path.display().to_string(), Pos { line: 1, col: 1 }, e))
     }
 
     /// The metrics address, once `load` has checked it.
@@ -205,6 +231,12 @@ fn key_pos(text: &str, key: &str) -> Pos {
             line: u32::try_from(i + 1).unwrap_or(u32::MAX),
             col: 1,
         })
+}
+
+/// `--config /dev/null`, for the defaults: a device anyone may write, holding nothing.
+fn is_null_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
 }
 
 /// An nftables table name netpold will own: a short identifier.

@@ -16,7 +16,9 @@ pub mod model;
 // The only module with FFI: libnftnl and libmnl through their Rust bindings.
 #[allow(unsafe_code)]
 pub mod nft;
+pub mod privilege;
 pub mod reference;
 pub mod render;
 pub mod selector;
 pub mod status;
+pub mod strict;

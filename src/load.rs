@@ -17,7 +17,11 @@ pub struct Loaded {
 /// How a file under `dir` is named in messages: the directory as the user gave it,
 /// joined with the path below it.
 pub fn display_under(dir: &Path, rel: &str) -> String {
-    let joined = dir.join(rel).display().to_string();
+    let joined = if rel == "." {
+        dir.display().to_string()
+    } else {
+        dir.join(rel).display().to_string()
+    };
     joined
         .strip_prefix("./")
         .map(str::to_owned)

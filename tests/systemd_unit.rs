@@ -120,6 +120,8 @@ fn example_config_documents_every_key() {
         log_group_listen,
         failsafe_inbound,
         failsafe_outbound,
+        strict_modes,
+        strict_conntrack,
     } = config;
     assert!(manifests.is_some() && node.is_some() && table.is_some());
     assert!(state_dir.is_some() && debounce_ms.is_some() && resync_interval_s.is_some());
@@ -128,6 +130,7 @@ fn example_config_documents_every_key() {
     assert!(log_denied.is_some() && log_group.is_some() && log_group_listen.is_some());
     assert!(log_rate.is_some() && log_burst.is_some());
     assert!(failsafe_inbound.is_some() && failsafe_outbound.is_some());
+    assert!(strict_modes.is_some() && strict_conntrack.is_some());
     // As shipped, everything is commented out: the defaults apply.
     assert_eq!(
         Config::parse("netpold.toml", text).unwrap(),

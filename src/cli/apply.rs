@@ -10,6 +10,17 @@ use netpold::{compile, nft};
 pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
     let settings = args.settings()?;
     let started = Instant::now();
+    let unsafe_modes = settings.unsafe_modes(true);
+    if !unsafe_modes.is_empty() {
+        for problem in &unsafe_modes {
+            eprintln!("{problem}");
+        }
+        eprintln!(
+            "{} errors: nothing programmed; the kernel keeps what it had",
+            unsafe_modes.len()
+        );
+        return Ok(EXIT_INVALID);
+    }
     let Some(loaded) = super::load_valid(
         &settings,
         "nothing programmed; the kernel keeps what it had",

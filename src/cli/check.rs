@@ -19,6 +19,13 @@ pub struct CheckArgs {
 pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
     let loaded = if args.files.is_empty() {
         let settings = args.common.settings(None, None)?;
+        // `run` and `apply` refuse these; `check` needs no privileges and only warns.
+        for problem in settings.unsafe_modes(true) {
+            eprintln!(
+                "{}",
+                problem.to_string().replacen(": error: ", ": warning: ", 1)
+            );
+        }
         load::load_dir(&settings.manifests)
             .with_context(|| format!("manifest directory {}", settings.manifests.display()))?
     } else {

@@ -56,6 +56,28 @@ pub struct Settings {
     pub table: String,
     /// The whole file, for the keys only the daemon reads.
     pub config: Config,
+    /// `--config`, if given.
+    pub config_path: Option<PathBuf>,
+}
+
+impl Settings {
+    /// What `strict_modes` refuses: the configuration file, and with `manifests` the
+    /// manifest directory and its files (the daemon checks those on every load).
+    pub fn unsafe_modes(&self, manifests: bool) -> Vec<netpold::diag::Diagnostic> {
+        if !self.config.strict_modes() {
+            return Vec::new();
+        }
+        let mut problems: Vec<_> = self
+            .config
+            .check_modes(self.config_path.as_deref())
+            .err()
+            .into_iter()
+            .collect();
+        if manifests {
+            problems.extend(netpold::strict::check_dir(&self.manifests));
+        }
+        problems
+    }
 }
 
 impl Common {
@@ -78,6 +100,7 @@ impl Common {
                 .unwrap_or_else(config::hostname),
             table,
             config: cfg,
+            config_path: self.config.clone(),
         })
     }
 }

@@ -1,3 +1,4 @@
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -16,6 +17,10 @@ use netpold::{config, nft};
 pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
     let settings = args.settings()?;
     init_logging(settings.config.log_level.as_deref());
+    // The manifests are checked on every load, each file on its own.
+    if let Some(problem) = settings.unsafe_modes(false).first() {
+        anyhow::bail!("{problem}");
+    }
     let cfg = &settings.config;
     let options = Options {
         manifests: settings.manifests.clone(),
@@ -33,6 +38,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
                 .max(1),
         ),
         compile: cfg.compile_options(),
+        strict_modes: cfg.strict_modes(),
     };
     let mut dataplane = nft::Kernel::open(&settings.table)?;
     let own_portid = dataplane.portid();
@@ -47,10 +53,17 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         options.table
     );
     let table = options.table.clone();
+    // A port below 1024 needs CAP_NET_BIND_SERVICE: bound before it goes.
+    let metrics = cfg
+        .metrics_addr()
+        .map(|addr| (addr, TcpListener::bind(addr)));
+    // Before the first thread starts: threads keep the capabilities they start with.
+    netpold::privilege::drop_to_net_admin()
+        .map_err(|e| anyhow::anyhow!("cannot drop capabilities: {e}"))?;
     let daemon = Daemon::new(options, dataplane, Notifier::from_env())?;
     daemon.forward_signals()?;
     watch_table(monitor, &table, own_portid, daemon.sender())?;
-    let socket = serve_status(cfg, &table, &daemon.stats());
+    let socket = serve_status(cfg, &table, &daemon.stats(), metrics);
     daemon.run();
     if let Some(socket) = socket {
         let _ = std::fs::remove_file(socket);
@@ -60,7 +73,12 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
 
 /// The status socket, the metrics endpoint and the drop-log reader. None of them is
 /// needed to enforce, so a failure to start one is logged and the daemon goes on.
-fn serve_status(cfg: &config::Config, table: &str, stats: &Arc<Stats>) -> Option<PathBuf> {
+fn serve_status(
+    cfg: &config::Config,
+    table: &str,
+    stats: &Arc<Stats>,
+    metrics: Option<(SocketAddr, std::io::Result<TcpListener>)>,
+) -> Option<PathBuf> {
     let counters: CounterSource = {
         let table = table.to_owned();
         Arc::new(move || match nft::counters::read_counters(&table) {
@@ -83,8 +101,8 @@ fn serve_status(cfg: &config::Config, table: &str, stats: &Arc<Stats>) -> Option
             None
         }
     };
-    if let Some(addr) = cfg.metrics_addr() {
-        match serve::metrics(addr, stats.clone(), counters) {
+    if let Some((addr, listener)) = metrics {
+        match listener.and_then(|l| serve::metrics_on(l, stats.clone(), counters)) {
             Ok(bound) => log::info!("metrics at http://{bound}/metrics"),
             Err(e) => log::error!("cannot serve metrics on {addr}: {e}; no metrics"),
         }

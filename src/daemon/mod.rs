@@ -56,6 +56,8 @@ pub struct Options {
     pub resync: Duration,
     /// What the compiled ruleset holds besides the policies (drop logs).
     pub compile: crate::compile::Options,
+    /// Refuse files others than root could change (`strict_modes`).
+    pub strict_modes: bool,
 }
 
 /// What the main loop reacts to.
@@ -96,7 +98,8 @@ impl<D: Dataplane> Daemon<D> {
                 .state_dir
                 .as_deref()
                 .map(|dir| StateDir::new(dir, &options.manifests)),
-        );
+        )
+        .with_strict_modes(options.strict_modes);
         Ok(Daemon {
             events,
             sender,

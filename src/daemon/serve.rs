@@ -118,7 +118,15 @@ pub fn metrics(
     stats: Arc<Stats>,
     counters: CounterSource,
 ) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    metrics_on(TcpListener::bind(addr)?, stats, counters)
+}
+
+/// Serves `/metrics` on a listener bound earlier (before privileges were dropped).
+pub fn metrics_on(
+    listener: TcpListener,
+    stats: Arc<Stats>,
+    counters: CounterSource,
+) -> io::Result<SocketAddr> {
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("metrics".to_owned())

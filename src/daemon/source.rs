@@ -35,6 +35,7 @@ use crate::load::display_under;
 use crate::manifest::node::Pos;
 use crate::manifest::{self, MAX_FILE_BYTES, RawObject};
 use crate::model::{Changes, Claims, Converted, Identity, Model, Object};
+use crate::strict::StrictModes;
 
 /// How much of the previous load a reload may trust.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,6 +204,8 @@ pub struct Source {
     /// be patched in.
     clean: Option<Clean>,
     settle: Duration,
+    /// `strict_modes`: files others than root could change are refused like bad ones.
+    strict: Option<StrictModes>,
 }
 
 struct Clean {
@@ -255,7 +258,15 @@ impl Source {
             generation: 0,
             clean: None,
             settle: SETTLE,
+            strict: None,
         }
+    }
+
+    /// Refuses (as a bad file: its last good content stays) a file, or the whole
+    /// directory, that others than root could change.
+    pub fn with_strict_modes(mut self, on: bool) -> Source {
+        self.strict = on.then(StrictModes::new);
+        self
     }
 
     #[cfg(test)]
@@ -280,10 +291,27 @@ impl Source {
 
     pub fn reload_with(&mut self, how: Reload) -> std::io::Result<Load> {
         let dir_id = dir_id(&self.dir);
-        let (scanned, scan_problems) = manifest::scan_dir(&self.dir)?;
+        let (mut scanned, mut scan_problems) = manifest::scan_dir(&self.dir)?;
+        if let Some(strict) = &mut self.strict {
+            strict.reset();
+            if let Err(e) = strict.path_and_parents(&self.dir) {
+                // Every file is held at its last good content.
+                scanned.clear();
+                scan_problems = vec![Diagnostic::new(".", START, e)];
+            }
+        }
         let (mut read, mut parsed) = (0, 0);
         let mut current: BTreeMap<String, Current> = BTreeMap::new();
         for file in scanned {
+            if let Some(Err(e)) = self
+                .strict
+                .as_mut()
+                .map(|s| s.dirs_below(&self.dir, &file.path))
+            {
+                let display = display_under(&self.dir, &file.display);
+                current.insert(file.display, unreadable(Diagnostic::new(display, START, e)));
+                continue;
+            }
             let known = self.files.get(&file.display);
             let previous = known.and_then(|k| k.current.as_ref());
             if how == Reload::Changes
@@ -298,7 +326,7 @@ impl Source {
             let display = display_under(&self.dir, &file.display);
             read += 1;
             let started = SystemTime::now();
-            let c = match read_bounded(&file.path) {
+            let c = match read_bounded(&file.path, self.strict.as_ref()) {
                 Ok((bytes, stamp)) => {
                     let stamp = Some(stamp).filter(|s| s.settled(started, self.settle));
                     let same = |b: &Option<Arc<Vec<u8>>>| b.as_deref() == Some(&bytes);
@@ -656,7 +684,7 @@ fn is_under(rel: &str, dir: &str) -> bool {
 /// Reads a file of at most `MAX_FILE_BYTES`, with its metadata from before the read.
 /// Opened non-blocking so that a FIFO named like a manifest cannot stall the daemon;
 /// anything but a regular file is refused.
-fn read_bounded(path: &Path) -> Result<(Vec<u8>, Stamp), String> {
+fn read_bounded(path: &Path, strict: Option<&StrictModes>) -> Result<(Vec<u8>, Stamp), String> {
     let cannot = |e: std::io::Error| format!("cannot read: {e}");
     let file = fs::OpenOptions::new()
         .read(true)
@@ -666,6 +694,9 @@ fn read_bounded(path: &Path) -> Result<(Vec<u8>, Stamp), String> {
     let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
         return Err("not a regular file".to_owned());
+    }
+    if let Some(strict) = strict {
+        strict.file(&meta)?;
     }
     let too_big = |len: u64| format!("file is {len} bytes; the limit is {MAX_FILE_BYTES}");
     if meta.len() > MAX_FILE_BYTES {

@@ -601,6 +601,7 @@ impl Running {
             debounce: DEBOUNCE,
             resync: Duration::from_secs(3600),
             compile: Default::default(),
+            strict_modes: true,
         };
         let daemon = Daemon::new(options, fake.clone(), Notifier::none()).unwrap();
         let sender = daemon.sender();
