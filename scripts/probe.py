@@ -7,6 +7,9 @@
                                      one probe; prints allowed / blocked / refused / unsupported
   probe.py hold HOST PORT            one TCP connection kept open: prints "connected", then
                                      for every stdin line sends it and prints "echo" or "timeout"
+  probe.py holdudp HOST PORT         the same over one UDP socket (one conntrack entry)
+  probe.py flows HOST FIRSTPORT COUNT
+                                     one UDP datagram to each of COUNT ports (conntrack load)
   probe.py batch [TIMEOUT]           many probes at once: reads lines "ID PROTO DST PORT [SRC]"
                                      on stdin, prints "ID VERDICT" lines once every probe has
                                      finished
@@ -238,9 +241,38 @@ def hold(dst, port):
             print("timeout", flush=True)
 
 
+def hold_udp(dst, port):
+    s = socket.socket(family(dst), socket.SOCK_DGRAM)
+    s.connect((dst, port))
+    s.settimeout(TIMEOUT)
+
+    def exchange(data):
+        try:
+            s.send(data)
+            return "echo" if s.recv(2048) else "closed"
+        except OSError:
+            return "timeout"
+
+    print("connected" if exchange(b"hi\n") == "echo" else "timeout", flush=True)
+    for line in sys.stdin:
+        print(exchange(line.encode()), flush=True)
+
+
+def flows(dst, first_port, count):
+    """One UDP datagram from one socket to each of COUNT ports: as many conntrack entries."""
+    s = socket.socket(family(dst), socket.SOCK_DGRAM)
+    for port in range(first_port, first_port + count):
+        s.sendto(b"x", (dst, port))
+    print("sent", flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "hold":
         hold(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "holdudp":
+        hold_udp(sys.argv[2], int(sys.argv[3]))
+    elif sys.argv[1] == "flows":
+        flows(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "serve":
         serve(sys.argv[2], [int(p) for p in sys.argv[3:]])
     elif sys.argv[1] == "batch":

@@ -1,6 +1,7 @@
 //! netpold: Kubernetes NetworkPolicy for hosts without Kubernetes.
 pub mod compile;
 pub mod config;
+pub mod conntrack;
 pub mod daemon;
 pub mod dataplane;
 pub mod diag;

@@ -60,7 +60,8 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
     // Before the first thread starts: threads keep the capabilities they start with.
     netpold::privilege::drop_to_net_admin()
         .map_err(|e| anyhow::anyhow!("cannot drop capabilities: {e}"))?;
-    let daemon = Daemon::new(options, dataplane, Notifier::from_env())?;
+    let conntrack = netpold::conntrack::Flusher::new(&options.node, cfg.strict_conntrack());
+    let daemon = Daemon::new(options, dataplane, Notifier::from_env())?.with_conntrack(conntrack);
     daemon.forward_signals()?;
     watch_table(monitor, &table, own_portid, daemon.sender())?;
     let socket = serve_status(cfg, &table, &daemon.stats(), metrics);

@@ -86,6 +86,8 @@ pub struct Daemon<D> {
     notifier: Notifier,
     debounce: Duration,
     resync: Duration,
+    /// Conntrack clean-up after each transaction; `None` (the tests' fake kernel): none.
+    conntrack: Option<crate::conntrack::Flusher>,
 }
 
 impl<D: Dataplane> Daemon<D> {
@@ -109,7 +111,14 @@ impl<D: Dataplane> Daemon<D> {
             notifier,
             debounce: options.debounce,
             resync: options.resync,
+            conntrack: None,
         })
+    }
+
+    /// Cleans conntrack up after each transaction (the real kernel only).
+    pub fn with_conntrack(mut self, flusher: crate::conntrack::Flusher) -> Self {
+        self.conntrack = Some(flusher);
+        self
     }
 
     /// The bookkeeping `netpold status` and the metrics read.
@@ -302,8 +311,27 @@ impl<D: Dataplane> Daemon<D> {
     fn sync(&mut self, trigger: Trigger, ready: &mut bool) -> Option<Instant> {
         // Watches first: a change made while the directory is read is seen again.
         self.watcher.rearm();
-        guarded(&self.notifier, || self.reconciler.sync(trigger), ready)
-            .unwrap_or_else(|()| self.after_panic())
+        let mut programmed = false;
+        let step = || {
+            let outcome = self.reconciler.sync(trigger);
+            programmed = outcome.programmed;
+            outcome
+        };
+        let retry = guarded(&self.notifier, step, ready).unwrap_or_else(|()| self.after_panic());
+        if programmed
+            && let (Some(flusher), Some((model, ruleset))) =
+                (self.conntrack.as_mut(), self.reconciler.enforced())
+        {
+            // The rules are in; a bug here must not take enforcement down.
+            let cleaned =
+                std::panic::catch_unwind(AssertUnwindSafe(|| flusher.after_sync(model, ruleset)));
+            if cleaned.is_err() {
+                log::error!(
+                    "conntrack clean-up failed with an internal error (a bug); the rules are in force"
+                );
+            }
+        }
+        retry
     }
 
     /// After a panic in a step the compiled state may be half updated: it is dropped,

@@ -131,6 +131,12 @@ impl<D: Dataplane> Reconciler<D> {
         self.in_kernel = false;
     }
 
+    /// The model and ruleset the kernel holds since the last transaction, if it does.
+    pub fn enforced(&self) -> Option<(&crate::model::Model, &crate::ir::Ruleset)> {
+        let compiled = self.compiled.as_ref().filter(|_| self.in_kernel)?;
+        Some((self.source.model(), compiled.ruleset()))
+    }
+
     pub fn into_dataplane(self) -> D {
         self.dataplane
     }

@@ -7,6 +7,7 @@
 //! group's logged packets; `encode` decides which messages and expressions a ruleset
 //! becomes.
 
+pub mod conntrack;
 pub mod counters;
 mod encode;
 mod ffi;

@@ -219,7 +219,7 @@ impl RecvBuf {
     }
 }
 
-/// A NETLINK_NETFILTER socket, close-on-exec, owned as a plain descriptor (so it
+/// A netlink socket (NETLINK_NETFILTER unless said otherwise), close-on-exec, owned as a plain descriptor (so it
 /// can move between threads).
 pub struct Socket {
     fd: OwnedFd,
@@ -230,12 +230,17 @@ impl Socket {
     /// A socket bound to the multicast `groups` (a bit mask; 0 for none), with a port
     /// id the kernel picks.
     pub fn open(groups: u32, nonblocking: bool) -> io::Result<Socket> {
+        Socket::open_protocol(libc::NETLINK_NETFILTER, groups, nonblocking)
+    }
+
+    /// `open` for another netlink protocol (NETLINK_ROUTE).
+    pub fn open_protocol(protocol: i32, groups: u32, nonblocking: bool) -> io::Result<Socket> {
         let mut kind = libc::SOCK_RAW | libc::SOCK_CLOEXEC;
         if nonblocking {
             kind |= libc::SOCK_NONBLOCK;
         }
         // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
-        let raw = unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_NETFILTER) };
+        let raw = unsafe { libc::socket(libc::AF_NETLINK, kind, protocol) };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }

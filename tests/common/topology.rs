@@ -808,3 +808,47 @@ impl Drop for Daemon {
         let _ = std::fs::remove_dir_all(self.config.with_extension("run"));
     }
 }
+
+/// A connection kept open by `probe.py hold` (TCP) or `holdudp` (UDP, one socket).
+pub struct Held {
+    _child: Started,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Held {
+    pub fn open(t: &Topology, from: &str, dst: &str, port: u16) -> Held {
+        Held::open_with(t, "hold", from, dst, port)
+    }
+
+    pub fn open_udp(t: &Topology, from: &str, dst: &str, port: u16) -> Held {
+        Held::open_with(t, "holdudp", from, dst, port)
+    }
+
+    fn open_with(t: &Topology, mode: &str, from: &str, dst: &str, port: u16) -> Held {
+        let mut child = in_ns(&t.net(from).name, "python3")
+            .args([PROBE, mode, dst, &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "connected", "{mode} {from} -> {dst}:{port}");
+        Held {
+            _child: Started(child),
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends a line and says what came back: "echo", "timeout" or "closed".
+    pub fn say(&mut self) -> String {
+        writeln!(self.stdin, "ping").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim().to_owned()
+    }
+}

@@ -1,0 +1,342 @@
+//! The conntrack table over ctnetlink (NFNL_SUBSYS_CTNETLINK): a dump of every entry
+//! (IPCTNL_MSG_CT_GET with NLM_F_DUMP) and deletion by original-direction tuple
+//! (IPCTNL_MSG_CT_DELETE), and this network namespace's own addresses (an
+//! RTM_GETADDR dump over NETLINK_ROUTE), which tell a flow to or from the host itself
+//! from a forwarded one. Conntrack entries are per network namespace: only the
+//! daemon's own is seen. Needs CAP_NET_ADMIN.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use super::wire::{self, Attrs};
+
+const SUBSYS_CTNETLINK: u16 = 1;
+const MSG_CT_GET: u16 = 1;
+const MSG_CT_DELETE: u16 = 2;
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_ZONE: u16 = 18;
+const CTA_TUPLE_IP: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_IP_V4_SRC: u16 = 1;
+const CTA_IP_V4_DST: u16 = 2;
+const CTA_IP_V6_SRC: u16 = 3;
+const CTA_IP_V6_DST: u16 = 4;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_SRC_PORT: u16 = 2;
+const CTA_PROTO_DST_PORT: u16 = 3;
+const NLA_F_NESTED: u16 = 0x8000;
+const RTM_GETADDR: u16 = 22;
+const RTM_NEWADDR: u16 = 20;
+/// `struct ifaddrmsg`: family, prefix length, flags, scope, interface index.
+const IFADDRMSG_LEN: usize = 8;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const RECV_BUFFER: usize = 1 << 20;
+/// Deletions sent in one datagram; each is acknowledged on its own.
+const DELETES_PER_SEND: usize = 256;
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection's original-direction tuple (the first packet's addresses and ports).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Tuple {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// Ports of TCP, UDP, SCTP, DCCP and UDP-Lite; 0 for the rest.
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+/// One conntrack entry, with what its deletion sends back.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub orig: Tuple,
+    family: u8,
+    /// The CTA_TUPLE_ORIG payload as dumped, sent back unchanged to name the entry.
+    tuple: Vec<u8>,
+    zone: Option<Vec<u8>>,
+}
+
+/// A ctnetlink socket in the current network namespace.
+pub struct Conntrack {
+    socket: wire::Socket,
+    buf: wire::RecvBuf,
+    seq: u32,
+}
+
+impl Conntrack {
+    pub fn open() -> io::Result<Conntrack> {
+        Ok(Conntrack {
+            socket: wire::Socket::open(0, false)?,
+            buf: wire::RecvBuf::new(RECV_BUFFER),
+            seq: 0,
+        })
+    }
+
+    /// Every IPv4 and IPv6 entry. An entry that cannot be read is skipped.
+    pub fn dump(&mut self) -> io::Result<Vec<Entry>> {
+        self.seq = self.seq.wrapping_add(1);
+        let request = wire::nfnl_request(
+            SUBSYS_CTNETLINK,
+            MSG_CT_GET,
+            libc::AF_UNSPEC as u8,
+            0,
+            libc::NLM_F_DUMP as u16,
+            self.seq,
+            &[],
+        );
+        self.socket.send(&request)?;
+        let mut entries = Vec::new();
+        let seq = self.seq;
+        read_dump(&self.socket, &mut self.buf, seq, |m| {
+            if m.nfnl().0 == SUBSYS_CTNETLINK {
+                entries.extend(entry(m));
+            }
+        })?;
+        Ok(entries)
+    }
+
+    /// Deletes `entries`; returns how many the kernel deleted (an entry that ended
+    /// in the meantime is not an error).
+    pub fn delete<'e>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'e Entry>,
+    ) -> io::Result<usize> {
+        let entries: Vec<&Entry> = entries.into_iter().collect();
+        let mut deleted = 0;
+        for chunk in entries.chunks(DELETES_PER_SEND) {
+            let first = self.seq.wrapping_add(1);
+            let mut batch = Vec::new();
+            for e in chunk {
+                self.seq = self.seq.wrapping_add(1);
+                let mut attrs: Vec<(u16, &[u8])> = vec![(CTA_TUPLE_ORIG | NLA_F_NESTED, &e.tuple)];
+                if let Some(zone) = &e.zone {
+                    attrs.push((CTA_ZONE, zone));
+                }
+                batch.extend(wire::nfnl_request(
+                    SUBSYS_CTNETLINK,
+                    MSG_CT_DELETE,
+                    e.family,
+                    0,
+                    libc::NLM_F_ACK as u16,
+                    self.seq,
+                    &attrs,
+                ));
+            }
+            self.socket.send(&batch)?;
+            let mut pending = chunk.len();
+            let deadline = Instant::now() + REPLY_TIMEOUT;
+            while pending > 0 {
+                let data = recv_until(&self.socket, &mut self.buf, deadline)?;
+                for m in wire::messages(data) {
+                    if m.seq.wrapping_sub(first) >= chunk.len() as u32 {
+                        continue;
+                    }
+                    match m.error() {
+                        Some(0) => {
+                            deleted += 1;
+                            pending -= 1;
+                        }
+                        Some(libc::ENOENT) => pending -= 1,
+                        Some(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                        None => {}
+                    }
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+/// Receives datagrams for a dump with sequence `seq`, handing each message to `each`,
+/// until NLMSG_DONE.
+fn read_dump(
+    socket: &wire::Socket,
+    buf: &mut wire::RecvBuf,
+    seq: u32,
+    mut each: impl FnMut(&wire::Message),
+) -> io::Result<()> {
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    loop {
+        let data = recv_until(socket, buf, deadline)?;
+        for m in wire::messages(data) {
+            if m.seq != seq {
+                continue;
+            }
+            match m.kind {
+                wire::NLMSG_DONE => return Ok(()),
+                wire::NLMSG_ERROR => match m.error() {
+                    Some(0) | None => {}
+                    Some(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                },
+                _ => each(&m),
+            }
+        }
+    }
+}
+
+fn recv_until<'b>(
+    socket: &wire::Socket,
+    buf: &'b mut wire::RecvBuf,
+    deadline: Instant,
+) -> io::Result<&'b [u8]> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() || !wire::wait_readable(socket, left)? {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the kernel did not answer",
+        ));
+    }
+    socket.recv(buf)
+}
+
+/// An IPCTNL_MSG_CT_NEW message of a dump as an entry.
+fn entry(m: &wire::Message) -> Option<Entry> {
+    let tuple = m.attr(CTA_TUPLE_ORIG)?;
+    Some(Entry {
+        orig: parse_tuple(tuple)?,
+        family: m.family(),
+        tuple: tuple.to_vec(),
+        zone: m.attr(CTA_ZONE).map(<[u8]>::to_vec),
+    })
+}
+
+fn parse_tuple(payload: &[u8]) -> Option<Tuple> {
+    let (mut src, mut dst, mut protocol) = (None, None, None);
+    let (mut src_port, mut dst_port) = (0, 0);
+    for (kind, value) in Attrs::nested(payload) {
+        match kind {
+            CTA_TUPLE_IP => {
+                for (kind, a) in Attrs::nested(value) {
+                    let v4 = || Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(a).ok()?)));
+                    let v6 = || Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(a).ok()?)));
+                    match kind {
+                        CTA_IP_V4_SRC => src = v4(),
+                        CTA_IP_V4_DST => dst = v4(),
+                        CTA_IP_V6_SRC => src = v6(),
+                        CTA_IP_V6_DST => dst = v6(),
+                        _ => {}
+                    }
+                }
+            }
+            CTA_TUPLE_PROTO => {
+                for (kind, p) in Attrs::nested(value) {
+                    let port = || p.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+                    match kind {
+                        CTA_PROTO_NUM => protocol = p.first().copied(),
+                        CTA_PROTO_SRC_PORT => src_port = port(),
+                        CTA_PROTO_DST_PORT => dst_port = port(),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(Tuple {
+        src: src?,
+        dst: dst?,
+        protocol: protocol?,
+        src_port,
+        dst_port,
+    })
+}
+
+/// The addresses assigned to this network namespace's interfaces.
+pub fn local_addresses() -> io::Result<BTreeSet<IpAddr>> {
+    let socket = wire::Socket::open_protocol(libc::NETLINK_ROUTE, 0, false)?;
+    let mut buf = wire::RecvBuf::new(RECV_BUFFER);
+    let mut request = vec![0u8; wire::HEADER_LEN];
+    request.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0]);
+    let len = request.len() as u32;
+    request[0..4].copy_from_slice(&len.to_ne_bytes());
+    request[4..6].copy_from_slice(&RTM_GETADDR.to_ne_bytes());
+    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
+    request[6..8].copy_from_slice(&flags.to_ne_bytes());
+    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    socket.send(&request)?;
+    let mut out = BTreeSet::new();
+    read_dump(&socket, &mut buf, 1, |m| {
+        if m.kind != RTM_NEWADDR {
+            return;
+        }
+        let attrs = Attrs::nested(
+            m.bytes
+                .get(wire::HEADER_LEN + IFADDRMSG_LEN..)
+                .unwrap_or(&[]),
+        );
+        for (kind, a) in attrs {
+            if kind != IFA_LOCAL && kind != IFA_ADDRESS {
+                continue;
+            }
+            if let Ok(b) = <[u8; 4]>::try_from(a) {
+                out.insert(IpAddr::V4(Ipv4Addr::from(b)));
+            } else if let Ok(b) = <[u8; 16]>::try_from(a) {
+                out.insert(IpAddr::V6(Ipv6Addr::from(b)));
+            }
+        }
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    #[test]
+    fn a_dumped_tuple_gives_addresses_protocol_and_ports() {
+        let ip = [
+            attr(CTA_IP_V4_SRC, &[10, 0, 0, 1]),
+            attr(CTA_IP_V4_DST, &[10, 0, 0, 2]),
+        ]
+        .concat();
+        let proto = [
+            attr(CTA_PROTO_NUM, &[6]),
+            attr(CTA_PROTO_SRC_PORT, &40000u16.to_be_bytes()),
+            attr(CTA_PROTO_DST_PORT, &5432u16.to_be_bytes()),
+        ]
+        .concat();
+        let tuple = [
+            attr(CTA_TUPLE_IP | NLA_F_NESTED, &ip),
+            attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto),
+        ]
+        .concat();
+        let zone = 7u16.to_be_bytes();
+        let msg = wire::nfnl_request(
+            SUBSYS_CTNETLINK,
+            0,
+            libc::AF_INET as u8,
+            0,
+            0,
+            3,
+            &[(CTA_TUPLE_ORIG | NLA_F_NESTED, &tuple), (CTA_ZONE, &zone)],
+        );
+        let m = wire::messages(&msg).next().unwrap();
+        let e = entry(&m).unwrap();
+        assert_eq!(
+            e.orig,
+            Tuple {
+                src: "10.0.0.1".parse().unwrap(),
+                dst: "10.0.0.2".parse().unwrap(),
+                protocol: 6,
+                src_port: 40000,
+                dst_port: 5432,
+            }
+        );
+        assert_eq!((e.family, e.tuple, e.zone), (2, tuple, Some(zone.to_vec())));
+        // Without addresses there is no entry to act on.
+        let cut = [attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto)].concat();
+        assert_eq!(parse_tuple(&cut), None);
+    }
+}
