@@ -54,14 +54,24 @@ pub fn drop_to_net_admin() -> io::Result<()> {
         );
     }
     thread::clear_ambient_capability_set()?;
-    thread::set_capabilities(
-        None,
-        CapabilitySets {
-            effective: current.permitted & KEPT,
-            permitted: current.permitted & KEPT,
-            inheritable: CapabilitySet::empty(),
-        },
-    )?;
+    let wanted = CapabilitySets {
+        effective: current.permitted & KEPT,
+        permitted: current.permitted & KEPT,
+        inheritable: CapabilitySet::empty(),
+    };
+    if current != wanted {
+        let held = current.permitted | current.effective | current.inheritable;
+        match thread::set_capabilities(None, wanted) {
+            Ok(()) => {}
+            // The shipped unit's seccomp filter (SystemCallFilter=~@privileged) refuses
+            // capset; its CapabilityBoundingSet= has left nothing but KEPT (in the
+            // inheritable set, for the ambient capability, which no_new_privs caps).
+            Err(rustix::io::Errno::PERM) if held.difference(KEPT).is_empty() => {
+                log::debug!("capset refused; nothing but CAP_NET_ADMIN is held anyway");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     thread::set_no_new_privs(true)?;
     Ok(())
 }

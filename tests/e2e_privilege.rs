@@ -298,3 +298,93 @@ fn apply_refuses_and_check_warns_about_unsafe_modes() {
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("warning"), "{err}");
 }
+
+/// As the shipped unit starts it: an unprivileged user whose only capability is an
+/// ambient CAP_NET_ADMIN. It reads root's manifests (StrictModes accepts root as
+/// owner), programs the table and ends with CAP_NET_ADMIN only, inheritable and
+/// ambient cleared.
+#[test]
+fn as_an_unprivileged_user_with_ambient_cap_net_admin() {
+    if !can_run(&["ip", "nft", "setpriv"]) {
+        return;
+    }
+    let ns = common::netns::Netns::new("priv-user");
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o755);
+    // A copy: the checkout may sit where this user cannot read (/root).
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir(&manifests).unwrap();
+    chmod(&manifests, 0o755);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/default-deny-web");
+    for entry in std::fs::read_dir(example).unwrap() {
+        let from = entry.unwrap().path();
+        let to = manifests.join(from.file_name().unwrap());
+        std::fs::copy(&from, &to).unwrap();
+        chmod(&to, 0o644);
+    }
+    let (state, run) = (dir.path().join("state"), dir.path().join("run"));
+    for d in [&state, &run] {
+        std::fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    let config = dir.path().join("netpold.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "manifests = \"{}\"\nnode = \"edge-1\"\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\n{CONFIG}",
+            manifests.display(),
+            state.display(),
+            run.display()
+        ),
+    )
+    .unwrap();
+    chmod(&config, 0o644);
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+        ])
+        .args([
+            "--clear-groups",
+            "--inh-caps=-all,+net_admin",
+            "--ambient-caps=+net_admin",
+            "--bounding-set=-all,+net_admin",
+            NETPOLD,
+            "run",
+            "--config",
+        ])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let _child = Started(child);
+    let mut first = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.unwrap();
+        eprintln!("netpold: {line}");
+        if line.contains("sync 1:") {
+            first = line;
+            break;
+        }
+    }
+    assert!(first.contains("programmed"), "first sync: {first}");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    for (key, want) in [
+        ("CapEff", CAP_NET_ADMIN),
+        ("CapPrm", CAP_NET_ADMIN),
+        ("CapBnd", CAP_NET_ADMIN),
+        ("CapInh", 0),
+        ("CapAmb", 0),
+        ("NoNewPrivs", 1),
+    ] {
+        assert_eq!(status_field(&status, key), want, "{key}");
+    }
+    let (ok, table, _) = ns.nft(&["list", "table", "inet", "netpold"], None);
+    assert!(ok && table.contains("chain"), "{table}");
+}
