@@ -26,10 +26,11 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         manifests: settings.manifests.clone(),
         node: settings.node.clone(),
         table: settings.table.clone(),
-        state_dir: Some(
+        state_dir: trusted_state_dir(
             cfg.state_dir
                 .clone()
                 .unwrap_or_else(|| config::DEFAULT_STATE_DIR.into()),
+            cfg.strict_modes(),
         ),
         debounce: Duration::from_millis(cfg.debounce_ms.unwrap_or(config::DEFAULT_DEBOUNCE_MS)),
         resync: Duration::from_secs(
@@ -70,6 +71,25 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         let _ = std::fs::remove_file(socket);
     }
     Ok(EXIT_OK)
+}
+
+/// The state directory, unless `strict_modes` finds that others than root could
+/// write it: what it holds is enforced while a file is broken, so an untrusted one is
+/// not used at all (the daemon then keeps last good contents in memory only).
+fn trusted_state_dir(dir: PathBuf, strict_modes: bool) -> Option<PathBuf> {
+    if !strict_modes || !dir.exists() {
+        return Some(dir);
+    }
+    match netpold::strict::StrictModes::new().path_and_parents(&dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            log::error!(
+                "state_dir {}: {e}; last good contents are kept in memory only",
+                dir.display()
+            );
+            None
+        }
+    }
 }
 
 /// The status socket, the metrics endpoint and the drop-log reader. None of them is
