@@ -66,17 +66,13 @@ fn status_field(status: &str, key: &str) -> u64 {
     }
 }
 
-#[test]
-fn only_cap_net_admin_is_left_and_the_table_is_still_programmed_and_repaired() {
-    let Some((t, d)) = start("priv-caps", CONFIG) else {
-        return;
-    };
-    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+/// Asserts that every thread of `pid` holds CAP_NET_ADMIN only (effective, permitted,
+/// bounding; nothing inheritable or ambient) under no_new_privs; returns the count.
+fn only_net_admin(pid: u32) -> usize {
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    // The main loop, inotify, signals, table events, the status socket at least.
-    assert!(tasks.len() >= 4, "threads: {tasks:?}");
     for task in &tasks {
         let status = std::fs::read_to_string(task.join("status")).unwrap();
         for (key, want) in [
@@ -95,6 +91,16 @@ fn only_cap_net_admin_is_left_and_the_table_is_still_programmed_and_repaired() {
             );
         }
     }
+    tasks.len()
+}
+
+#[test]
+fn only_cap_net_admin_is_left_and_the_table_is_still_programmed_and_repaired() {
+    let Some((t, d)) = start("priv-caps", CONFIG) else {
+        return;
+    };
+    // The main loop, inotify, signals, table events, the status socket at least.
+    assert!(only_net_admin(d.pid()) >= 4, "threads");
     // Still programs: the policy holds, and an edit goes in.
     t.check(&[
         ("web", "db", "tcp", 5432, Both, PASS),
@@ -374,17 +380,40 @@ fn as_an_unprivileged_user_with_ambient_cap_net_admin() {
         }
     }
     assert!(first.contains("programmed"), "first sync: {first}");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    for (key, want) in [
-        ("CapEff", CAP_NET_ADMIN),
-        ("CapPrm", CAP_NET_ADMIN),
-        ("CapBnd", CAP_NET_ADMIN),
-        ("CapInh", 0),
-        ("CapAmb", 0),
-        ("NoNewPrivs", 1),
-    ] {
-        assert_eq!(status_field(&status, key), want, "{key}");
-    }
+    only_net_admin(pid);
     let (ok, table, _) = ns.nft(&["list", "table", "inet", "netpold"], None);
     assert!(ok && table.contains("chain"), "{table}");
+}
+
+/// A state directory others may write could plant the content enforced while a file is
+/// broken: it is not used, and the daemon enforces the manifests all the same.
+#[test]
+fn a_state_directory_others_may_write_is_not_used() {
+    if !can_run(&TOOLS) {
+        return;
+    }
+    let t = Topology::new("priv-state", workloads(), &[]);
+    t.write("policy.yaml", &db_from_web());
+    let state = t.manifests().with_extension("state");
+    std::fs::create_dir(&state).unwrap();
+    chmod(&state, 0o777);
+    let d = Daemon::start(&t, CONFIG);
+    d.wait_sync(1, SYNC);
+    let line = d
+        .wait_line(|l| l.contains("state_dir"), SHOW)
+        .unwrap_or_else(|| panic!("no state_dir error:\n{}", d.dump()));
+    assert!(
+        line.contains("writable by group and others (mode 0777)")
+            && line.contains("last good contents are kept in memory only"),
+        "{line}"
+    );
+    t.check(&[
+        ("web", "db", "tcp", 5432, Both, PASS),
+        ("web", "db", "tcp", 80, Both, DROP),
+    ]);
+    assert_eq!(
+        std::fs::read_dir(&state).unwrap().count(),
+        0,
+        "nothing saved"
+    );
 }
