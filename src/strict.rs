@@ -89,14 +89,18 @@ impl StrictModes {
         if let Some(v) = self.dirs.get(&key) {
             return v.clone();
         }
-        let v = match std::fs::metadata(dir) {
+        let v = self.dir_uncached(dir, as_parent);
+        self.dirs.insert(key, v.clone());
+        v
+    }
+
+    fn dir_uncached(&self, dir: &Path, as_parent: bool) -> Result<(), String> {
+        match std::fs::metadata(dir) {
             Ok(meta) => self
                 .verdict(&meta, as_parent)
                 .map_err(|e| format!("{}: {e}", dir.display())),
             Err(e) => Err(format!("{}: cannot check: {e}", dir.display())),
-        };
-        self.dirs.insert(key, v.clone());
-        v
+        }
     }
 
     /// `path` (a directory or file) and every directory above it, along the path as
@@ -121,12 +125,28 @@ impl StrictModes {
     /// directories between them, then the file as opened (`meta`, so after links).
     pub fn file_below(&mut self, root: &Path, file: &Path, meta: &Metadata) -> Result<(), String> {
         self.dirs_below(root, file)?;
-        self.file(meta)
+        self.file(file, meta)
     }
 
-    /// A file by its metadata as opened (so after links).
-    pub fn file(&self, meta: &Metadata) -> Result<(), String> {
-        self.verdict(meta, false)
+    /// A file at `path` by its metadata as opened (so after links). When a link leads
+    /// it to another directory, that directory and those above it are checked too:
+    /// whoever can write them can replace the file.
+    pub fn file(&self, path: &Path, meta: &Metadata) -> Result<(), String> {
+        self.verdict(meta, false)?;
+        let Ok(target) = std::fs::canonicalize(path) else {
+            return Ok(());
+        };
+        let (Some(parent), Some(lexical)) = (target.parent(), path.parent()) else {
+            return Ok(());
+        };
+        if std::fs::canonicalize(lexical).is_ok_and(|l| l == parent) {
+            return Ok(());
+        }
+        self.dir_uncached(parent, false)?;
+        parent
+            .ancestors()
+            .skip(1)
+            .try_for_each(|a| self.dir_uncached(a, true))
     }
 
     /// The directories between `root` and `file` only (for a file not read again).
@@ -282,6 +302,29 @@ mod tests {
         chmod(&real, 0o757);
         let e = StrictModes::new().path_and_parents(&link).unwrap_err();
         assert!(e.contains("writable by others (mode 0757)"), "{e}");
+    }
+
+    #[test]
+    fn a_symlinked_file_is_checked_where_its_target_lives() {
+        let (dir, _) = tree();
+        let elsewhere = tempfile::tempdir().unwrap();
+        chmod(elsewhere.path(), 0o755);
+        let target = elsewhere.path().join("t.yaml");
+        fs::write(&target, "x").unwrap();
+        chmod(&target, 0o644);
+        let link = dir.path().join("l.yaml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        check_file(dir.path(), &link).unwrap();
+        // Whoever may write the target's directory can replace the file.
+        chmod(elsewhere.path(), 0o777);
+        let e = check_file(dir.path(), &link).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{}: writable by group and others (mode 0777); fix with chmod go-w or set strict_modes = false",
+                elsewhere.path().display()
+            )
+        );
     }
 
     #[test]

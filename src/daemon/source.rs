@@ -696,7 +696,7 @@ fn read_bounded(path: &Path, strict: Option<&StrictModes>) -> Result<(Vec<u8>, S
         return Err("not a regular file".to_owned());
     }
     if let Some(strict) = strict {
-        strict.file(&meta)?;
+        strict.file(path, &meta)?;
     }
     let too_big = |len: u64| format!("file is {len} bytes; the limit is {MAX_FILE_BYTES}");
     if meta.len() > MAX_FILE_BYTES {
