@@ -120,14 +120,14 @@ impl Flusher {
     pub fn after_sync(&mut self, model: &Model, ruleset: &Ruleset) {
         let local = local_interfaces(model, &self.node);
         let now: BTreeSet<IpAddr> = local.keys().copied().collect();
-        // Of any endpoint, local or not: an address that moved to another node's
-        // endpoint still names a flow of this host.
-        let anywhere: BTreeSet<IpAddr> = model
-            .endpoints
-            .values()
-            .flat_map(|e| e.ips.iter().copied())
-            .collect();
-        let removed: BTreeSet<IpAddr> = self.known.difference(&anywhere).copied().collect();
+        let mut removed: BTreeSet<IpAddr> = self.known.difference(&now).copied().collect();
+        if !removed.is_empty() {
+            // Kept when another endpoint (of another node, say) has it now: the
+            // address still names a live workload.
+            for ip in model.endpoints.values().flat_map(|e| &e.ips) {
+                removed.remove(ip);
+            }
+        }
         self.known = now;
         if removed.is_empty() && !self.strict {
             return;
