@@ -251,8 +251,9 @@ fn a_group_writable_file_changes_nothing_until_fixed() {
     t.eventually(&[("web", "db", "tcp", 80, Both, DROP)], SHOW);
 }
 
-fn netpold(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(NETPOLD).args(args).output().unwrap();
+/// `netpold ARGS` inside `ns`: were `apply` to go through, it programs that namespace.
+fn netpold(ns: &common::netns::Netns, args: &[&str]) -> (i32, String, String) {
+    let out = in_ns(&ns.name, NETPOLD).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -262,6 +263,10 @@ fn netpold(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn apply_refuses_and_check_warns_about_unsafe_modes() {
+    if !can_run(&["ip"]) {
+        return;
+    }
+    let ns = common::netns::Netns::new("priv-apply");
     let dir = tempfile::tempdir().unwrap();
     chmod(dir.path(), 0o755);
     let file = dir.path().join("policy.yaml");
@@ -276,13 +281,15 @@ fn apply_refuses_and_check_warns_about_unsafe_modes() {
         "{}:1:1: error: writable by group and others (mode 0666); fix with chmod go-w or set strict_modes = false",
         file.display()
     );
-    // `apply` stops before touching the kernel (so no namespace is needed).
-    let (code, _, err) = netpold(&["apply", "--config", c, "--manifests", m]);
+    // `apply` stops before touching the kernel.
+    let (code, _, err) = netpold(&ns, &["apply", "--config", c, "--manifests", m]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&want), "{err}");
     assert!(err.contains("nothing programmed"), "{err}");
+    let (_, tables, _) = ns.nft(&["list", "tables"], None);
+    assert!(!tables.contains("netpold"), "{tables}");
     // `check` warns and judges the content only.
-    let (code, _, err) = netpold(&["check", "--config", c, "--manifests", m]);
+    let (code, _, err) = netpold(&ns, &["check", "--config", c, "--manifests", m]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains(&want.replace(": error: ", ": warning: ")),
@@ -290,7 +297,7 @@ fn apply_refuses_and_check_warns_about_unsafe_modes() {
     );
     // The configuration file too, and strict_modes = false relaxes all of it.
     chmod(&config, 0o664);
-    let (code, _, err) = netpold(&["apply", "--config", c, "--manifests", m]);
+    let (code, _, err) = netpold(&ns, &["apply", "--config", c, "--manifests", m]);
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(&format!(
@@ -300,7 +307,7 @@ fn apply_refuses_and_check_warns_about_unsafe_modes() {
         "{err}"
     );
     std::fs::write(&config, "node = \"n1\"\nstrict_modes = false\n").unwrap();
-    let (code, _, err) = netpold(&["check", "--config", c, "--manifests", m]);
+    let (code, _, err) = netpold(&ns, &["check", "--config", c, "--manifests", m]);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("warning"), "{err}");
 }
