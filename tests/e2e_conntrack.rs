@@ -59,6 +59,7 @@ fn wait_removed(d: &Daemon) {
 struct Flows {
     allowed_tcp: Held,
     denied_tcp: Held,
+    denied_tcp6: Held,
     denied_udp: Held,
     gone_tcp: Held,
 }
@@ -68,12 +69,14 @@ fn open_flows(t: &Topology) -> Flows {
     let mut f = Flows {
         allowed_tcp: Held::open(t, "web", db, 5432),
         denied_tcp: Held::open(t, "web", db, 80),
+        denied_tcp6: Held::open(t, "web", t.wl("db").ip(V6).unwrap(), 80),
         denied_udp: Held::open_udp(t, "web", db, 53),
         gone_tcp: Held::open(t, "gone", db, 5432),
     };
     for h in [
         &mut f.allowed_tcp,
         &mut f.denied_tcp,
+        &mut f.denied_tcp6,
         &mut f.denied_udp,
         &mut f.gone_tcp,
     ] {
@@ -106,6 +109,11 @@ fn strict_conntrack_ends_denied_flows_and_keeps_allowed_ones() {
     d.wait_line(|l| l.contains("conntrack: deleted"), SHOW)
         .unwrap_or_else(|| panic!("no conntrack line:\n{}", d.dump()));
     assert_eq!(f.denied_tcp.say(), "timeout", "TCP 80, now denied");
+    assert_eq!(
+        f.denied_tcp6.say(),
+        "timeout",
+        "TCP 80 over IPv6, now denied"
+    );
     assert_eq!(f.denied_udp.say(), "timeout", "UDP 53, now denied");
     assert_eq!(f.allowed_tcp.say(), "echo", "TCP 5432, still allowed");
     assert_eq!(f.gone_tcp.say(), "echo", "gone's TCP 5432, still allowed");
@@ -125,6 +133,11 @@ fn without_strict_conntrack_established_flows_go_on_but_a_removed_endpoints_end(
     deny_80_and_53(&t, &d);
     // As in Kubernetes: the policy applies to new connections only.
     assert_eq!(f.denied_tcp.say(), "echo", "TCP 80, established before");
+    assert_eq!(
+        f.denied_tcp6.say(),
+        "echo",
+        "TCP 80 over IPv6, established before"
+    );
     assert_eq!(f.denied_udp.say(), "echo", "UDP 53, established before");
     assert_eq!(f.allowed_tcp.say(), "echo");
     let line = d.after(|| t.write("endpoints.yaml", &without_gone(&t)), SYNC);
