@@ -33,6 +33,8 @@ pub const HOW_TO_RELAX: &str = "set strict_modes = false";
 pub struct StrictModes {
     uid: u32,
     dirs: HashMap<PathBuf, Result<(), String>>,
+    /// Directories as given → where they resolve to.
+    resolved: HashMap<PathBuf, Option<PathBuf>>,
 }
 
 impl Default for StrictModes {
@@ -46,12 +48,14 @@ impl StrictModes {
         StrictModes {
             uid: rustix::process::geteuid().as_raw(),
             dirs: HashMap::new(),
+            resolved: HashMap::new(),
         }
     }
 
     /// Forgets cached verdicts: modes may have changed since.
     pub fn reset(&mut self) {
         self.dirs.clear();
+        self.resolved.clear();
     }
 
     /// What is wrong with a file or directory of metadata `meta`, if anything; `as_parent`:
@@ -128,25 +132,33 @@ impl StrictModes {
         self.file(file, meta)
     }
 
-    /// A file at `path` by its metadata as opened (so after links). When a link leads
-    /// it to another directory, that directory and those above it are checked too:
-    /// whoever can write them can replace the file.
-    pub fn file(&self, path: &Path, meta: &Metadata) -> Result<(), String> {
+    /// A file at `path` by its metadata as opened (so after links). When a link (to
+    /// the file or to a directory on its way) puts it in another directory, that
+    /// directory and those above it are checked too: whoever can write them can
+    /// replace the file.
+    pub fn file(&mut self, path: &Path, meta: &Metadata) -> Result<(), String> {
         self.verdict(meta, false)?;
-        let Ok(target) = std::fs::canonicalize(path) else {
+        let Some(given) = path.parent().and_then(|p| std::path::absolute(p).ok()) else {
             return Ok(());
         };
-        let (Some(parent), Some(lexical)) = (target.parent(), path.parent()) else {
-            return Ok(());
+        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        let real = if is_link {
+            std::fs::canonicalize(path)
+                .ok()
+                .and_then(|t| t.parent().map(Path::to_path_buf))
+        } else {
+            self.resolved
+                .entry(given.clone())
+                .or_insert_with(|| std::fs::canonicalize(&given).ok())
+                .clone()
         };
-        if std::fs::canonicalize(lexical).is_ok_and(|l| l == parent) {
-            return Ok(());
+        match real {
+            Some(real) if real != given => {
+                self.dir(&real, false)?;
+                real.ancestors().skip(1).try_for_each(|a| self.dir(a, true))
+            }
+            _ => Ok(()),
         }
-        self.dir_uncached(parent, false)?;
-        parent
-            .ancestors()
-            .skip(1)
-            .try_for_each(|a| self.dir_uncached(a, true))
     }
 
     /// The directories between `root` and `file` only (for a file not read again).

@@ -326,7 +326,7 @@ impl Source {
             let display = display_under(&self.dir, &file.display);
             read += 1;
             let started = SystemTime::now();
-            let c = match read_bounded(&file.path, self.strict.as_ref()) {
+            let c = match read_bounded(&file.path, self.strict.as_mut()) {
                 Ok((bytes, stamp)) => {
                     let stamp = Some(stamp).filter(|s| s.settled(started, self.settle));
                     let same = |b: &Option<Arc<Vec<u8>>>| b.as_deref() == Some(&bytes);
@@ -684,7 +684,7 @@ fn is_under(rel: &str, dir: &str) -> bool {
 /// Reads a file of at most `MAX_FILE_BYTES`, with its metadata from before the read.
 /// Opened non-blocking so that a FIFO named like a manifest cannot stall the daemon;
 /// anything but a regular file is refused.
-fn read_bounded(path: &Path, strict: Option<&StrictModes>) -> Result<(Vec<u8>, Stamp), String> {
+fn read_bounded(path: &Path, strict: Option<&mut StrictModes>) -> Result<(Vec<u8>, Stamp), String> {
     let cannot = |e: std::io::Error| format!("cannot read: {e}");
     let file = fs::OpenOptions::new()
         .read(true)
