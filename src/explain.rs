@@ -101,6 +101,10 @@ impl fmt::Display for Port {
     }
 }
 
+/// The source port of a flow when none is given: an ephemeral port, inside Linux's
+/// default range (32768-60999), as a client's connection has.
+pub const DEFAULT_SOURCE_PORT: u16 = 40000;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExplainError {
     #[error("no WorkloadEndpoint {0} in the manifests")]
@@ -178,6 +182,8 @@ pub struct Explanation {
     pub from: End,
     pub to: End,
     pub port: Port,
+    /// The sender's port.
+    pub source_port: u16,
     pub allowed: bool,
     /// The direction whose policy drops the flow in the kernel (the first on the
     /// packet's way); `None` when allowed, or dropped by a rule of no endpoint.
@@ -247,6 +253,7 @@ impl Explanation {
             "to": end(&self.to),
             "protocol": self.port.protocol.to_string(),
             "port": self.port.number,
+            "source_port": self.source_port,
             "verdict": verdict_word(self.allowed),
             "decided_by": self.decided_by.map(|d| d.to_string()),
             "egress": side(&self.egress),
@@ -261,9 +268,14 @@ pub fn verdict_word(allowed: bool) -> &'static str {
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sport = if self.source_port == DEFAULT_SOURCE_PORT {
+            String::new()
+        } else {
+            format!(" from port {}", self.source_port)
+        };
         write!(
             f,
-            "{} -> {}, {}: {}",
+            "{} -> {}, {}{sport}: {}",
             self.from,
             self.to,
             self.port,
@@ -310,6 +322,7 @@ pub struct Explainer<'m> {
     by_host_ip: HashMap<IpAddr, &'m HostEndpoint>,
     compiled: HashMap<String, (Ruleset, Origins)>,
     options: compile::Options,
+    source_port: u16,
 }
 
 /// An end during explanation: the endpoint, when it is one, and its candidate addresses.
@@ -351,6 +364,7 @@ impl<'m> Explainer<'m> {
             by_host_ip,
             compiled: HashMap::new(),
             options: compile::Options::default(),
+            source_port: DEFAULT_SOURCE_PORT,
         }
     }
 
@@ -358,6 +372,12 @@ impl<'m> Explainer<'m> {
     /// explained are the kernel's to the rule.
     pub fn with_options(mut self, options: compile::Options) -> Explainer<'m> {
         self.options = options;
+        self
+    }
+
+    /// The sender's port of the flows explained (default `DEFAULT_SOURCE_PORT`).
+    pub fn with_source_port(mut self, port: u16) -> Explainer<'m> {
+        self.source_port = port;
         self
     }
 
@@ -541,6 +561,7 @@ impl<'m> Explainer<'m> {
             from: from_end,
             to: to_end,
             port,
+            source_port: self.source_port,
             allowed,
             decided_by,
             egress,
@@ -566,6 +587,7 @@ impl<'m> Explainer<'m> {
             src: from.1,
             dst: to.1,
             protocol: port.protocol,
+            sport: self.source_port,
             dport: port.number,
             ct: CtInfo::New,
         }
@@ -686,6 +708,7 @@ impl<'m> Explainer<'m> {
         fn local_to<'e>(ep: Option<&'e Endpoint>, node: &str) -> Option<&'e Endpoint> {
             ep.filter(|e| e.is_local(node))
         }
+        let sport = self.source_port;
         let packet = |hook, iif: Option<String>, oif: Option<String>| Packet {
             hook,
             iif,
@@ -693,6 +716,7 @@ impl<'m> Explainer<'m> {
             src: src_ip,
             dst: dst_ip,
             protocol: port.protocol,
+            sport,
             dport: port.number,
             ct: CtInfo::New,
         };
@@ -807,6 +831,7 @@ impl<'m> Explainer<'m> {
             from: from_end,
             to: to_end,
             port,
+            source_port: self.source_port,
             allowed,
             decided_by,
             egress,
