@@ -204,10 +204,14 @@ pub struct FlowKey {
     pub dst: String,
     pub protocol: String,
     pub dport: Option<u16>,
-    /// The endpoint and direction the drop names, and why.
+    /// The endpoint and direction the drop names, and why (`-` and `denied` for a
+    /// policy's Deny rule).
     pub endpoint: String,
     pub direction: String,
     pub cause: String,
+    /// The policy and rule of a Deny: `shop/gate ingress[2]`, `anp:tenants egress[0]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -485,16 +489,14 @@ impl Report {
                 }
                 for f in &flows.top {
                     let port = f.key.dport.map(|p| format!("/{p}")).unwrap_or_default();
+                    let why = match &f.key.rule {
+                        Some(rule) => format!("{} by {rule}", f.key.cause),
+                        None => format!("{} {} {}", f.key.endpoint, f.key.direction, f.key.cause),
+                    };
                     let _ = writeln!(
                         out,
-                        "  {:>7}  {} -> {} {}{port}  {} {} {}",
-                        f.packets,
-                        f.key.src,
-                        f.key.dst,
-                        f.key.protocol,
-                        f.key.endpoint,
-                        f.key.direction,
-                        f.key.cause
+                        "  {:>7}  {} -> {} {}{port}  {why}",
+                        f.packets, f.key.src, f.key.dst, f.key.protocol,
                     );
                 }
             }

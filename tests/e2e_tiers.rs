@@ -463,6 +463,47 @@ spec:
     assert!(count("netpold.io/v1 NetworkPolicy a/audit ingress[0] Log") >= 2);
     assert!(count("netpold.io/v1 NetworkPolicy a/audit ingress[1] Allow") >= 1);
     assert!(count("netpold.io/v1 NetworkPolicy a/audit ingress[2] Deny") >= 1);
+
+    // The daemon reads the same group: `status` lists the Deny's drop among the top
+    // denied flows, by policy and rule.
+    drop(reader);
+    let d = Daemon::start(&t, &format!("log_group = {GROUP}\n"));
+    let first = d.wait_sync(1, Duration::from_secs(30));
+    assert!(first.contains("programmed"), "{first}");
+    t.check(&[("client", "web", "tcp", 443, V4, DROP)]);
+    let socket = d.status_socket();
+    let mut report = serde_json::Value::Null;
+    let mut flow = None;
+    for _ in 0..50 {
+        let out = std::process::Command::new(NETPOLD)
+            .args(["status", "--json", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        report = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        flow = report["denied_flows"]["top"]
+            .as_array()
+            .and_then(|top| top.iter().find(|f| f["dport"] == 443).cloned());
+        if flow.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let flow = flow.unwrap_or_else(|| panic!("no denied flow to port 443: {report:#}"));
+    assert_eq!(flow["src"], "10.0.0.2", "{flow}");
+    assert_eq!(flow["dst"], "10.0.0.1", "{flow}");
+    assert_eq!(flow["direction"], "ingress", "{flow}");
+    assert_eq!(flow["cause"], "denied", "{flow}");
+    assert_eq!(flow["rule"], "a/audit ingress[2]", "{flow}");
+    // The allowed port's Log rule is no drop.
+    assert!(
+        report["denied_flows"]["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["dport"] != 80),
+        "{report:#}"
+    );
 }
 
 /// `netpold explain --json --sport` for a TCP flow, as the verdict word.
