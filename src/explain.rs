@@ -538,7 +538,15 @@ impl<'m> Explainer<'m> {
                     .path
                     .iter()
                     .rev()
-                    .map(|r| origins.chains.get(&r.chain))
+                    // The copy of an endpoint chain an AdminNetworkPolicy's Pass goes
+                    // to decides for that endpoint chain.
+                    .map(|r| {
+                        let chain = origins
+                            .admin_rest
+                            .get(&r.chain)
+                            .map_or(&r.chain, |(endpoint_chain, _)| endpoint_chain);
+                        origins.chains.get(chain)
+                    })
                     .find(|o| {
                         !matches!(
                             o,
@@ -1069,6 +1077,90 @@ spec:
         Port {
             protocol: Protocol::Tcp,
             number: n,
+        }
+    }
+
+    /// With admin policies the first line still names the deciding direction and
+    /// policy: a drop after an ANP's Pass (in the copy of the endpoint chain it goes
+    /// to), by an ANP's Deny, and by the baseline.
+    #[test]
+    fn the_summary_names_direction_and_policy_with_admin_policies() {
+        let m = model(&format!(
+            "{SHOP}---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: x, namespace: other}}
+spec: {{node: n1, interfaceName: veth-x, ips: [10.0.9.1]}}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: guard}}
+spec:
+  priority: 5
+  subject: {{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: db}}}}}}}}
+  ingress:
+  - {{name: pass-pg, action: Pass, from: [{{namespaces: {{}}}}], ports: [{{portNumber: {{protocol: TCP, port: 5432}}}}]}}
+  - {{name: no-ssh, action: Deny, from: [{{namespaces: {{}}}}], ports: [{{portNumber: {{protocol: TCP, port: 22}}}}]}}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {{name: default}}
+spec:
+  subject: {{namespaces: {{}}}}
+  ingress:
+  - {{name: closed, action: Deny, from: [{{namespaces: {{}}}}]}}
+"
+        ));
+        let mut ex = Explainer::new(&m, "n1", "netpold");
+        let first_line = |ex: &mut Explainer, from: &str, to: &str, port: u16| {
+            let e = ex
+                .explain(&from.parse().unwrap(), &ep(to), tcp(port))
+                .unwrap();
+            assert!(!e.allowed, "{e}");
+            assert_eq!(e.decided_by, Some(Direction::Ingress), "{e}");
+            e.to_string().lines().next().unwrap().to_owned()
+        };
+        // Passed on by the ANP, then no rule of db-from-web allows other/x.
+        assert_eq!(
+            first_line(&mut ex, "other/x", "shop/db", 5432),
+            "other/x (10.0.9.1) -> shop/db (10.0.0.2), TCP 5432: denied by the receiver's ingress policy"
+        );
+        let batch = ex
+            .explain(&ep("shop/batch"), &ep("shop/db"), tcp(5432))
+            .unwrap();
+        assert_eq!(batch.decided_by, Some(Direction::Egress), "{batch}");
+        let e = ex
+            .explain(&ep("shop/web"), &ep("shop/db"), tcp(22))
+            .unwrap();
+        assert_eq!(e.decided_by, Some(Direction::Ingress), "{e}");
+        assert_eq!(e.deciding(), ["AdminNetworkPolicy guard ingress[1]"], "{e}");
+        // shop/batch: no NetworkPolicy isolates its ingress, so the baseline's Deny decides.
+        let e = ex
+            .explain(&ep("shop/web"), &ep("shop/batch"), tcp(80))
+            .unwrap();
+        assert_eq!(e.decided_by, Some(Direction::Ingress), "{e}");
+        assert_eq!(
+            e.deciding(),
+            ["BaselineAdminNetworkPolicy default ingress[0]"],
+            "{e}"
+        );
+        // Every denied flow names its direction.
+        for from in [
+            "shop/web",
+            "shop/db",
+            "shop/batch",
+            "198.51.100.1",
+            "192.0.2.9",
+        ] {
+            for to in ["shop/web", "shop/db", "shop/batch", "198.51.100.1"] {
+                for port in [22, 80, 5432] {
+                    let Ok(e) = ex.explain(&from.parse().unwrap(), &to.parse().unwrap(), tcp(port))
+                    else {
+                        continue;
+                    };
+                    assert!(e.allowed || e.decided_by.is_some(), "{e}");
+                }
+            }
         }
     }
 
