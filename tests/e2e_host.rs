@@ -315,3 +315,70 @@ fn a_star_host_endpoint_covers_every_host_interface_but_the_workloads() {
         ("host", "host", "tcp", 80, V4, PASS),
     ]);
 }
+
+/// `netpold matrix` has the host endpoint as `host:uplink`, and its cells say what the
+/// kernel does with packets from an endpoint of another node (behind the uplink) to
+/// the host's address on the uplink, and from the host to it.
+#[test]
+fn matrix_host_cells_agree_with_the_kernel() {
+    if !can_run(&TOOLS) {
+        return;
+    }
+    let t = Topology::new(
+        "hmtx",
+        vec![
+            wl("a/web", "app: web", &["10.0.0.1"]),
+            wl("c/far", "app: far", &["10.7.0.1"]).remote(),
+        ],
+        &[],
+    );
+    t.write("host.yaml", UPLINK);
+    t.write(
+        "policy.yaml",
+        &gnp(
+            "host-8080",
+            "  selector: role == 'uplink'\n  types: [Ingress, Egress]\n  ingress:\n  - {action: Allow, protocol: TCP, source: {selector: app == 'far'}, destination: {ports: [8080]}}\n  egress:\n  - {action: Allow, protocol: TCP, destination: {ports: [80]}}\n",
+        ),
+    );
+    t.program();
+    let config = t.dir.path().with_extension("toml");
+    std::fs::write(&config, format!("node = \"{}\"\n", common::NODE)).unwrap();
+    let out = std::process::Command::new(NETPOLD)
+        .args(["matrix", "--format", "csv", "--config"])
+        .arg(&config)
+        .arg("--manifests")
+        .arg(t.manifests())
+        .args(["--port", "8080", "--port", "80", "--port", "443"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).unwrap();
+    let mut rows = Vec::new();
+    for line in csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (from, to) = (fields[0], fields[1]);
+        // Cells with the host endpoint, to or from the endpoint of the other node.
+        let (from, to) = match (from, to) {
+            ("c/far", "host:uplink") => ("far", "192.168.50.1"),
+            ("host:uplink", "c/far") => ("host", "10.7.0.1"),
+            _ => continue,
+        };
+        let verdict = if fields[4] == "allowed" { PASS } else { DROP };
+        rows.push((from, to, fields[3].parse::<u16>().unwrap(), verdict));
+    }
+    assert_eq!(rows.len(), 6, "{csv}");
+    // Both verdicts occur in both directions, or the comparison proves little.
+    for dir in ["far", "host"] {
+        let of = |v| rows.iter().filter(|r| r.0 == dir && r.3 == v).count();
+        assert!(of(PASS) > 0 && of(DROP) > 0, "{csv}");
+    }
+    let rows: Vec<Row> = rows
+        .iter()
+        .map(|&(from, to, port, verdict)| (from, to, "tcp", port, V4, verdict))
+        .collect();
+    t.check(&rows);
+}
