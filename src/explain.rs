@@ -188,8 +188,14 @@ pub struct Explanation {
     /// The direction whose policy drops the flow in the kernel (the first on the
     /// packet's way); `None` when allowed, or dropped by a rule of no endpoint.
     pub decided_by: Option<Direction>,
+    /// The host endpoint (`host:NAME`) whose applyOnForward policy drops the
+    /// forwarded flow in the kernel, when one does (`decided_by` is then `None`).
+    pub decided_by_host: Option<String>,
     pub egress: Side,
     pub ingress: Side,
+    /// The applyOnForward policies of host endpoints the forwarded packet passes, in
+    /// order: the ingress of the one it enters by, the egress of the one it leaves by.
+    pub hosts: Vec<Side>,
 }
 
 impl Explanation {
@@ -203,9 +209,21 @@ impl Explanation {
     /// The policies behind the verdict: the rules that allow it, or the policies
     /// of the direction that denies it (none: no endpoint chain decided).
     pub fn deciding(&self) -> Vec<String> {
+        if let (false, Some(host)) = (self.allowed, &self.decided_by_host)
+            && let Some(side) = self
+                .hosts
+                .iter()
+                .find(|s| !s.allowed && s.endpoint.as_ref() == Some(host))
+        {
+            return match &side.denied_by {
+                Some(r) => vec![r.to_string()],
+                None => side.policies.clone(),
+            };
+        }
         match (self.allowed, self.decided_by) {
             (true, _) => [&self.egress, &self.ingress]
-                .iter()
+                .into_iter()
+                .chain(&self.hosts)
                 .filter_map(|s| s.allowed_by.as_ref().map(ToString::to_string))
                 .collect(),
             (false, Some(d)) => match &self.side(d).denied_by {
@@ -256,8 +274,14 @@ impl Explanation {
             "source_port": self.source_port,
             "verdict": verdict_word(self.allowed),
             "decided_by": self.decided_by.map(|d| d.to_string()),
+            "decided_by_host": self.decided_by_host,
             "egress": side(&self.egress),
             "ingress": side(&self.ingress),
+            "hosts": self.hosts.iter().map(|s| {
+                let mut v = side(s);
+                v["direction"] = serde_json::json!(s.direction.to_string());
+                v
+            }).collect::<Vec<_>>(),
         })
     }
 }
@@ -281,11 +305,18 @@ impl fmt::Display for Explanation {
             self.port,
             verdict_word(self.allowed)
         )?;
-        match (self.allowed, self.decided_by) {
-            (true, _) => writeln!(f)?,
-            (false, Some(Direction::Egress)) => writeln!(f, " by the sender's egress policy")?,
-            (false, Some(Direction::Ingress)) => writeln!(f, " by the receiver's ingress policy")?,
-            (false, None) => writeln!(f)?,
+        match (self.allowed, self.decided_by, &self.decided_by_host) {
+            (true, _, _) => writeln!(f)?,
+            (false, _, Some(host)) => {
+                writeln!(f, " by the forwarding policy of {host} (applyOnForward)")?
+            }
+            (false, Some(Direction::Egress), None) => {
+                writeln!(f, " by the sender's egress policy")?
+            }
+            (false, Some(Direction::Ingress), None) => {
+                writeln!(f, " by the receiver's ingress policy")?
+            }
+            (false, None, None) => writeln!(f)?,
         }
         for side in [&self.egress, &self.ingress] {
             let address = match side.direction {
@@ -307,6 +338,18 @@ impl fmt::Display for Explanation {
             }
             writeln!(f)?;
         }
+        for side in &self.hosts {
+            let who = match (&side.endpoint, &side.node) {
+                (Some(id), Some(node)) => format!("{id} (node {node})"),
+                (Some(id), None) => id.clone(),
+                (None, _) => "a host endpoint".to_owned(),
+            };
+            writeln!(
+                f,
+                "  forwarded {} by {who}: {}",
+                side.direction, side.reason
+            )?;
+        }
         Ok(())
     }
 }
@@ -323,6 +366,9 @@ pub struct Explainer<'m> {
     compiled: HashMap<String, (Ruleset, Origins)>,
     options: compile::Options,
     source_port: u16,
+    /// The interface an end that is no local endpoint is reached by; `None`: the one
+    /// host endpoint of the node that names an interface, if exactly one does.
+    via: Option<String>,
 }
 
 /// An end during explanation: the endpoint, when it is one, and its candidate addresses.
@@ -365,6 +411,7 @@ impl<'m> Explainer<'m> {
             compiled: HashMap::new(),
             options: compile::Options::default(),
             source_port: DEFAULT_SOURCE_PORT,
+            via: None,
         }
     }
 
@@ -379,6 +426,57 @@ impl<'m> Explainer<'m> {
     pub fn with_source_port(mut self, port: u16) -> Explainer<'m> {
         self.source_port = port;
         self
+    }
+
+    /// The interface by which the end of a flow that is no local endpoint (an outside
+    /// address, an endpoint of another node) is reached on the node explained.
+    pub fn with_via(mut self, interface: Option<String>) -> Explainer<'m> {
+        self.via = interface;
+        self
+    }
+
+    /// The interface outside traffic comes in and goes out by on `node`: `with_via`'s,
+    /// else the interface of the node's one host endpoint that names one (an edge box's
+    /// uplink), else none (an interface no endpoint claims).
+    fn via_interface(&self, node: &str) -> Option<String> {
+        if self.via.is_some() {
+            return self.via.clone();
+        }
+        let mut named = self
+            .model
+            .hosts
+            .values()
+            .filter_map(|h| match &h.interface {
+                HostInterface::Named(name)
+                    if h.is_local(node) && !self.is_workload_interface(node, name) =>
+                {
+                    Some(name)
+                }
+                _ => None,
+            });
+        match (named.next(), named.next()) {
+            (Some(one), None) => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    fn is_workload_interface(&self, node: &str, interface: &str) -> bool {
+        self.model
+            .endpoints
+            .values()
+            .any(|ep| ep.interface == interface && ep.is_local(node))
+    }
+
+    /// The local host endpoint of `interface` on `node`: the one naming it, else the `*`
+    /// one (which covers every interface no workload claims).
+    fn host_of_interface(&self, node: &str, interface: &str) -> Option<&'m HostEndpoint> {
+        if self.is_workload_interface(node, interface) {
+            return None;
+        }
+        let local = || self.model.hosts.values().filter(|h| h.is_local(node));
+        local()
+            .find(|h| h.interface == HostInterface::Named(interface.to_owned()))
+            .or_else(|| local().find(|h| h.interface == HostInterface::All))
     }
 
     pub fn model(&self) -> &'m Model {
@@ -526,41 +624,74 @@ impl<'m> Explainer<'m> {
         nodes.dedup();
         let mut allowed = true;
         let mut decided_by = None;
+        let mut decided_by_host = None;
+        let mut hosts = Vec::new();
         for node in &nodes {
             let pkt = self.packet(node, from, to, port);
+            // The applyOnForward policies of the host endpoints on the way, shown
+            // whatever the kernel decides first.
+            for (iface, direction) in [
+                (&pkt.iif, Direction::Ingress),
+                (&pkt.oif, Direction::Egress),
+            ] {
+                let Some(h) = iface
+                    .as_deref()
+                    .and_then(|i| self.host_of_interface(node, i))
+                else {
+                    continue;
+                };
+                if self
+                    .compiled(node)
+                    .1
+                    .host_chain(&h.name, direction, true)
+                    .is_some()
+                {
+                    hosts.push(self.host_side(direction, h, node, &pkt, true));
+                }
+            }
+            if !allowed {
+                continue;
+            }
             let (rs, origins) = self.compiled(node);
             let trace = eval::run(rs, &pkt);
-            if !trace.accepted {
-                allowed = false;
-                // The endpoint chain that dropped it or called the policy chain that
-                // did; none when a base chain's own rule dropped it.
-                decided_by = trace
-                    .path
-                    .iter()
-                    .rev()
-                    // The copy of an endpoint chain an AdminNetworkPolicy's Pass goes
-                    // to decides for that endpoint chain.
-                    .map(|r| {
-                        let chain = origins
-                            .admin_rest
-                            .get(&r.chain)
-                            .map_or(&r.chain, |(endpoint_chain, _)| endpoint_chain);
-                        origins.chains.get(chain)
-                    })
-                    .find(|o| {
-                        !matches!(
-                            o,
-                            Some(ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. })
-                        )
-                    })
-                    .flatten()
-                    .and_then(|o| match o {
-                        ChainOrigin::Endpoint { direction, .. }
-                        | ChainOrigin::Passed { direction, .. }
-                        | ChainOrigin::Host { direction, .. } => Some(*direction),
-                        ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. } => None,
-                    });
-                break;
+            if trace.accepted {
+                continue;
+            }
+            allowed = false;
+            // The endpoint (or host endpoint) chain that dropped it or called the
+            // policy chain that did; none when a base chain's own rule dropped it.
+            let deciding = trace
+                .path
+                .iter()
+                .rev()
+                // The copy of an endpoint chain an AdminNetworkPolicy's Pass goes to
+                // decides for that endpoint chain.
+                .map(|r| {
+                    let chain = origins
+                        .admin_rest
+                        .get(&r.chain)
+                        .map_or(&r.chain, |(endpoint_chain, _)| endpoint_chain);
+                    origins.chains.get(chain)
+                })
+                .find(|o| {
+                    !matches!(
+                        o,
+                        Some(ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. })
+                    )
+                })
+                .flatten();
+            match deciding {
+                Some(ChainOrigin::Host {
+                    host,
+                    forward: true,
+                    ..
+                }) => decided_by_host = Some(format!("host:{host}")),
+                Some(
+                    ChainOrigin::Endpoint { direction, .. }
+                    | ChainOrigin::Passed { direction, .. }
+                    | ChainOrigin::Host { direction, .. },
+                ) => decided_by = Some(*direction),
+                _ => {}
             }
         }
         let egress = self.side(Direction::Egress, from, to, port);
@@ -572,13 +703,15 @@ impl<'m> Explainer<'m> {
             source_port: self.source_port,
             allowed,
             decided_by,
+            decided_by_host,
             egress,
             ingress,
+            hosts,
         }
     }
 
     /// The packet as `node` sees it: forwarded, by the interfaces of the ends that
-    /// are endpoints of that node (any other end is beyond an interface no endpoint claims).
+    /// are endpoints of that node (any other end is beyond `via_interface`).
     fn packet(
         &self,
         node: &str,
@@ -586,8 +719,11 @@ impl<'m> Explainer<'m> {
         to: (Option<&Endpoint>, IpAddr),
         port: Port,
     ) -> Packet {
-        let iface =
-            |ep: Option<&Endpoint>| ep.filter(|e| e.is_local(node)).map(|e| e.interface.clone());
+        let via = self.via_interface(node);
+        let iface = |ep: Option<&Endpoint>| match ep.filter(|e| e.is_local(node)) {
+            Some(e) => Some(e.interface.clone()),
+            None => via.clone(),
+        };
         Packet {
             hook: Hook::Forward,
             iif: iface(from.0),
@@ -801,7 +937,7 @@ impl<'m> Explainer<'m> {
                         "the host's traffic to its own workloads never passes a host endpoint's policy; allowed".to_owned(),
                     )
                 } else {
-                    self.host_side(Direction::Egress, h, &node, &pkt)
+                    self.host_side(Direction::Egress, h, &node, &pkt, false)
                 }
             }
             (None, ep) => self.side(Direction::Egress, (ep, src_ip), (None, dst_ip), port),
@@ -818,7 +954,7 @@ impl<'m> Explainer<'m> {
                         "traffic from a local workload is its own egress policy's, never a host endpoint's; allowed".to_owned(),
                     )
                 } else {
-                    self.host_side(Direction::Ingress, h, &node, &pkt)
+                    self.host_side(Direction::Ingress, h, &node, &pkt, false)
                 }
             }
             (None, Some(ep))
@@ -842,21 +978,25 @@ impl<'m> Explainer<'m> {
             source_port: self.source_port,
             allowed,
             decided_by,
+            decided_by_host: None,
             egress,
             ingress,
+            hosts: Vec::new(),
         }
     }
 
-    /// A host endpoint's chain for one direction, run on its own.
+    /// A host endpoint's chain for one direction, run on its own: of the host's own
+    /// traffic, or (`forward`) of traffic forwarded through its interface.
     fn host_side(
         &mut self,
         direction: Direction,
         h: &HostEndpoint,
         node: &str,
         pkt: &Packet,
+        forward: bool,
     ) -> Side {
         let (rs, origins) = self.compiled(node);
-        let Some(chain) = origins.host_chain(&h.name, direction, false) else {
+        let Some(chain) = origins.host_chain(&h.name, direction, forward) else {
             return Self::fixed_side(
                 direction,
                 Some(h.id()),
@@ -1369,5 +1509,68 @@ spec:
             x.explain(&ep("host:nope"), &web, tcp(1)),
             Err(ExplainError::UnknownHost("host:nope".into()))
         );
+    }
+
+    /// Forwarded traffic from the outside enters by the uplink, whose applyOnForward
+    /// policy shows and decides; `with_via` names another interface.
+    #[test]
+    fn forwarded_flows_show_the_apply_on_forward_policy_of_the_interface() {
+        let m = model(&format!(
+            "{HOST}---
+apiVersion: netpold.io/v1
+kind: GlobalNetworkPolicy
+metadata: {{name: fwd}}
+spec:
+  selector: role == 'uplink'
+  applyOnForward: true
+  ingress:
+  - {{action: Allow, protocol: TCP, destination: {{ports: [80]}}}}
+  - {{action: Deny, protocol: TCP, destination: {{ports: [8443]}}}}
+"
+        ));
+        let mut x = Explainer::new(&m, "n1", "netpold");
+        let outside = ep("203.0.113.9");
+        let web = ep("shop/web");
+        let e = x.explain(&outside, &web, tcp(80)).unwrap();
+        assert!(e.allowed, "{e}");
+        assert_eq!(e.hosts.len(), 1, "{e}");
+        assert_eq!(e.hosts[0].endpoint.as_deref(), Some("host:uplink"));
+        assert_eq!(e.hosts[0].direction, Direction::Ingress);
+        assert!(
+            e.deciding()
+                .contains(&"GlobalNetworkPolicy fwd ingress[0]".to_owned()),
+            "{e}"
+        );
+        let e = x.explain(&outside, &web, tcp(8443)).unwrap();
+        assert!(!e.allowed, "{e}");
+        assert_eq!(
+            (e.decided_by, e.decided_by_host.as_deref()),
+            (None, Some("host:uplink"))
+        );
+        assert_eq!(e.deciding(), ["GlobalNetworkPolicy fwd ingress[1]"]);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("203.0.113.9 -> shop/web (10.0.0.1), TCP 8443: denied by the forwarding policy of host:uplink (applyOnForward)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  forwarded ingress by host:uplink (node n1): isolated by GlobalNetworkPolicy fwd; denied by GlobalNetworkPolicy fwd ingress[1]"),
+            "{text}"
+        );
+        // Matched by no rule: the host endpoint's default deny.
+        assert_eq!(
+            x.explain(&outside, &web, tcp(22))
+                .unwrap()
+                .decided_by_host
+                .as_deref(),
+            Some("host:uplink")
+        );
+        // Leaving by the uplink: egress, which no applyOnForward policy governs.
+        let e = x.explain(&web, &outside, tcp(8443)).unwrap();
+        assert!(e.allowed && e.hosts.is_empty(), "{e}");
+        // By another interface than the host endpoint's: not its policy.
+        let mut by_eth9 = Explainer::new(&m, "n1", "netpold").with_via(Some("eth9".into()));
+        let e = by_eth9.explain(&outside, &web, tcp(8443)).unwrap();
+        assert!(e.allowed && e.hosts.is_empty(), "{e}");
     }
 }

@@ -275,6 +275,15 @@ fn reason(e: &crate::explain::Explanation) -> String {
             }
         }
         (false, Some(d)) => format!("denied by {d}: {}", e.side(d).reason),
+        (false, None) if e.decided_by_host.is_some() => {
+            let host = e.decided_by_host.as_deref().unwrap_or_default();
+            let why = e
+                .hosts
+                .iter()
+                .find(|s| !s.allowed && s.endpoint.as_deref() == Some(host))
+                .map_or("", |s| s.reason.as_str());
+            format!("denied by {host} (forwarded): {why}")
+        }
         (false, None) => {
             let side = if e.egress.allowed {
                 &e.ingress

@@ -60,6 +60,27 @@ fn apply(t: &Topology, config: &str) {
     );
 }
 
+/// `netpold explain --json` about the topology's manifests, as node n1.
+fn explain(t: &Topology, from: &str, to: &str, port: &str, extra: &[&str]) -> serde_json::Value {
+    let config = t.dir.path().with_extension("explain.toml");
+    std::fs::write(&config, format!("node = \"{}\"\n", common::NODE)).unwrap();
+    let out = std::process::Command::new(NETPOLD)
+        .args(["explain", "--json", "--config"])
+        .arg(&config)
+        .arg("--manifests")
+        .arg(t.manifests())
+        .args(["--from", from, "--to", to, "--port", port])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn a_global_policy_protects_the_hosts_own_port() {
     let Some(t) = setup(
@@ -128,6 +149,27 @@ fn apply_on_forward_filters_traffic_forwarded_through_the_host_endpoint() {
         // Leaving by the uplink is egress, which it does not govern.
         ("web", "outside", "tcp", 443, Both, PASS),
     ]);
+    // explain takes the outside's packets to come by the uplink, the node's one host
+    // endpoint: the forwarding policy shows, and its verdicts are the kernel's above.
+    for (port, verdict) in [("80", "allowed"), ("443", "denied"), ("80/udp", "denied")] {
+        let e = explain(&t, OUTSIDE4, "a/web", port, &[]);
+        assert_eq!(e["verdict"], verdict, "{port}: {e:#}");
+        assert_eq!(e["hosts"][0]["endpoint"], "host:uplink", "{e:#}");
+        assert_eq!(e["hosts"][0]["direction"], "ingress", "{e:#}");
+        assert_eq!(e["hosts"][0]["verdict"], verdict, "{e:#}");
+        if verdict == "denied" {
+            assert_eq!(e["decided_by_host"], "host:uplink", "{e:#}");
+        } else {
+            assert_eq!(
+                e["hosts"][0]["allowed_by"]["policy"], "GlobalNetworkPolicy fwd-80",
+                "{e:#}"
+            );
+        }
+    }
+    // By an interface no host endpoint names, no forwarding policy applies.
+    let e = explain(&t, OUTSIDE4, "a/web", "443", &["--via", "eth9"]);
+    assert_eq!(e["verdict"], "allowed", "{e:#}");
+    assert_eq!(e["hosts"].as_array().map(Vec::len), Some(0), "{e:#}");
     // Without applyOnForward the forwarded traffic is not the host endpoint's.
     t.write(
         "policy.yaml",
@@ -141,6 +183,9 @@ fn apply_on_forward_filters_traffic_forwarded_through_the_host_endpoint() {
         ("outside", "web", "tcp", 443, Both, PASS),
         ("outside", "host", "tcp", 443, Both, DROP),
     ]);
+    let e = explain(&t, OUTSIDE4, "a/web", "443", &[]);
+    assert_eq!(e["verdict"], "allowed", "{e:#}");
+    assert_eq!(e["hosts"].as_array().map(Vec::len), Some(0), "{e:#}");
 }
 
 const DENY_ALL: &str = "  selector: role == 'uplink'\n  types: [Ingress, Egress]\n";
