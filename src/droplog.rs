@@ -97,15 +97,7 @@ pub fn parse_drop_prefix(text: &str) -> Option<DropPrefix> {
     if let Some(rest) = text.strip_prefix(DENY_START) {
         return parse_deny(rest);
     }
-    let rest = text.strip_prefix(PREFIX_START)?;
-    let rest = rest.trim_end();
-    let rest = rest.strip_suffix(':').unwrap_or(rest);
-    let mut words = rest.split(' ');
-    let direction = match words.next()? {
-        "ingress" => Direction::Ingress,
-        "egress" => Direction::Egress,
-        _ => return None,
-    };
+    let (direction, _, mut words) = direction_and_words(text.strip_prefix(PREFIX_START)?)?;
     let endpoint = words.next()?;
     let cause = match words.next()? {
         "isolated" => DropCause::Isolated,
@@ -124,8 +116,9 @@ pub fn parse_drop_prefix(text: &str) -> Option<DropPrefix> {
     })
 }
 
-/// `<direction> <policy> <direction>[<rule>]:` after `DENY_START`.
-fn parse_deny(rest: &str) -> Option<DropPrefix> {
+/// The direction that starts what follows a prefix's first words, the text without
+/// its trailing `:` and spaces, and the words after the direction.
+fn direction_and_words(rest: &str) -> Option<(Direction, &str, std::str::Split<'_, char>)> {
     let rest = rest.trim_end();
     let rest = rest.strip_suffix(':').unwrap_or(rest);
     let mut words = rest.split(' ');
@@ -134,6 +127,12 @@ fn parse_deny(rest: &str) -> Option<DropPrefix> {
         "egress" => Direction::Egress,
         _ => return None,
     };
+    Some((direction, rest, words))
+}
+
+/// `<direction> <policy> <direction>[<rule>]:` after `DENY_START`.
+fn parse_deny(rest: &str) -> Option<DropPrefix> {
+    let (direction, rest, mut words) = direction_and_words(rest)?;
     let policy = words.next().filter(|p| !p.is_empty())?;
     let truncated = rest.ends_with(CUT_MARK);
     let rule = match words.next() {

@@ -60,25 +60,31 @@ fn apply(t: &Topology, config: &str) {
     );
 }
 
-/// `netpold explain --json` about the topology's manifests, as node n1.
-fn explain(t: &Topology, from: &str, to: &str, port: &str, extra: &[&str]) -> serde_json::Value {
-    let config = t.dir.path().with_extension("explain.toml");
+/// The output of `netpold VERB … ARGS` about the topology's manifests, as node n1.
+fn netpold_about(t: &Topology, verb: &[&str], args: &[&str]) -> Vec<u8> {
+    let config = t.dir.path().with_extension("cli.toml");
     std::fs::write(&config, format!("node = \"{}\"\n", common::NODE)).unwrap();
     let out = std::process::Command::new(NETPOLD)
-        .args(["explain", "--json", "--config"])
+        .args(verb)
+        .arg("--config")
         .arg(&config)
         .arg("--manifests")
         .arg(t.manifests())
-        .args(["--from", from, "--to", to, "--port", port])
-        .args(extra)
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "netpold {verb:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    out.stdout
+}
+
+/// `netpold explain --json` about the topology's manifests, as node n1.
+fn explain(t: &Topology, from: &str, to: &str, port: &str, extra: &[&str]) -> serde_json::Value {
+    let args = [&["--from", from, "--to", to, "--port", port][..], extra].concat();
+    serde_json::from_slice(&netpold_about(t, &["explain", "--json"], &args)).unwrap()
 }
 
 #[test]
@@ -386,22 +392,12 @@ fn matrix_host_cells_agree_with_the_kernel() {
         ),
     );
     t.program();
-    let config = t.dir.path().with_extension("toml");
-    std::fs::write(&config, format!("node = \"{}\"\n", common::NODE)).unwrap();
-    let out = std::process::Command::new(NETPOLD)
-        .args(["matrix", "--format", "csv", "--config"])
-        .arg(&config)
-        .arg("--manifests")
-        .arg(t.manifests())
-        .args(["--port", "8080", "--port", "80", "--port", "443"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let csv = String::from_utf8(out.stdout).unwrap();
+    let csv = String::from_utf8(netpold_about(
+        &t,
+        &["matrix", "--format", "csv"],
+        &["--port", "8080", "--port", "80", "--port", "443"],
+    ))
+    .unwrap();
     let mut rows = Vec::new();
     for line in csv.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
