@@ -6,7 +6,9 @@
 //! (`cargo test` runs it once at `small` as a check).
 //!
 //! Scenarios come from `bench/gen.py` (cached under `$TMPDIR/netpold-bench/<size>`).
-//! Each edit is applied and then undone, `rounds` times; the tables give medians.
+//! Each edit is applied and then undone, `rounds` times; the tables give medians. The
+//! edits are timed again with one `netpold.io/v1` GlobalNetworkPolicy added: while an
+//! ordered policy exists every update compiles the whole model again.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use netpold::compile::{Incremental, compile};
 use netpold::ir::diff::diff;
 use netpold::load::load_dir;
+use netpold::manifest::parse_bytes;
 use netpold::model::{Changes, Model, PortMatch, PortSpec, Protocol};
 use netpold::nft::{encode_replace, encode_update};
 
@@ -131,6 +134,57 @@ fn edits(model: &Model) -> Vec<(&'static str, Model)> {
     out
 }
 
+/// `model` with one GlobalNetworkPolicy (order 100, selecting one app's endpoints,
+/// a Deny and an Allow), as an operator adds the first ordered policy.
+fn with_ordered_policy(model: &Model) -> Model {
+    let app = model
+        .endpoints
+        .values()
+        .find_map(|e| e.labels.get("app"))
+        .expect("an endpoint with an app label");
+    let yaml = format!(
+        "apiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {{name: bench-ordered}}\nspec:\n  order: 100\n  selector: app == '{app}'\n  ingress:\n  - {{action: Deny, source: {{nets: [192.0.2.0/24]}}}}\n  - {{action: Allow, protocol: TCP, destination: {{ports: [443]}}}}\n"
+    );
+    let mut problems = Vec::new();
+    let raw = parse_bytes("bench-ordered.yaml", yaml.as_bytes(), &mut problems);
+    let (policy, more) = Model::build(&raw);
+    assert!(
+        problems.is_empty() && more.is_empty(),
+        "{problems:?} {more:?}"
+    );
+    let mut out = model.clone();
+    out.tiered.extend(policy.tiered);
+    out
+}
+
+/// The median time of each edit, applied to `model` and undone, `rounds` times:
+/// (edit, median, messages of the last delta).
+fn time_edits(model: &Model, rounds: usize) -> Vec<(&'static str, Duration, usize)> {
+    let mut inc = Incremental::new(model, NODE, TABLE);
+    let mut out = Vec::new();
+    for (name, edited) in edits(model) {
+        // The daemon learns what changed from the files that changed; here it is
+        // found by comparing, untimed.
+        let forward = Changes::between(model, &edited);
+        let back = Changes::between(&edited, model);
+        let mut times = Vec::new();
+        let mut delta_messages = 0;
+        for _ in 0..rounds {
+            let started = Instant::now();
+            inc.update(&edited, &forward).unwrap();
+            let (delta, desired) = inc.delta().unwrap();
+            let (n, _) = encode_update(TABLE, desired, &delta).unwrap();
+            times.push(started.elapsed());
+            delta_messages = n;
+            // Undone, untimed.
+            inc.update(model, &back).unwrap();
+            let _ = inc.delta().unwrap();
+        }
+        out.push((name, median(times), delta_messages));
+    }
+    out
+}
+
 fn policy_selecting_most(model: &Model) -> (String, String) {
     let mut count: BTreeMap<&(String, String), usize> = BTreeMap::new();
     for (key, p) in &model.policies {
@@ -216,6 +270,7 @@ fn main() {
     );
     let mut full_rows = Vec::new();
     let mut edit_rows = Vec::new();
+    let mut ordered_rows = Vec::new();
     for size in sizes.split(',') {
         let dir = scenario(size);
         let started = Instant::now();
@@ -248,32 +303,17 @@ fn main() {
             ],
         });
 
-        let mut inc = Incremental::new(&model, NODE, TABLE);
-        for (name, edited) in edits(&model) {
-            // The daemon learns what changed from the files that changed; here it is
-            // found by comparing, untimed.
-            let forward = Changes::between(&model, &edited);
-            let back = Changes::between(&edited, &model);
-            let mut times = Vec::new();
-            let mut delta_messages = 0;
-            for _ in 0..rounds {
-                let started = Instant::now();
-                inc.update(&edited, &forward).unwrap();
-                let (delta, desired) = inc.delta().unwrap();
-                let (n, _) = encode_update(TABLE, desired, &delta).unwrap();
-                times.push(started.elapsed());
-                delta_messages = n;
-                // Undone, untimed.
-                inc.update(&model, &back).unwrap();
-                let _ = inc.delta().unwrap();
-            }
+        for (name, time, messages) in time_edits(&model, rounds) {
             edit_rows.push(Row {
                 size: size.to_owned(),
-                cells: vec![
-                    name.to_owned(),
-                    ms(median(times)),
-                    delta_messages.to_string(),
-                ],
+                cells: vec![name.to_owned(), ms(time), messages.to_string()],
+            });
+        }
+        let ordered = with_ordered_policy(&model);
+        for (name, time, messages) in time_edits(&ordered, rounds) {
+            ordered_rows.push(Row {
+                size: size.to_owned(),
+                cells: vec![name.to_owned(), ms(time), messages.to_string()],
             });
         }
         println!("{size}: done, peak RSS so far {} MB", peak_rss_mb());
@@ -297,5 +337,10 @@ fn main() {
         "One-object edit, incremental (update + delta + encode; median):",
         &["size", "edit", "time", "messages"],
         &edit_rows,
+    );
+    print(
+        "The same with one netpold.io GlobalNetworkPolicy (every update compiles from scratch; median):",
+        &["size", "edit", "time", "messages"],
+        &ordered_rows,
     );
 }

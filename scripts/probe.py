@@ -10,9 +10,10 @@
   probe.py holdudp HOST PORT         the same over one UDP socket (one conntrack entry)
   probe.py flows HOST FIRSTPORT COUNT
                                      one UDP datagram to each of COUNT ports (conntrack load)
-  probe.py batch [TIMEOUT]           many probes at once: reads lines "ID PROTO DST PORT [SRC]"
-                                     on stdin, prints "ID VERDICT" lines once every probe has
-                                     finished
+  probe.py batch [TIMEOUT]           many probes at once: reads lines
+                                     "ID PROTO DST PORT [SRC [SPORT]]" on stdin (SRC "-": any
+                                     source address; SPORT 0: any source port), prints
+                                     "ID VERDICT" lines once every probe has finished
 
 (icmp: an echo request over a raw socket, so root; PORT is ignored.)
 "allowed" means a reply came back; "blocked" means nothing did within the timeout (a drop);
@@ -159,7 +160,7 @@ def ping(dst, src, timeout):
         s.close()
 
 
-def probe(proto, dst, port, src=None, timeout=TIMEOUT):
+def probe(proto, dst, port, src=None, timeout=TIMEOUT, sport=0):
     if proto == "icmp":
         return ping(dst, src, timeout)
     fam = family(dst)
@@ -176,8 +177,12 @@ def probe(proto, dst, port, src=None, timeout=TIMEOUT):
     # getaddrinfo reads a scope (fe80::1%eth0) into the sockaddr.
     addr = socket.getaddrinfo(dst, port, fam, s.type)[0][4]
     try:
-        if src:
-            s.bind((src, 0))
+        if src or sport:
+            if sport:
+                # A test probes one source port several times: a previous connection's
+                # TIME_WAIT must not refuse the bind.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((src or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), sport))
         if proto in ("tcp", "sctp"):
             s.settimeout(timeout)
             try:
@@ -215,7 +220,9 @@ def batch(timeout):
     results = {}
 
     def one(f):
-        results[f[0]] = probe(f[1], f[2], int(f[3]), f[4] if len(f) > 4 else None, timeout)
+        src = f[4] if len(f) > 4 and f[4] != "-" else None
+        sport = int(f[5]) if len(f) > 5 else 0
+        results[f[0]] = probe(f[1], f[2], int(f[3]), src, timeout, sport)
 
     threads = [threading.Thread(target=one, args=(f,)) for f in flows]
     for t in threads:

@@ -93,6 +93,7 @@ pub fn judge(
         src: tuple.src,
         dst: tuple.dst,
         protocol,
+        sport: tuple.src_port,
         dport: tuple.dst_port,
         ct: CtInfo::New,
     };

@@ -101,6 +101,10 @@ impl fmt::Display for Port {
     }
 }
 
+/// The source port of a flow when none is given: an ephemeral port, inside Linux's
+/// default range (32768-60999), as a client's connection has.
+pub const DEFAULT_SOURCE_PORT: u16 = 40000;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExplainError {
     #[error("no WorkloadEndpoint {0} in the manifests")]
@@ -178,12 +182,20 @@ pub struct Explanation {
     pub from: End,
     pub to: End,
     pub port: Port,
+    /// The sender's port.
+    pub source_port: u16,
     pub allowed: bool,
     /// The direction whose policy drops the flow in the kernel (the first on the
     /// packet's way); `None` when allowed, or dropped by a rule of no endpoint.
     pub decided_by: Option<Direction>,
+    /// The host endpoint (`host:NAME`) whose applyOnForward policy drops the
+    /// forwarded flow in the kernel, when one does (`decided_by` is then `None`).
+    pub decided_by_host: Option<String>,
     pub egress: Side,
     pub ingress: Side,
+    /// The applyOnForward policies of host endpoints the forwarded packet passes, in
+    /// order: the ingress of the one it enters by, the egress of the one it leaves by.
+    pub hosts: Vec<Side>,
 }
 
 impl Explanation {
@@ -197,9 +209,21 @@ impl Explanation {
     /// The policies behind the verdict: the rules that allow it, or the policies
     /// of the direction that denies it (none: no endpoint chain decided).
     pub fn deciding(&self) -> Vec<String> {
+        if let (false, Some(host)) = (self.allowed, &self.decided_by_host)
+            && let Some(side) = self
+                .hosts
+                .iter()
+                .find(|s| !s.allowed && s.endpoint.as_ref() == Some(host))
+        {
+            return match &side.denied_by {
+                Some(r) => vec![r.to_string()],
+                None => side.policies.clone(),
+            };
+        }
         match (self.allowed, self.decided_by) {
             (true, _) => [&self.egress, &self.ingress]
-                .iter()
+                .into_iter()
+                .chain(&self.hosts)
                 .filter_map(|s| s.allowed_by.as_ref().map(ToString::to_string))
                 .collect(),
             (false, Some(d)) => match &self.side(d).denied_by {
@@ -247,10 +271,17 @@ impl Explanation {
             "to": end(&self.to),
             "protocol": self.port.protocol.to_string(),
             "port": self.port.number,
+            "source_port": self.source_port,
             "verdict": verdict_word(self.allowed),
             "decided_by": self.decided_by.map(|d| d.to_string()),
+            "decided_by_host": self.decided_by_host,
             "egress": side(&self.egress),
             "ingress": side(&self.ingress),
+            "hosts": self.hosts.iter().map(|s| {
+                let mut v = side(s);
+                v["direction"] = serde_json::json!(s.direction.to_string());
+                v
+            }).collect::<Vec<_>>(),
         })
     }
 }
@@ -261,19 +292,31 @@ pub fn verdict_word(allowed: bool) -> &'static str {
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sport = if self.source_port == DEFAULT_SOURCE_PORT {
+            String::new()
+        } else {
+            format!(" from port {}", self.source_port)
+        };
         write!(
             f,
-            "{} -> {}, {}: {}",
+            "{} -> {}, {}{sport}: {}",
             self.from,
             self.to,
             self.port,
             verdict_word(self.allowed)
         )?;
-        match (self.allowed, self.decided_by) {
-            (true, _) => writeln!(f)?,
-            (false, Some(Direction::Egress)) => writeln!(f, " by the sender's egress policy")?,
-            (false, Some(Direction::Ingress)) => writeln!(f, " by the receiver's ingress policy")?,
-            (false, None) => writeln!(f)?,
+        match (self.allowed, self.decided_by, &self.decided_by_host) {
+            (true, _, _) => writeln!(f)?,
+            (false, _, Some(host)) => {
+                writeln!(f, " by the forwarding policy of {host} (applyOnForward)")?
+            }
+            (false, Some(Direction::Egress), None) => {
+                writeln!(f, " by the sender's egress policy")?
+            }
+            (false, Some(Direction::Ingress), None) => {
+                writeln!(f, " by the receiver's ingress policy")?
+            }
+            (false, None, None) => writeln!(f)?,
         }
         for side in [&self.egress, &self.ingress] {
             let address = match side.direction {
@@ -295,6 +338,18 @@ impl fmt::Display for Explanation {
             }
             writeln!(f)?;
         }
+        for side in &self.hosts {
+            let who = match (&side.endpoint, &side.node) {
+                (Some(id), Some(node)) => format!("{id} (node {node})"),
+                (Some(id), None) => id.clone(),
+                (None, _) => "a host endpoint".to_owned(),
+            };
+            writeln!(
+                f,
+                "  forwarded {} by {who}: {}",
+                side.direction, side.reason
+            )?;
+        }
         Ok(())
     }
 }
@@ -310,6 +365,10 @@ pub struct Explainer<'m> {
     by_host_ip: HashMap<IpAddr, &'m HostEndpoint>,
     compiled: HashMap<String, (Ruleset, Origins)>,
     options: compile::Options,
+    source_port: u16,
+    /// The interface an end that is no local endpoint is reached by; `None`: the one
+    /// host endpoint of the node that names an interface, if exactly one does.
+    via: Option<String>,
 }
 
 /// An end during explanation: the endpoint, when it is one, and its candidate addresses.
@@ -351,6 +410,8 @@ impl<'m> Explainer<'m> {
             by_host_ip,
             compiled: HashMap::new(),
             options: compile::Options::default(),
+            source_port: DEFAULT_SOURCE_PORT,
+            via: None,
         }
     }
 
@@ -359,6 +420,63 @@ impl<'m> Explainer<'m> {
     pub fn with_options(mut self, options: compile::Options) -> Explainer<'m> {
         self.options = options;
         self
+    }
+
+    /// The sender's port of the flows explained (default `DEFAULT_SOURCE_PORT`).
+    pub fn with_source_port(mut self, port: u16) -> Explainer<'m> {
+        self.source_port = port;
+        self
+    }
+
+    /// The interface by which the end of a flow that is no local endpoint (an outside
+    /// address, an endpoint of another node) is reached on the node explained.
+    pub fn with_via(mut self, interface: Option<String>) -> Explainer<'m> {
+        self.via = interface;
+        self
+    }
+
+    /// The interface outside traffic comes in and goes out by on `node`: `with_via`'s,
+    /// else the interface of the node's one host endpoint that names one (an edge box's
+    /// uplink), else none (an interface no endpoint claims).
+    fn via_interface(&self, node: &str) -> Option<String> {
+        if self.via.is_some() {
+            return self.via.clone();
+        }
+        let mut named = self
+            .model
+            .hosts
+            .values()
+            .filter_map(|h| match &h.interface {
+                HostInterface::Named(name)
+                    if h.is_local(node) && !self.is_workload_interface(node, name) =>
+                {
+                    Some(name)
+                }
+                _ => None,
+            });
+        match (named.next(), named.next()) {
+            (Some(one), None) => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    fn is_workload_interface(&self, node: &str, interface: &str) -> bool {
+        self.model
+            .endpoints
+            .values()
+            .any(|ep| ep.interface == interface && ep.is_local(node))
+    }
+
+    /// The local host endpoint of `interface` on `node`: the one naming it, else the `*`
+    /// one (which covers every interface no workload claims).
+    fn host_of_interface(&self, node: &str, interface: &str) -> Option<&'m HostEndpoint> {
+        if self.is_workload_interface(node, interface) {
+            return None;
+        }
+        let local = || self.model.hosts.values().filter(|h| h.is_local(node));
+        local()
+            .find(|h| h.interface == HostInterface::Named(interface.to_owned()))
+            .or_else(|| local().find(|h| h.interface == HostInterface::All))
     }
 
     pub fn model(&self) -> &'m Model {
@@ -506,33 +624,74 @@ impl<'m> Explainer<'m> {
         nodes.dedup();
         let mut allowed = true;
         let mut decided_by = None;
+        let mut decided_by_host = None;
+        let mut hosts = Vec::new();
         for node in &nodes {
             let pkt = self.packet(node, from, to, port);
+            // The applyOnForward policies of the host endpoints on the way, shown
+            // whatever the kernel decides first.
+            for (iface, direction) in [
+                (&pkt.iif, Direction::Ingress),
+                (&pkt.oif, Direction::Egress),
+            ] {
+                let Some(h) = iface
+                    .as_deref()
+                    .and_then(|i| self.host_of_interface(node, i))
+                else {
+                    continue;
+                };
+                if self
+                    .compiled(node)
+                    .1
+                    .host_chain(&h.name, direction, true)
+                    .is_some()
+                {
+                    hosts.push(self.host_side(direction, h, node, &pkt, true));
+                }
+            }
+            if !allowed {
+                continue;
+            }
             let (rs, origins) = self.compiled(node);
             let trace = eval::run(rs, &pkt);
-            if !trace.accepted {
-                allowed = false;
-                // The endpoint chain that dropped it or called the policy chain that
-                // did; none when a base chain's own rule dropped it.
-                decided_by = trace
-                    .path
-                    .iter()
-                    .rev()
-                    .map(|r| origins.chains.get(&r.chain))
-                    .find(|o| {
-                        !matches!(
-                            o,
-                            Some(ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. })
-                        )
-                    })
-                    .flatten()
-                    .and_then(|o| match o {
-                        ChainOrigin::Endpoint { direction, .. }
-                        | ChainOrigin::Passed { direction, .. }
-                        | ChainOrigin::Host { direction, .. } => Some(*direction),
-                        ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. } => None,
-                    });
-                break;
+            if trace.accepted {
+                continue;
+            }
+            allowed = false;
+            // The endpoint (or host endpoint) chain that dropped it or called the
+            // policy chain that did; none when a base chain's own rule dropped it.
+            let deciding = trace
+                .path
+                .iter()
+                .rev()
+                // The copy of an endpoint chain an AdminNetworkPolicy's Pass goes to
+                // decides for that endpoint chain.
+                .map(|r| {
+                    let chain = origins
+                        .admin_rest
+                        .get(&r.chain)
+                        .map_or(&r.chain, |(endpoint_chain, _)| endpoint_chain);
+                    origins.chains.get(chain)
+                })
+                .find(|o| {
+                    !matches!(
+                        o,
+                        Some(ChainOrigin::Policy { .. } | ChainOrigin::Tiered { .. })
+                    )
+                })
+                .flatten();
+            match deciding {
+                Some(ChainOrigin::Host {
+                    host,
+                    forward: true,
+                    ..
+                }) => decided_by_host = Some(format!("host:{host}")),
+                Some(
+                    ChainOrigin::Endpoint { direction, .. }
+                    | ChainOrigin::Passed { direction, .. }
+                    | ChainOrigin::Host { direction, .. },
+                ) => decided_by = Some(*direction),
+                _ => {}
             }
         }
         let egress = self.side(Direction::Egress, from, to, port);
@@ -541,15 +700,18 @@ impl<'m> Explainer<'m> {
             from: from_end,
             to: to_end,
             port,
+            source_port: self.source_port,
             allowed,
             decided_by,
+            decided_by_host,
             egress,
             ingress,
+            hosts,
         }
     }
 
     /// The packet as `node` sees it: forwarded, by the interfaces of the ends that
-    /// are endpoints of that node (any other end is beyond an interface no endpoint claims).
+    /// are endpoints of that node (any other end is beyond `via_interface`).
     fn packet(
         &self,
         node: &str,
@@ -557,8 +719,11 @@ impl<'m> Explainer<'m> {
         to: (Option<&Endpoint>, IpAddr),
         port: Port,
     ) -> Packet {
-        let iface =
-            |ep: Option<&Endpoint>| ep.filter(|e| e.is_local(node)).map(|e| e.interface.clone());
+        let via = self.via_interface(node);
+        let iface = |ep: Option<&Endpoint>| match ep.filter(|e| e.is_local(node)) {
+            Some(e) => Some(e.interface.clone()),
+            None => via.clone(),
+        };
         Packet {
             hook: Hook::Forward,
             iif: iface(from.0),
@@ -566,6 +731,7 @@ impl<'m> Explainer<'m> {
             src: from.1,
             dst: to.1,
             protocol: port.protocol,
+            sport: self.source_port,
             dport: port.number,
             ct: CtInfo::New,
         }
@@ -686,6 +852,7 @@ impl<'m> Explainer<'m> {
         fn local_to<'e>(ep: Option<&'e Endpoint>, node: &str) -> Option<&'e Endpoint> {
             ep.filter(|e| e.is_local(node))
         }
+        let sport = self.source_port;
         let packet = |hook, iif: Option<String>, oif: Option<String>| Packet {
             hook,
             iif,
@@ -693,6 +860,7 @@ impl<'m> Explainer<'m> {
             src: src_ip,
             dst: dst_ip,
             protocol: port.protocol,
+            sport,
             dport: port.number,
             ct: CtInfo::New,
         };
@@ -769,7 +937,7 @@ impl<'m> Explainer<'m> {
                         "the host's traffic to its own workloads never passes a host endpoint's policy; allowed".to_owned(),
                     )
                 } else {
-                    self.host_side(Direction::Egress, h, &node, &pkt)
+                    self.host_side(Direction::Egress, h, &node, &pkt, false)
                 }
             }
             (None, ep) => self.side(Direction::Egress, (ep, src_ip), (None, dst_ip), port),
@@ -786,7 +954,7 @@ impl<'m> Explainer<'m> {
                         "traffic from a local workload is its own egress policy's, never a host endpoint's; allowed".to_owned(),
                     )
                 } else {
-                    self.host_side(Direction::Ingress, h, &node, &pkt)
+                    self.host_side(Direction::Ingress, h, &node, &pkt, false)
                 }
             }
             (None, Some(ep))
@@ -807,23 +975,28 @@ impl<'m> Explainer<'m> {
             from: from_end,
             to: to_end,
             port,
+            source_port: self.source_port,
             allowed,
             decided_by,
+            decided_by_host: None,
             egress,
             ingress,
+            hosts: Vec::new(),
         }
     }
 
-    /// A host endpoint's chain for one direction, run on its own.
+    /// A host endpoint's chain for one direction, run on its own: of the host's own
+    /// traffic, or (`forward`) of traffic forwarded through its interface.
     fn host_side(
         &mut self,
         direction: Direction,
         h: &HostEndpoint,
         node: &str,
         pkt: &Packet,
+        forward: bool,
     ) -> Side {
         let (rs, origins) = self.compiled(node);
-        let Some(chain) = origins.host_chain(&h.name, direction, false) else {
+        let Some(chain) = origins.host_chain(&h.name, direction, forward) else {
             return Self::fixed_side(
                 direction,
                 Some(h.id()),
@@ -1047,6 +1220,90 @@ spec:
         }
     }
 
+    /// With admin policies the first line still names the deciding direction and
+    /// policy: a drop after an ANP's Pass (in the copy of the endpoint chain it goes
+    /// to), by an ANP's Deny, and by the baseline.
+    #[test]
+    fn the_summary_names_direction_and_policy_with_admin_policies() {
+        let m = model(&format!(
+            "{SHOP}---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: x, namespace: other}}
+spec: {{node: n1, interfaceName: veth-x, ips: [10.0.9.1]}}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: guard}}
+spec:
+  priority: 5
+  subject: {{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: db}}}}}}}}
+  ingress:
+  - {{name: pass-pg, action: Pass, from: [{{namespaces: {{}}}}], ports: [{{portNumber: {{protocol: TCP, port: 5432}}}}]}}
+  - {{name: no-ssh, action: Deny, from: [{{namespaces: {{}}}}], ports: [{{portNumber: {{protocol: TCP, port: 22}}}}]}}
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {{name: default}}
+spec:
+  subject: {{namespaces: {{}}}}
+  ingress:
+  - {{name: closed, action: Deny, from: [{{namespaces: {{}}}}]}}
+"
+        ));
+        let mut ex = Explainer::new(&m, "n1", "netpold");
+        let first_line = |ex: &mut Explainer, from: &str, to: &str, port: u16| {
+            let e = ex
+                .explain(&from.parse().unwrap(), &ep(to), tcp(port))
+                .unwrap();
+            assert!(!e.allowed, "{e}");
+            assert_eq!(e.decided_by, Some(Direction::Ingress), "{e}");
+            e.to_string().lines().next().unwrap().to_owned()
+        };
+        // Passed on by the ANP, then no rule of db-from-web allows other/x.
+        assert_eq!(
+            first_line(&mut ex, "other/x", "shop/db", 5432),
+            "other/x (10.0.9.1) -> shop/db (10.0.0.2), TCP 5432: denied by the receiver's ingress policy"
+        );
+        let batch = ex
+            .explain(&ep("shop/batch"), &ep("shop/db"), tcp(5432))
+            .unwrap();
+        assert_eq!(batch.decided_by, Some(Direction::Egress), "{batch}");
+        let e = ex
+            .explain(&ep("shop/web"), &ep("shop/db"), tcp(22))
+            .unwrap();
+        assert_eq!(e.decided_by, Some(Direction::Ingress), "{e}");
+        assert_eq!(e.deciding(), ["AdminNetworkPolicy guard ingress[1]"], "{e}");
+        // shop/batch: no NetworkPolicy isolates its ingress, so the baseline's Deny decides.
+        let e = ex
+            .explain(&ep("shop/web"), &ep("shop/batch"), tcp(80))
+            .unwrap();
+        assert_eq!(e.decided_by, Some(Direction::Ingress), "{e}");
+        assert_eq!(
+            e.deciding(),
+            ["BaselineAdminNetworkPolicy default ingress[0]"],
+            "{e}"
+        );
+        // Every denied flow names its direction.
+        for from in [
+            "shop/web",
+            "shop/db",
+            "shop/batch",
+            "198.51.100.1",
+            "192.0.2.9",
+        ] {
+            for to in ["shop/web", "shop/db", "shop/batch", "198.51.100.1"] {
+                for port in [22, 80, 5432] {
+                    let Ok(e) = ex.explain(&from.parse().unwrap(), &to.parse().unwrap(), tcp(port))
+                    else {
+                        continue;
+                    };
+                    assert!(e.allowed || e.decided_by.is_some(), "{e}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn parties_and_ports_parse() {
         assert_eq!(
@@ -1252,5 +1509,68 @@ spec:
             x.explain(&ep("host:nope"), &web, tcp(1)),
             Err(ExplainError::UnknownHost("host:nope".into()))
         );
+    }
+
+    /// Forwarded traffic from the outside enters by the uplink, whose applyOnForward
+    /// policy shows and decides; `with_via` names another interface.
+    #[test]
+    fn forwarded_flows_show_the_apply_on_forward_policy_of_the_interface() {
+        let m = model(&format!(
+            "{HOST}---
+apiVersion: netpold.io/v1
+kind: GlobalNetworkPolicy
+metadata: {{name: fwd}}
+spec:
+  selector: role == 'uplink'
+  applyOnForward: true
+  ingress:
+  - {{action: Allow, protocol: TCP, destination: {{ports: [80]}}}}
+  - {{action: Deny, protocol: TCP, destination: {{ports: [8443]}}}}
+"
+        ));
+        let mut x = Explainer::new(&m, "n1", "netpold");
+        let outside = ep("203.0.113.9");
+        let web = ep("shop/web");
+        let e = x.explain(&outside, &web, tcp(80)).unwrap();
+        assert!(e.allowed, "{e}");
+        assert_eq!(e.hosts.len(), 1, "{e}");
+        assert_eq!(e.hosts[0].endpoint.as_deref(), Some("host:uplink"));
+        assert_eq!(e.hosts[0].direction, Direction::Ingress);
+        assert!(
+            e.deciding()
+                .contains(&"GlobalNetworkPolicy fwd ingress[0]".to_owned()),
+            "{e}"
+        );
+        let e = x.explain(&outside, &web, tcp(8443)).unwrap();
+        assert!(!e.allowed, "{e}");
+        assert_eq!(
+            (e.decided_by, e.decided_by_host.as_deref()),
+            (None, Some("host:uplink"))
+        );
+        assert_eq!(e.deciding(), ["GlobalNetworkPolicy fwd ingress[1]"]);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("203.0.113.9 -> shop/web (10.0.0.1), TCP 8443: denied by the forwarding policy of host:uplink (applyOnForward)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  forwarded ingress by host:uplink (node n1): isolated by GlobalNetworkPolicy fwd; denied by GlobalNetworkPolicy fwd ingress[1]"),
+            "{text}"
+        );
+        // Matched by no rule: the host endpoint's default deny.
+        assert_eq!(
+            x.explain(&outside, &web, tcp(22))
+                .unwrap()
+                .decided_by_host
+                .as_deref(),
+            Some("host:uplink")
+        );
+        // Leaving by the uplink: egress, which no applyOnForward policy governs.
+        let e = x.explain(&web, &outside, tcp(8443)).unwrap();
+        assert!(e.allowed && e.hosts.is_empty(), "{e}");
+        // By another interface than the host endpoint's: not its policy.
+        let mut by_eth9 = Explainer::new(&m, "n1", "netpold").with_via(Some("eth9".into()));
+        let e = by_eth9.explain(&outside, &web, tcp(8443)).unwrap();
+        assert!(e.allowed && e.hosts.is_empty(), "{e}");
     }
 }

@@ -1,4 +1,5 @@
-//! Who can reach whom: every ordered pair of endpoints, on a list of ports, each
+//! Who can reach whom: every ordered pair of endpoints (workload endpoints, then host
+//! endpoints with `expectedIPs` as `host:NAME`), on a list of ports, each
 //! flow decided by `explain::Explainer` (so by the compiled rules of each side's
 //! node), printed as a terminal table, CSV, JSON, a Graphviz digraph or a
 //! self-contained HTML page.
@@ -7,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::explain::{ExplainError, Explainer, Party, Port, verdict_word};
+use crate::model::tiered::{PortItem, RuleProtocol};
 use crate::model::{Direction, Endpoint, Model, PortMatch, Protocol};
 
 /// The port checked when neither the command line, the policies nor the
@@ -34,7 +36,8 @@ pub enum Status {
     Denied,
     /// Some ports allowed, some denied.
     Partial,
-    /// An endpoint and itself: its own traffic never passes through the host.
+    /// An endpoint and itself (or two host endpoints of one host): its own traffic
+    /// never passes through the host's filter.
     Itself,
     /// No address family in common: no flow to decide.
     NoPath,
@@ -88,7 +91,7 @@ impl Cell {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Matrix {
-    /// `namespace/name`, rows and columns alike.
+    /// `namespace/name` (or `host:NAME`), rows and columns alike.
     pub endpoints: Vec<String>,
     /// Whether the ports came from the command line (else: `default_ports`).
     pub ports_given: bool,
@@ -99,11 +102,39 @@ pub struct Matrix {
 }
 
 /// The ports a destination is checked on when the command line names none: every
-/// port number a policy rule names (the first of an `endPort` range) with its
-/// protocol, and every named port the destination declares; `FALLBACK_PORT` if
-/// that is nothing.
+/// port number a policy rule names (the first of an `endPort` range or a range of
+/// `ports`) with its protocol, and every named port the destination declares;
+/// `FALLBACK_PORT` if that is nothing.
 pub fn default_ports(model: &Model, dst: &Endpoint) -> Vec<Port> {
-    let mut out = BTreeSet::new();
+    ports_named(
+        model,
+        dst.ports.iter().map(|named| Port {
+            protocol: named.protocol,
+            number: named.port,
+        }),
+    )
+}
+
+/// The ports the policies name, and `own` (a destination's named ports).
+fn ports_named(model: &Model, own: impl Iterator<Item = Port>) -> Vec<Port> {
+    let mut out: BTreeSet<Port> = own.collect();
+    for policy in model.tiered.values() {
+        for direction in Direction::BOTH {
+            for rule in policy.rules(direction).unwrap_or_default() {
+                let Some(RuleProtocol::Ported(protocol)) = rule.protocol else {
+                    continue;
+                };
+                for item in &rule.destination.ports {
+                    if let PortItem::Range(first, _) = item {
+                        out.insert(Port {
+                            protocol,
+                            number: *first,
+                        });
+                    }
+                }
+            }
+        }
+    }
     for policy in model.policies.values() {
         for direction in Direction::BOTH {
             for rule in policy.rules(direction).unwrap_or_default() {
@@ -118,50 +149,70 @@ pub fn default_ports(model: &Model, dst: &Endpoint) -> Vec<Port> {
             }
         }
     }
-    for named in &dst.ports {
-        out.insert(Port {
-            protocol: named.protocol,
-            number: named.port,
-        });
-    }
     if out.is_empty() {
         out.insert(FALLBACK_PORT);
     }
     out.into_iter().collect()
 }
 
-/// Decides every ordered pair of the endpoints (of `namespace`, when given) on
-/// `ports`, or on each destination's `default_ports` when `ports` is empty.
+/// One row and column: a workload endpoint or a host endpoint.
+struct End {
+    party: Party,
+    id: String,
+    /// Its ports checked when the command line names none.
+    default_ports: Vec<Port>,
+}
+
+/// Decides every ordered pair of the endpoints (of `namespace`, when given; else the
+/// host endpoints with `expectedIPs` too) on `ports`, or on each destination's
+/// `default_ports` when `ports` is empty.
 pub fn build(x: &mut Explainer, namespace: Option<&str>, ports: &[Port]) -> Matrix {
     let model = x.model();
-    let eps: Vec<&Endpoint> = model
+    let mut ends: Vec<End> = model
         .endpoints
         .values()
         .filter(|ep| namespace.is_none_or(|ns| ep.namespace == ns))
+        .map(|ep| End {
+            party: Party::Endpoint(ep.namespace.clone(), ep.name.clone()),
+            id: ep.id(),
+            default_ports: default_ports(model, ep),
+        })
         .collect();
-    let col_ports: Vec<Vec<Port>> = eps
+    // A host endpoint without expectedIPs has no address to send from or to.
+    ends.extend(
+        model
+            .hosts
+            .values()
+            .filter(|h| namespace.is_none() && !h.expected_ips.is_empty())
+            .map(|h| End {
+                party: Party::Host(h.name.clone()),
+                id: h.id(),
+                default_ports: ports_named(model, std::iter::empty()),
+            }),
+    );
+    let col_ports: Vec<Vec<Port>> = ends
         .iter()
-        .map(|ep| {
+        .map(|end| {
             if ports.is_empty() {
-                default_ports(model, ep)
+                end.default_ports.clone()
             } else {
                 ports.to_vec()
             }
         })
         .collect();
-    let party = |ep: &Endpoint| Party::Endpoint(ep.namespace.clone(), ep.name.clone());
-    let mut cells = Vec::with_capacity(eps.len());
-    for (i, from) in eps.iter().enumerate() {
-        let mut row = Vec::with_capacity(eps.len());
-        for (j, to) in eps.iter().enumerate() {
+    let mut cells = Vec::with_capacity(ends.len());
+    for (i, from) in ends.iter().enumerate() {
+        let mut row = Vec::with_capacity(ends.len());
+        for (j, to) in ends.iter().enumerate() {
             if i == j {
                 row.push(Cell::Itself);
                 continue;
             }
             let mut results = Vec::new();
             let mut no_path = None;
+            let mut itself = false;
             for &port in &col_ports[j] {
-                match x.explain_each_family(&party(from), &party(to), port) {
+                match x.explain_each_family(&from.party, &to.party, port) {
                     Ok(each) => {
                         // Allowed only if every family both ends have is: the first
                         // family that is denied explains the cell.
@@ -187,10 +238,16 @@ pub fn build(x: &mut Explainer, namespace: Option<&str>, ports: &[Port]) -> Matr
                         no_path = Some(err.to_string());
                         break;
                     }
+                    // Two host endpoints of one host.
+                    Err(ExplainError::Itself(_)) => {
+                        itself = true;
+                        break;
+                    }
                     Err(err) => unreachable!("pairs of distinct endpoints: {err}"),
                 }
             }
             row.push(match no_path {
+                _ if itself => Cell::Itself,
                 Some(why) => Cell::NoPath(why),
                 None => Cell::Ports(results),
             });
@@ -198,7 +255,7 @@ pub fn build(x: &mut Explainer, namespace: Option<&str>, ports: &[Port]) -> Matr
         cells.push(row);
     }
     Matrix {
-        endpoints: eps.iter().map(|ep| ep.id()).collect(),
+        endpoints: ends.into_iter().map(|end| end.id).collect(),
         ports_given: !ports.is_empty(),
         cells,
         ports: col_ports,
@@ -218,6 +275,15 @@ fn reason(e: &crate::explain::Explanation) -> String {
             }
         }
         (false, Some(d)) => format!("denied by {d}: {}", e.side(d).reason),
+        (false, None) if e.decided_by_host.is_some() => {
+            let host = e.decided_by_host.as_deref().unwrap_or_default();
+            let why = e
+                .hosts
+                .iter()
+                .find(|s| !s.allowed && s.endpoint.as_deref() == Some(host))
+                .map_or("", |s| s.reason.as_str());
+            format!("denied by {host} (forwarded): {why}")
+        }
         (false, None) => {
             let side = if e.egress.allowed {
                 &e.ingress
@@ -619,6 +685,111 @@ spec:
         assert_eq!(m.cells[0][1].status(), Status::Allowed);
         assert_eq!(m.cells[0][0].status(), Status::Itself);
         assert_eq!(m.cells[2][0].status(), Status::NoPath);
+    }
+
+    /// Host endpoints with expectedIPs are rows and columns `host:NAME` after the
+    /// workloads, decided as `explain` decides them: the host's policy (and its
+    /// failsafe ports) to and from the host, the host's own workloads always reachable
+    /// from it, two host endpoints of one host itself.
+    #[test]
+    fn host_endpoints_are_rows_and_columns() {
+        let m = model(&format!(
+            "{THREE}---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: r1, namespace: c}}
+spec: {{node: n2, interfaceName: veth-r1, ips: [10.5.0.1]}}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: r2, namespace: c}}
+spec: {{node: n2, interfaceName: veth-r2, ips: [10.5.0.2]}}
+---
+apiVersion: netpold.io/v1
+kind: HostEndpoint
+metadata: {{name: uplink, labels: {{role: edge}}}}
+spec: {{node: n1, interfaceName: eth0, expectedIPs: [192.0.2.10]}}
+---
+apiVersion: netpold.io/v1
+kind: HostEndpoint
+metadata: {{name: mgmt, labels: {{role: mgmt}}}}
+spec: {{node: n1, interfaceName: eth1, expectedIPs: [192.0.2.11]}}
+---
+apiVersion: netpold.io/v1
+kind: HostEndpoint
+metadata: {{name: bare}}
+spec: {{node: n1, interfaceName: eth2}}
+---
+apiVersion: netpold.io/v1
+kind: GlobalNetworkPolicy
+metadata: {{name: edge}}
+spec:
+  selector: role == 'edge'
+  types: [Ingress, Egress]
+  ingress:
+  - {{action: Allow, protocol: TCP, source: {{nets: [10.5.0.1/32]}}, destination: {{ports: [443]}}}}
+  egress:
+  - {{action: Allow, protocol: TCP, destination: {{selector: app == 'db'}}}}
+"
+        ));
+        let mut x = Explainer::new(&m, "n1", "netpold");
+        let mx = build(&mut x, None, &[tcp(443), tcp(5432)]);
+        // The host endpoint without an address is left out.
+        assert_eq!(
+            mx.endpoints,
+            [
+                "a/db",
+                "a/web",
+                "b/six",
+                "c/r1",
+                "c/r2",
+                "host:mgmt",
+                "host:uplink"
+            ]
+        );
+        let at = |from: &str, to: &str| {
+            let i = mx.endpoints.iter().position(|e| e == from).unwrap();
+            let j = mx.endpoints.iter().position(|e| e == to).unwrap();
+            &mx.cells[i][j]
+        };
+        // Through the uplink, r1 may reach the host on 443 only; r2 on neither port.
+        assert_eq!(at("c/r1", "host:uplink").status(), Status::Partial);
+        assert_eq!(at("c/r2", "host:uplink").status(), Status::Denied);
+        let Cell::Ports(ports) = at("c/r2", "host:uplink") else {
+            panic!("ports")
+        };
+        assert!(
+            ports
+                .iter()
+                .all(|p| p.decided_by == Some(Direction::Ingress)
+                    && p.by == ["GlobalNetworkPolicy edge"]),
+            "{ports:?}"
+        );
+        // The host's egress by the uplink: to db only.
+        assert_eq!(at("host:uplink", "c/r1").status(), Status::Denied);
+        // A local workload's traffic to the host is its own egress policy's; the host
+        // always reaches its own workloads; mgmt is selected by no policy.
+        assert_eq!(at("a/web", "host:uplink").status(), Status::Allowed);
+        assert_eq!(at("host:uplink", "a/web").status(), Status::Allowed);
+        assert_eq!(at("c/r2", "host:mgmt").status(), Status::Allowed);
+        // One host: itself; no IPv6 on the host endpoints: no path to b/six.
+        assert_eq!(at("host:mgmt", "host:uplink").status(), Status::Itself);
+        assert_eq!(at("host:uplink", "b/six").status(), Status::NoPath);
+        // Each cell says what explain says.
+        let e = x
+            .explain(
+                &"c/r1".parse().unwrap(),
+                &"host:uplink".parse().unwrap(),
+                tcp(5432),
+            )
+            .unwrap();
+        let Cell::Ports(ports) = at("c/r1", "host:uplink") else {
+            panic!("ports")
+        };
+        assert_eq!((ports[1].allowed, &ports[1].by), (e.allowed, &e.deciding()));
+        // With a namespace, only that namespace's workloads.
+        let only_a = build(&mut x, Some("a"), &[tcp(443)]);
+        assert_eq!(only_a.endpoints, ["a/db", "a/web"]);
     }
 
     /// A cell is allowed only when every family both ends have is: here the policy's

@@ -63,12 +63,14 @@ impl fmt::Display for Party {
     }
 }
 
-/// The first packet of a connection, from `src` to `dst` on `protocol`/`port`.
+/// The first packet of a connection, from `src` (port `sport`) to `dst` on
+/// `protocol`/`port`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Probe {
     pub src: Party,
     pub dst: Party,
     pub protocol: Protocol,
+    pub sport: u16,
     pub port: u16,
 }
 
@@ -560,7 +562,7 @@ fn tier_rule_matches(model: &Model, policy: &TieredPolicy, rule: &TierRule, prob
         if entity.not_nets.iter().any(|n| n.contains(&ip)) {
             return false;
         }
-        // A named port is the destination endpoint's (one the entity's selectors match,
+        // A named port is the endpoint's at this end (one the entity's selectors match,
         // when it has any): an address that is no endpoint's has none.
         let in_item = |port: u16, item: &crate::model::tiered::PortItem| match item {
             crate::model::tiered::PortItem::Range(a, b) => *a <= port && port <= *b,
@@ -577,7 +579,7 @@ fn tier_rule_matches(model: &Model, policy: &TieredPolicy, rule: &TierRule, prob
     };
     protocol_ok
         && version_ok
-        && entity_ok(&rule.source, probe.src, None)
+        && entity_ok(&rule.source, probe.src, Some(probe.sport))
         && entity_ok(&rule.destination, probe.dst, Some(probe.port))
 }
 
@@ -784,6 +786,7 @@ spec:
             src: party(src),
             dst: party(dst),
             protocol,
+            sport: 40000,
             port,
         }
     }

@@ -66,6 +66,14 @@ fn net_text(net: &IpNet) -> String {
     }
 }
 
+/// `sport` or `dport`, for a port match.
+fn port_word(m: &Match) -> &'static str {
+    match m.port_side() {
+        Some(AddrSide::Src) => "sport",
+        _ => "dport",
+    }
+}
+
 fn ports_text(ranges: &[(u16, u16)]) -> String {
     let one = |&(a, b): &(u16, u16)| {
         if a == b {
@@ -123,20 +131,34 @@ pub fn match_text(m: &Match) -> String {
             format!("{} {field} {op}{value}", family_word(*family))
         }
         Match::Protocol(p) => format!("meta l4proto {}", p.keyword()),
-        Match::DstPorts { protocol, ranges } => {
-            format!("{} dport {}", protocol.keyword(), ports_text(ranges))
+        Match::DstPorts { protocol, ranges } | Match::SrcPorts { protocol, ranges } => {
+            format!(
+                "{} {} {}",
+                protocol.keyword(),
+                port_word(m),
+                ports_text(ranges)
+            )
         }
-        Match::DstAddrPort {
+        Match::AddrPort {
+            side,
             family,
             protocol,
             set,
+            negate,
         } => {
+            let addr = match side {
+                AddrSide::Src => "saddr",
+                AddrSide::Dst => "daddr",
+            };
             format!(
-                "{} daddr . {} dport @{set}",
+                "{} {addr} . {} {} {}@{set}",
                 family_word(*family),
-                protocol.keyword()
+                protocol.keyword(),
+                port_word(m),
+                if *negate { "!= " } else { "" }
             )
         }
+
         Match::Icmpv6Types(types) => {
             let names: Vec<String> = types.iter().map(|t| icmpv6_name(*t)).collect();
             if names.len() == 1 {
@@ -151,11 +173,16 @@ pub fn match_text(m: &Match) -> String {
         Match::DstPortsNot {
             protocol,
             range: (a, b),
+        }
+        | Match::SrcPortsNot {
+            protocol,
+            range: (a, b),
         } => {
+            let word = port_word(m);
             if a == b {
-                format!("{} dport != {a}", protocol.keyword())
+                format!("{} {word} != {a}", protocol.keyword())
             } else {
-                format!("{} dport != {a}-{b}", protocol.keyword())
+                format!("{} {word} != {a}-{b}", protocol.keyword())
             }
         }
         Match::L4Proto(n) => format!("meta l4proto {n}"),

@@ -204,10 +204,14 @@ pub struct FlowKey {
     pub dst: String,
     pub protocol: String,
     pub dport: Option<u16>,
-    /// The endpoint and direction the drop names, and why.
+    /// The endpoint and direction the drop names, and why (`-` and `denied` for a
+    /// policy's Deny rule).
     pub endpoint: String,
     pub direction: String,
     pub cause: String,
+    /// The policy and rule of a Deny: `shop/gate ingress[2]`, `anp:tenants egress[0]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -485,16 +489,14 @@ impl Report {
                 }
                 for f in &flows.top {
                     let port = f.key.dport.map(|p| format!("/{p}")).unwrap_or_default();
+                    let why = match &f.key.rule {
+                        Some(rule) => format!("{} by {rule}", f.key.cause),
+                        None => format!("{} {} {}", f.key.endpoint, f.key.direction, f.key.cause),
+                    };
                     let _ = writeln!(
                         out,
-                        "  {:>7}  {} -> {} {}{port}  {} {} {}",
-                        f.packets,
-                        f.key.src,
-                        f.key.dst,
-                        f.key.protocol,
-                        f.key.endpoint,
-                        f.key.direction,
-                        f.key.cause
+                        "  {:>7}  {} -> {} {}{port}  {why}",
+                        f.packets, f.key.src, f.key.dst, f.key.protocol,
                     );
                 }
             }
@@ -870,5 +872,49 @@ spec:
         assert!(text.contains("4 packets"), "{text}");
         assert!(text.contains("a/e ingress (isolated 2)"), "{text}");
         assert!(text.contains("top denied flows: not collected"), "{text}");
+    }
+
+    /// A policy Deny's drop names the policy and rule instead of an endpoint, in the
+    /// text and the JSON; the old form is read back without the field.
+    #[test]
+    fn denied_flows_name_a_deny_rule() {
+        let flow = |rule: Option<&str>, cause: &str, endpoint: &str| DeniedFlow {
+            key: FlowKey {
+                src: "10.0.0.2".into(),
+                dst: "10.0.0.1".into(),
+                protocol: "tcp".into(),
+                dport: Some(443),
+                endpoint: endpoint.into(),
+                direction: "ingress".into(),
+                cause: cause.into(),
+                rule: rule.map(str::to_owned),
+            },
+            packets: 3,
+            last_unix: 1.0,
+        };
+        let report = Report {
+            source: "daemon".into(),
+            denied_flows: Some(DeniedFlows {
+                group: 7,
+                logged: 5,
+                lost: 0,
+                top: vec![
+                    flow(Some("a/audit ingress[2]"), "denied", "-"),
+                    flow(None, "isolated", "a/web"),
+                ],
+            }),
+            ..Report::default()
+        };
+        let text = report.to_text(10.0);
+        assert!(
+            text.contains("10.0.0.2 -> 10.0.0.1 tcp/443  denied by a/audit ingress[2]\n"),
+            "{text}"
+        );
+        assert!(text.contains("tcp/443  a/web ingress isolated\n"), "{text}");
+        let json = serde_json::to_value(&report.denied_flows).unwrap();
+        assert_eq!(json["top"][0]["rule"], "a/audit ingress[2]");
+        assert!(json["top"][1].get("rule").is_none(), "{json}");
+        let back: DeniedFlow = serde_json::from_value(json["top"][1].clone()).unwrap();
+        assert_eq!(back.key.rule, None);
     }
 }

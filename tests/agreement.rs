@@ -54,6 +54,7 @@ fn packet(model: &Model, probe: &Probe) -> Packet {
         src,
         dst,
         protocol: probe.protocol,
+        sport: probe.sport,
         dport: probe.port,
         ct: CtInfo::New,
     }
@@ -195,10 +196,14 @@ fn agree(scenarios: usize, seed: u64, tiers: bool, hosts: bool) {
         }
         for (src, dst) in pairs {
             for (protocol, port) in probe_ports {
+                // Mostly an ephemeral port; sometimes one the random rules name
+                // (`source: {ports: [...]}`, named `http`, `dns`).
+                let sport = [40000, 40000, 80, 53, 8080, 22][rng.below(6)];
                 let probe = Probe {
                     src,
                     dst,
                     protocol,
+                    sport,
                     port,
                 };
                 let expected = evaluate(&model, NODE, &probe);
@@ -206,7 +211,7 @@ fn agree(scenarios: usize, seed: u64, tiers: bool, hosts: bool) {
                 assert_eq!(
                     trace.accepted,
                     expected.allowed,
-                    "scenario {n}: {src} -> {dst} {protocol}/{port}\nreference: {expected:#?}\nrules taken: {:?}\n{}\n{}",
+                    "scenario {n}: {src}:{sport} -> {dst} {protocol}/{port}\nreference: {expected:#?}\nrules taken: {:?}\n{}\n{}",
                     trace.path,
                     s.yaml,
                     netpold::render::render(&ruleset)

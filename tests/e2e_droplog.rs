@@ -69,6 +69,7 @@ fn db_isolated() -> DropPrefix {
         endpoint: Some("a/db".into()),
         cause: DropCause::Isolated,
         truncated: false,
+        rule: None,
     }
 }
 

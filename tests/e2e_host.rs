@@ -60,6 +60,33 @@ fn apply(t: &Topology, config: &str) {
     );
 }
 
+/// The output of `netpold VERB … ARGS` about the topology's manifests, as node n1.
+fn netpold_about(t: &Topology, verb: &[&str], args: &[&str]) -> Vec<u8> {
+    let config = t.dir.path().with_extension("cli.toml");
+    std::fs::write(&config, format!("node = \"{}\"\n", common::NODE)).unwrap();
+    let out = std::process::Command::new(NETPOLD)
+        .args(verb)
+        .arg("--config")
+        .arg(&config)
+        .arg("--manifests")
+        .arg(t.manifests())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "netpold {verb:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `netpold explain --json` about the topology's manifests, as node n1.
+fn explain(t: &Topology, from: &str, to: &str, port: &str, extra: &[&str]) -> serde_json::Value {
+    let args = [&["--from", from, "--to", to, "--port", port][..], extra].concat();
+    serde_json::from_slice(&netpold_about(t, &["explain", "--json"], &args)).unwrap()
+}
+
 #[test]
 fn a_global_policy_protects_the_hosts_own_port() {
     let Some(t) = setup(
@@ -128,6 +155,27 @@ fn apply_on_forward_filters_traffic_forwarded_through_the_host_endpoint() {
         // Leaving by the uplink is egress, which it does not govern.
         ("web", "outside", "tcp", 443, Both, PASS),
     ]);
+    // explain takes the outside's packets to come by the uplink, the node's one host
+    // endpoint: the forwarding policy shows, and its verdicts are the kernel's above.
+    for (port, verdict) in [("80", "allowed"), ("443", "denied"), ("80/udp", "denied")] {
+        let e = explain(&t, OUTSIDE4, "a/web", port, &[]);
+        assert_eq!(e["verdict"], verdict, "{port}: {e:#}");
+        assert_eq!(e["hosts"][0]["endpoint"], "host:uplink", "{e:#}");
+        assert_eq!(e["hosts"][0]["direction"], "ingress", "{e:#}");
+        assert_eq!(e["hosts"][0]["verdict"], verdict, "{e:#}");
+        if verdict == "denied" {
+            assert_eq!(e["decided_by_host"], "host:uplink", "{e:#}");
+        } else {
+            assert_eq!(
+                e["hosts"][0]["allowed_by"]["policy"], "GlobalNetworkPolicy fwd-80",
+                "{e:#}"
+            );
+        }
+    }
+    // By an interface no host endpoint names, no forwarding policy applies.
+    let e = explain(&t, OUTSIDE4, "a/web", "443", &["--via", "eth9"]);
+    assert_eq!(e["verdict"], "allowed", "{e:#}");
+    assert_eq!(e["hosts"].as_array().map(Vec::len), Some(0), "{e:#}");
     // Without applyOnForward the forwarded traffic is not the host endpoint's.
     t.write(
         "policy.yaml",
@@ -141,6 +189,9 @@ fn apply_on_forward_filters_traffic_forwarded_through_the_host_endpoint() {
         ("outside", "web", "tcp", 443, Both, PASS),
         ("outside", "host", "tcp", 443, Both, DROP),
     ]);
+    let e = explain(&t, OUTSIDE4, "a/web", "443", &[]);
+    assert_eq!(e["verdict"], "allowed", "{e:#}");
+    assert_eq!(e["hosts"].as_array().map(Vec::len), Some(0), "{e:#}");
 }
 
 const DENY_ALL: &str = "  selector: role == 'uplink'\n  types: [Ingress, Egress]\n";
@@ -314,4 +365,61 @@ fn a_star_host_endpoint_covers_every_host_interface_but_the_workloads() {
         ("host", "web", "tcp", 80, Both, PASS),
         ("host", "host", "tcp", 80, V4, PASS),
     ]);
+}
+
+/// `netpold matrix` has the host endpoint as `host:uplink`, and its cells say what the
+/// kernel does with packets from an endpoint of another node (behind the uplink) to
+/// the host's address on the uplink, and from the host to it.
+#[test]
+fn matrix_host_cells_agree_with_the_kernel() {
+    if !can_run(&TOOLS) {
+        return;
+    }
+    let t = Topology::new(
+        "hmtx",
+        vec![
+            wl("a/web", "app: web", &["10.0.0.1"]),
+            wl("c/far", "app: far", &["10.7.0.1"]).remote(),
+        ],
+        &[],
+    );
+    t.write("host.yaml", UPLINK);
+    t.write(
+        "policy.yaml",
+        &gnp(
+            "host-8080",
+            "  selector: role == 'uplink'\n  types: [Ingress, Egress]\n  ingress:\n  - {action: Allow, protocol: TCP, source: {selector: app == 'far'}, destination: {ports: [8080]}}\n  egress:\n  - {action: Allow, protocol: TCP, destination: {ports: [80]}}\n",
+        ),
+    );
+    t.program();
+    let csv = String::from_utf8(netpold_about(
+        &t,
+        &["matrix", "--format", "csv"],
+        &["--port", "8080", "--port", "80", "--port", "443"],
+    ))
+    .unwrap();
+    let mut rows = Vec::new();
+    for line in csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (from, to) = (fields[0], fields[1]);
+        // Cells with the host endpoint, to or from the endpoint of the other node.
+        let (from, to) = match (from, to) {
+            ("c/far", "host:uplink") => ("far", "192.168.50.1"),
+            ("host:uplink", "c/far") => ("host", "10.7.0.1"),
+            _ => continue,
+        };
+        let verdict = if fields[4] == "allowed" { PASS } else { DROP };
+        rows.push((from, to, fields[3].parse::<u16>().unwrap(), verdict));
+    }
+    assert_eq!(rows.len(), 6, "{csv}");
+    // Both verdicts occur in both directions, or the comparison proves little.
+    for dir in ["far", "host"] {
+        let of = |v| rows.iter().filter(|r| r.0 == dir && r.3 == v).count();
+        assert!(of(PASS) > 0 && of(DROP) > 0, "{csv}");
+    }
+    let rows: Vec<Row> = rows
+        .iter()
+        .map(|&(from, to, port, verdict)| (from, to, "tcp", port, V4, verdict))
+        .collect();
+    t.check(&rows);
 }

@@ -463,4 +463,124 @@ spec:
     assert!(count("netpold.io/v1 NetworkPolicy a/audit ingress[0] Log") >= 2);
     assert!(count("netpold.io/v1 NetworkPolicy a/audit ingress[1] Allow") >= 1);
     assert!(count("netpold.io/v1 NetworkPolicy a/audit ingress[2] Deny") >= 1);
+
+    // The daemon reads the same group: `status` lists the Deny's drop among the top
+    // denied flows, by policy and rule.
+    drop(reader);
+    let d = Daemon::start(&t, &format!("log_group = {GROUP}\n"));
+    let first = d.wait_sync(1, Duration::from_secs(30));
+    assert!(first.contains("programmed"), "{first}");
+    t.check(&[("client", "web", "tcp", 443, V4, DROP)]);
+    let socket = d.status_socket();
+    let mut report = serde_json::Value::Null;
+    let mut flow = None;
+    for _ in 0..50 {
+        let out = std::process::Command::new(NETPOLD)
+            .args(["status", "--json", "--socket"])
+            .arg(&socket)
+            .output()
+            .unwrap();
+        report = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        flow = report["denied_flows"]["top"]
+            .as_array()
+            .and_then(|top| top.iter().find(|f| f["dport"] == 443).cloned());
+        if flow.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let flow = flow.unwrap_or_else(|| panic!("no denied flow to port 443: {report:#}"));
+    assert_eq!(flow["src"], "10.0.0.2", "{flow}");
+    assert_eq!(flow["dst"], "10.0.0.1", "{flow}");
+    assert_eq!(flow["direction"], "ingress", "{flow}");
+    assert_eq!(flow["cause"], "denied", "{flow}");
+    assert_eq!(flow["rule"], "a/audit ingress[2]", "{flow}");
+    // The allowed port's Log rule is no drop.
+    assert!(
+        report["denied_flows"]["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["dport"] != 80),
+        "{report:#}"
+    );
+}
+
+/// `netpold explain --json --sport` for a TCP flow, as the verdict word.
+fn explain_verdict(t: &Topology, from: &str, to: &str, sport: u16, port: u16) -> String {
+    let out = std::process::Command::new(NETPOLD)
+        .args(["explain", "--config", "/dev/null", "--manifests"])
+        .arg(t.manifests())
+        .args(["--from", from, "--to", to, "--json"])
+        .args(["--port", &port.to_string(), "--sport", &sport.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["source_port"], sport);
+    json["verdict"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn source_ports_numbered_named_and_negated_are_enforced() {
+    let Some(t) = setup(
+        "tsport",
+        vec![
+            wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),
+            wl("a/client", "app: client", &["10.0.0.2", "fd00::2"]),
+            wl("a/relay", "app: relay", &["10.0.0.4", "fd00::4"]).ports("{name: src, port: 7000}"),
+        ],
+        &[],
+        "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: sport, namespace: a}
+spec:
+  selector: app == 'web'
+  ingress:
+  - {action: Deny, protocol: TCP, source: {ports: ['1:1023']}}
+  - {action: Allow, protocol: TCP, source: {notPorts: [src, '40000:40010']}, destination: {notPorts: [443]}}
+  - {action: Allow, protocol: TCP, source: {selector: app == 'relay', ports: [src]}}
+  - {action: Allow, protocol: UDP, source: {ports: [53]}}
+",
+    ) else {
+        return;
+    };
+    let rows = [
+        // A privileged source port: the Deny.
+        ("client#1000", "web", "tcp", 80, Both, DROP),
+        ("client#41000", "web", "tcp", 80, Both, PASS),
+        // The destination's notPorts.
+        ("client#41001", "web", "tcp", 443, Both, DROP),
+        // The source's notPorts range, and nothing else allows it.
+        ("client#40005", "web", "tcp", 80, Both, DROP),
+        // a/client names no port `src`: not excluded by the negated name.
+        ("client#7000", "web", "tcp", 80, Both, PASS),
+        // a/relay's `src` is 7000 (no server listens on it): excluded from the notPorts rule, allowed by the named one.
+        ("relay#7000", "web", "tcp", 80, Both, PASS),
+        ("relay#7001", "web", "tcp", 80, Both, PASS),
+        ("relay#40006", "web", "tcp", 80, Both, DROP),
+        ("client#53", "web", "udp", 53, Both, PASS),
+        ("client#54", "web", "udp", 53, Both, DROP),
+        // An ephemeral source port.
+        ("client", "web", "udp", 53, Both, DROP),
+    ];
+    t.check(&rows);
+    // explain says what the kernel did, from the same source port.
+    for (from, port, sport, verdict) in [
+        ("a/client", 80, 1000, "denied"),
+        ("a/client", 80, 41000, "allowed"),
+        ("a/relay", 80, 7000, "allowed"),
+        ("a/relay", 80, 40006, "denied"),
+    ] {
+        assert_eq!(
+            explain_verdict(&t, from, "a/web", sport, port),
+            verdict,
+            "{from}:{sport}"
+        );
+    }
 }

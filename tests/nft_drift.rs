@@ -247,10 +247,12 @@ fn every_ir_construct_reads_back_exactly_as_expected() {
             Some(Verdict::Accept),
         ),
         rule(
-            vec![Match::DstAddrPort {
+            vec![Match::AddrPort {
+                side: AddrSide::Dst,
                 family: Family::V4,
                 protocol: Protocol::Tcp,
                 set: "p4".into(),
+                negate: false,
             }],
             Some(Verdict::Accept),
         ),

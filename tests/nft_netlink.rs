@@ -579,21 +579,97 @@ fn every_ir_construct_programs_exactly_what_nft_would() {
                     false,
                     AddrSource::Set("h4".into()),
                 ),
-                Match::DstAddrPort {
+                Match::AddrPort {
+                    side: AddrSide::Dst,
                     family: Family::V4,
                     protocol: Protocol::Tcp,
                     set: "p4".into(),
+                    negate: false,
                 },
             ],
             Some(Verdict::Accept),
         ),
         rule(
-            vec![Match::DstAddrPort {
+            vec![Match::AddrPort {
+                side: AddrSide::Dst,
                 family: Family::V6,
                 protocol: Protocol::Udp,
                 set: "p6".into(),
+                negate: false,
             }],
             Some(Verdict::Accept),
+        ),
+        // Source ports and negated named ports, as nft encodes `tcp sport`,
+        // `ip saddr . tcp sport @set` and `ip daddr . tcp dport != @set`.
+        rule(
+            vec![Match::SrcPorts {
+                protocol: Protocol::Tcp,
+                ranges: vec![(53, 53)],
+            }],
+            Some(Verdict::Accept),
+        ),
+        rule(
+            vec![Match::SrcPorts {
+                protocol: Protocol::Udp,
+                ranges: vec![(1024, 65535)],
+            }],
+            Some(Verdict::Accept),
+        ),
+        rule(
+            vec![Match::SrcPorts {
+                protocol: Protocol::Sctp,
+                ranges: vec![(80, 80), (443, 443)],
+            }],
+            Some(Verdict::Accept),
+        ),
+        rule(
+            vec![
+                Match::SrcPortsNot {
+                    protocol: Protocol::Tcp,
+                    range: (22, 22),
+                },
+                Match::SrcPortsNot {
+                    protocol: Protocol::Tcp,
+                    range: (8000, 8080),
+                },
+            ],
+            Some(Verdict::Drop),
+        ),
+        rule(
+            vec![Match::AddrPort {
+                side: AddrSide::Src,
+                family: Family::V4,
+                protocol: Protocol::Tcp,
+                set: "p4".into(),
+                negate: false,
+            }],
+            Some(Verdict::Accept),
+        ),
+        rule(
+            vec![Match::AddrPort {
+                side: AddrSide::Src,
+                family: Family::V6,
+                protocol: Protocol::Udp,
+                set: "p6".into(),
+                negate: true,
+            }],
+            Some(Verdict::Accept),
+        ),
+        rule(
+            vec![
+                Match::DstPorts {
+                    protocol: Protocol::Tcp,
+                    ranges: vec![(80, 80)],
+                },
+                Match::AddrPort {
+                    side: AddrSide::Dst,
+                    family: Family::V4,
+                    protocol: Protocol::Tcp,
+                    set: "p4".into(),
+                    negate: true,
+                },
+            ],
+            Some(Verdict::Drop),
         ),
         rule(vec![Match::Icmpv6Types(vec![135])], Some(Verdict::Accept)),
         rule(

@@ -171,6 +171,7 @@ fn read_drops(mut reader: nft::nflog::NflogReader, stats: Arc<Stats>) -> std::io
                         endpoint: prefix.endpoint.unwrap_or_else(|| "-".to_owned()),
                         direction: prefix.direction.to_string(),
                         cause: prefix.cause.word().to_owned(),
+                        rule: prefix.rule,
                     });
                 }
             }

@@ -366,6 +366,7 @@ spec:
             src: src.parse().unwrap(),
             dst: dst.parse().unwrap(),
             protocol: p,
+            sport: 40000,
             dport,
             ct: CtInfo::New,
         }

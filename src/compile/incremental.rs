@@ -55,7 +55,7 @@ fn sets_used(chain: &Chain) -> impl Iterator<Item = &str> {
                 source: AddrSource::Set(name),
                 ..
             } => Some(name.as_str()),
-            Match::DstAddrPort { set, .. } => Some(set.as_str()),
+            Match::AddrPort { set, .. } => Some(set.as_str()),
             _ => None,
         })
     })

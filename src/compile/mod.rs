@@ -1244,10 +1244,12 @@ impl<'m> Compiler<'m> {
                         if direction == Direction::Ingress {
                             m.extend(address(self, family, &addr));
                         }
-                        m.push(Match::DstAddrPort {
+                        m.push(Match::AddrPort {
+                            side: AddrSide::Dst,
                             family: f,
                             protocol: *protocol,
                             set,
+                            negate: false,
                         });
                         out.push(m);
                     }
@@ -1714,6 +1716,7 @@ spec:
             src: ip(src),
             dst: ip(dst),
             protocol: Protocol::Udp,
+            sport: 40000,
             dport: 53,
             ct,
         }
@@ -1969,7 +1972,7 @@ spec:
             r.matches.iter().any(|m| {
                 matches!(
                     m,
-                    Match::Protocol(_) | Match::DstPorts { .. } | Match::DstAddrPort { .. }
+                    Match::Protocol(_) | Match::DstPorts { .. } | Match::AddrPort { .. }
                 )
             })
         };

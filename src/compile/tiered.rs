@@ -28,7 +28,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::*;
-use crate::model::tiered::{Action, Entity, RuleProtocol, TierRule, TieredPolicy};
+use crate::model::tiered::{Action, Entity, PortItem, RuleProtocol, TierRule, TieredPolicy};
 use crate::selector::expr::Expr;
 
 pub const INGRESS_PASS_MAP: &str = "ingress_pass";
@@ -133,6 +133,56 @@ fn nets_ranges(nets: &[&IpNet]) -> Vec<(IpAddr, IpAddr)> {
     }
     out.into_iter()
         .map(|(a, b)| (from_u128(a), from_u128(b)))
+        .collect()
+}
+
+/// The port conditions of one end of a rule, as alternatives (any one must hold): one
+/// per merged range and one per name of `ports` (a single empty list without `ports`),
+/// each with every `notPorts` condition. A named port is an `AddrPort` match whose set
+/// holds the name until the caller makes the set for a family.
+fn port_alternatives(entity: &Entity, side: AddrSide, protocol: Protocol) -> Vec<Vec<Match>> {
+    let numeric = |items: &[PortItem]| -> BTreeSet<(u16, u16)> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                PortItem::Range(a, b) => Some((*a, *b)),
+                PortItem::Named(_) => None,
+            })
+            .collect()
+    };
+    let names = |items: &[PortItem]| -> BTreeSet<String> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                PortItem::Named(n) => Some(n.clone()),
+                PortItem::Range(..) => None,
+            })
+            .collect()
+    };
+    let named = |name: String, negate: bool| Match::AddrPort {
+        side,
+        family: Family::V4,
+        protocol,
+        set: name,
+        negate,
+    };
+    let not: Vec<Match> = merge_ranges(&numeric(&entity.not_ports))
+        .into_iter()
+        .map(|range| Match::ports_not(side, protocol, range))
+        .chain(names(&entity.not_ports).into_iter().map(|n| named(n, true)))
+        .collect();
+    if entity.ports.is_empty() {
+        return vec![not];
+    }
+    merge_ranges(&numeric(&entity.ports))
+        .into_iter()
+        .map(|r| Match::ports(side, protocol, vec![r]))
+        .chain(names(&entity.ports).into_iter().map(|n| named(n, false)))
+        .map(|m| {
+            let mut list = vec![m];
+            list.extend(not.iter().cloned());
+            list
+        })
         .collect()
 }
 
@@ -402,66 +452,24 @@ impl Compiler<'_> {
                     .map(Some)
                     .collect()
             };
-        let numeric = |items: &[crate::model::tiered::PortItem]| -> BTreeSet<(u16, u16)> {
-            items
-                .iter()
-                .filter_map(|item| match item {
-                    crate::model::tiered::PortItem::Range(a, b) => Some((*a, *b)),
-                    crate::model::tiered::PortItem::Named(_) => None,
-                })
-                .collect()
-        };
-        // The protocol and port conditions: one list per merged destination port range.
+        // The protocol and port conditions: one list per combination of a source and a
+        // destination port alternative (a merged range or a name).
         let ports: Vec<Vec<Match>> = match rule.protocol {
             None => vec![Vec::new()],
             Some(RuleProtocol::Ported(p)) => {
-                let not: Vec<Match> = merge_ranges(&numeric(&rule.destination.not_ports))
-                    .into_iter()
-                    .map(|range| Match::DstPortsNot { protocol: p, range })
-                    .collect();
-                if rule.destination.ports.is_empty() {
-                    let mut m = if not.is_empty() {
-                        vec![Match::Protocol(p)]
-                    } else {
-                        Vec::new()
-                    };
-                    m.extend(not);
-                    vec![m]
-                } else {
-                    let mut lists: Vec<Vec<Match>> =
-                        merge_ranges(&numeric(&rule.destination.ports))
-                            .into_iter()
-                            .map(|r| {
-                                let mut m = vec![Match::DstPorts {
-                                    protocol: p,
-                                    ranges: vec![r],
-                                }];
-                                m.extend(not.iter().cloned());
-                                m
-                            })
-                            .collect();
-                    // A named port: its set is made per family below; the name waits
-                    // in a placeholder.
-                    let names: BTreeSet<&str> = rule
-                        .destination
-                        .ports
-                        .iter()
-                        .filter_map(|item| match item {
-                            crate::model::tiered::PortItem::Named(n) => Some(n.as_str()),
-                            crate::model::tiered::PortItem::Range(..) => None,
-                        })
-                        .collect();
-                    for name in names {
-                        let mut m = vec![Match::DstAddrPort {
-                            family: Family::V4,
-                            protocol: p,
-                            set: name.to_owned(),
-                        }];
-                        m.extend(not.iter().cloned());
+                let sources = port_alternatives(&rule.source, AddrSide::Src, p);
+                let destinations = port_alternatives(&rule.destination, AddrSide::Dst, p);
+                let mut lists = Vec::new();
+                for s in &sources {
+                    for d in &destinations {
+                        let mut m: Vec<Match> = s.iter().chain(d).cloned().collect();
+                        if m.is_empty() {
+                            m.push(Match::Protocol(p));
+                        }
                         lists.push(m);
                     }
-                    lists
                 }
+                lists
             }
             Some(RuleProtocol::Number(n)) => vec![vec![Match::L4Proto(n)]],
             Some(icmp @ (RuleProtocol::Icmp | RuleProtocol::Icmpv6)) => {
@@ -496,33 +504,47 @@ impl Compiler<'_> {
                 base.extend(self.entity_matches(policy, &rule.destination, AddrSide::Dst, f));
             }
             for port in &ports {
-                let named = port.iter().find_map(|m| match m {
-                    Match::DstAddrPort { protocol, set, .. } => Some((*protocol, set.clone())),
-                    _ => None,
-                });
-                let Some((protocol, name)) = named else {
+                let named = port.iter().any(|m| matches!(m, Match::AddrPort { .. }));
+                if !named {
                     let mut m = base.clone();
                     m.extend(port.iter().cloned());
                     out.push(m);
                     continue;
-                };
-                // The name resolves on the destination endpoint: within the
-                // destination's selectors, or on any endpoint.
-                let scope = rule
-                    .destination
-                    .selects_endpoints()
-                    .then(|| entity_scope(policy, &rule.destination));
+                }
+                // A name resolves on the endpoint at its end: within that end's
+                // selectors, or on any endpoint. Its set is per family.
                 for f in family.map_or(Family::BOTH.to_vec(), |f| vec![f]) {
-                    let set =
-                        self.expr_port_set(scope.as_ref().map(|(s, e)| (s, e)), &name, protocol, f);
                     let mut m = base.clone();
                     for item in port {
                         m.push(match item {
-                            Match::DstAddrPort { .. } => Match::DstAddrPort {
-                                family: f,
+                            Match::AddrPort {
+                                side,
                                 protocol,
-                                set: set.clone(),
-                            },
+                                set: name,
+                                negate,
+                                ..
+                            } => {
+                                let entity = match side {
+                                    AddrSide::Src => &rule.source,
+                                    AddrSide::Dst => &rule.destination,
+                                };
+                                let scope = entity
+                                    .selects_endpoints()
+                                    .then(|| entity_scope(policy, entity));
+                                let set = self.expr_port_set(
+                                    scope.as_ref().map(|(s, e)| (s, e)),
+                                    name,
+                                    *protocol,
+                                    f,
+                                );
+                                Match::AddrPort {
+                                    side: *side,
+                                    family: f,
+                                    protocol: *protocol,
+                                    set,
+                                    negate: *negate,
+                                }
+                            }
                             other => other.clone(),
                         });
                     }
@@ -786,6 +808,11 @@ spec: {node: n1, interfaceName: veth-other, ips: [10.0.1.3]}
 
     /// `(allowed, ingress reason)` of a TCP flow to a/web.
     fn to_web(yaml: &str, from: &str, port: u16) -> (bool, String) {
+        to_web_from(yaml, from, crate::explain::DEFAULT_SOURCE_PORT, port)
+    }
+
+    /// The same from source port `sport`.
+    fn to_web_from(yaml: &str, from: &str, sport: u16, port: u16) -> (bool, String) {
         let m = model(&format!("{ENDPOINTS}---\n{yaml}"));
         let options = Options {
             drop_log: Some(DropLog {
@@ -798,7 +825,9 @@ spec: {node: n1, interfaceName: veth-other, ips: [10.0.1.3]}
         // The compilation explain runs is the daemon's.
         let (rs, _) = explainable(&m, "n1", "netpold", &options);
         assert_eq!(rs, compile_with(&m, "n1", "netpold", &options));
-        let mut ex = Explainer::new(&m, "n1", "netpold").with_options(options);
+        let mut ex = Explainer::new(&m, "n1", "netpold")
+            .with_options(options)
+            .with_source_port(sport);
         let e = ex
             .explain(
                 &from.parse::<Party>().unwrap(),
@@ -848,6 +877,66 @@ spec:
         // Swapped orders: the allow decides first.
         let swapped = yaml.replace("order: 200", "order: 50");
         assert!(to_web(&swapped, "a/client", 80).0);
+    }
+
+    #[test]
+    fn source_ports_numbered_ranged_named_and_negated_names() {
+        let yaml = "
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: relay, namespace: a, labels: {app: relay}}
+spec: {node: n1, interfaceName: veth-relay, ips: [10.0.0.4], ports: [{name: src, port: 5000}]}
+---
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: sport, namespace: a}
+spec:
+  selector: app == 'web'
+  ingress:
+  - {action: Deny, protocol: TCP, source: {ports: ['1:1023']}}
+  - {action: Allow, protocol: TCP, source: {notPorts: [src, '40000:40010']}, destination: {notPorts: [22]}}
+  - {action: Allow, protocol: TCP, source: {selector: app == 'relay', ports: [src]}}
+";
+        let rule =
+            |i: usize| format!("allowed by netpold.io/v1 NetworkPolicy a/sport ingress[{i}]");
+        let cases = [
+            (
+                "a/client",
+                1000,
+                80,
+                Err("denied by netpold.io/v1 NetworkPolicy a/sport ingress[0]".to_owned()),
+            ),
+            ("a/client", 41000, 80, Ok(rule(1))),
+            ("a/client", 41000, 22, Err("no rule".to_owned())),
+            ("a/client", 40005, 80, Err("no rule".to_owned())),
+            // a/client names no port `src`: the negated name holds.
+            ("a/client", 5000, 80, Ok(rule(1))),
+            // 5000 is a/relay's `src`: not the notPorts rule, but the named source port's.
+            ("a/relay", 5000, 80, Ok(rule(2))),
+            ("a/relay", 5001, 80, Ok(rule(1))),
+            ("a/relay", 40005, 80, Err("no rule".to_owned())),
+        ];
+        for (from, sport, port, expected) in cases {
+            let (allowed, reason) = to_web_from(yaml, from, sport, port);
+            let (want_allowed, want) = match &expected {
+                Ok(r) => (true, r),
+                Err(r) => (false, r),
+            };
+            assert!(
+                allowed == want_allowed && reason.contains(want.as_str()),
+                "{from}:{sport} -> {port}: {reason}"
+            );
+        }
+        let m = model(&format!("{ENDPOINTS}---\n{yaml}"));
+        let text = crate::render::render(&compile_with(&m, "n1", "t", &Options::default()));
+        for needed in [
+            "tcp sport 1-1023 ",
+            "tcp sport != 40000-40010 ip saddr . tcp sport != @xp4_",
+            "tcp dport != 22",
+            "ip saddr . tcp sport @xp4_",
+        ] {
+            assert!(text.contains(needed), "{needed}\n{text}");
+        }
     }
 
     #[test]

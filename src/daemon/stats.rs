@@ -207,6 +207,7 @@ mod tests {
             endpoint: "a/b".into(),
             direction: "ingress".into(),
             cause: "isolated".into(),
+            rule: None,
         }
     }
 

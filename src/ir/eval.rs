@@ -24,6 +24,7 @@ pub struct Packet {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub protocol: Protocol,
+    pub sport: u16,
     pub dport: u16,
     pub ct: CtInfo,
 }
@@ -207,15 +208,27 @@ fn matches(rs: &Ruleset, pkt: &Packet, m: &Match) -> bool {
         Match::DstPorts { protocol, ranges } => {
             pkt.protocol == *protocol && ranges.iter().any(|(a, b)| (*a..=*b).contains(&pkt.dport))
         }
-        Match::DstAddrPort {
+        Match::AddrPort {
+            side,
             family: f,
             protocol,
             set,
+            negate,
         } => {
-            *f == family
-                && pkt.protocol == *protocol
-                && in_set(rs, set, &Element::AddrPort(pkt.dst, pkt.dport))
+            let probe = match side {
+                AddrSide::Src => Element::AddrPort(pkt.src, pkt.sport),
+                AddrSide::Dst => Element::AddrPort(pkt.dst, pkt.dport),
+            };
+            // The family and protocol are dependencies, not negated with the lookup.
+            *f == family && pkt.protocol == *protocol && in_set(rs, set, &probe) != *negate
         }
+        Match::SrcPorts { protocol, ranges } => {
+            pkt.protocol == *protocol && ranges.iter().any(|(a, b)| (*a..=*b).contains(&pkt.sport))
+        }
+        Match::SrcPortsNot {
+            protocol,
+            range: (a, b),
+        } => pkt.protocol == *protocol && !(*a..=*b).contains(&pkt.sport),
         // Probes are TCP, UDP or SCTP.
         Match::Icmpv6Types(_) => false,
         // Only log rules are limited, and they have no verdict: whether the bucket
@@ -251,6 +264,7 @@ mod tests {
             src: "10.0.0.1".parse().unwrap(),
             dst: "192.0.2.1".parse().unwrap(),
             protocol: Protocol::Tcp,
+            sport: 40000,
             dport,
             ct: CtInfo::New,
         }

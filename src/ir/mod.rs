@@ -151,11 +151,14 @@ pub enum Match {
         protocol: Protocol,
         ranges: Vec<(u16, u16)>,
     },
-    /// `daddr . dport` in a set of kind `AddrPort`, for one protocol.
-    DstAddrPort {
+    /// `daddr . dport` (`Dst`) or `saddr . sport` (`Src`) in a set of kind `AddrPort`,
+    /// for one protocol; `negate`: not in it (`ip daddr . tcp dport != @set`).
+    AddrPort {
+        side: AddrSide,
         family: Family,
         protocol: Protocol,
         set: String,
+        negate: bool,
     },
     /// ICMPv6 message types (neighbour discovery must reach the host).
     Icmpv6Types(Vec<u8>),
@@ -170,6 +173,16 @@ pub enum Match {
         protocol: Protocol,
         range: (u16, u16),
     },
+    /// Source port in any of the inclusive ranges (`tcp sport 1024-65535`).
+    SrcPorts {
+        protocol: Protocol,
+        ranges: Vec<(u16, u16)>,
+    },
+    /// Source port of the protocol outside the inclusive range (`tcp sport != 53`).
+    SrcPortsNot {
+        protocol: Protocol,
+        range: (u16, u16),
+    },
     /// Any packet of this IP protocol number (`meta l4proto 47`).
     L4Proto(u8),
     /// An ICMP (`V4`) or ICMPv6 (`V6`) message of this type (and code), or, negated, of
@@ -180,6 +193,34 @@ pub enum Match {
         code: Option<u8>,
         negate: bool,
     },
+}
+
+impl Match {
+    /// The port of `side` in any of the inclusive ranges.
+    pub fn ports(side: AddrSide, protocol: Protocol, ranges: Vec<(u16, u16)>) -> Match {
+        match side {
+            AddrSide::Src => Match::SrcPorts { protocol, ranges },
+            AddrSide::Dst => Match::DstPorts { protocol, ranges },
+        }
+    }
+
+    /// Which end's port a port match looks at (`None`: not a port match).
+    pub fn port_side(&self) -> Option<AddrSide> {
+        match self {
+            Match::SrcPorts { .. } | Match::SrcPortsNot { .. } => Some(AddrSide::Src),
+            Match::DstPorts { .. } | Match::DstPortsNot { .. } => Some(AddrSide::Dst),
+            Match::AddrPort { side, .. } => Some(*side),
+            _ => None,
+        }
+    }
+
+    /// The port of `side` outside the inclusive range.
+    pub fn ports_not(side: AddrSide, protocol: Protocol, range: (u16, u16)) -> Match {
+        match side {
+            AddrSide::Src => Match::SrcPortsNot { protocol, range },
+            AddrSide::Dst => Match::DstPortsNot { protocol, range },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

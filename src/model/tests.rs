@@ -2074,6 +2074,7 @@ fn tiered_policies_convert() {
         "  - {action: Deny, protocol: ICMPv6, notICMP: {type: 135}}\n",
         "  - {action: Allow, protocol: 47}\n",
         "  - {action: Allow, protocol: TCP, destination: {ports: [http, 80], notPorts: [\"22:23\"]}}\n",
+        "  - {action: Allow, protocol: UDP, source: {ports: [53, dns], notPorts: [ssh, 54]}, destination: {notPorts: [http]}}\n",
     )));
     let rules = icmp.egress.as_ref().unwrap();
     assert_eq!(
@@ -2104,6 +2105,17 @@ fn tiered_policies_convert() {
     assert_eq!(
         rules[3].destination.not_ports,
         vec![PortItem::Range(22, 23)]
+    );
+    assert_eq!(
+        (&rules[4].source.ports, &rules[4].source.not_ports),
+        (
+            &vec![PortItem::Range(53, 53), PortItem::Named("dns".into())],
+            &vec![PortItem::Range(54, 54), PortItem::Named("ssh".into())]
+        )
+    );
+    assert_eq!(
+        rules[4].destination.not_ports,
+        vec![PortItem::Named("http".into())]
     );
 
     let g = the_tiered(gnp!(concat!(
@@ -2285,11 +2297,11 @@ fn tiered_policies_failing() {
                 "  - {action: Allow, protocol: ICMPv6, notICMP: {type: 128, code: 0}}\n",
                 "  - {action: Allow, protocol: TCP, destination: {ports: [http], notPorts: [ssh]}}\n",
                 "  - {action: Allow, protocol: TCP, destination: {notPorts: [22]}}\n",
-                "  - {action: Allow, protocol: TCP, source: {ports: [1000]}}\n",
+                "  - {action: Allow, protocol: TCP, source: {ports: [1000, \"Ssh\"], notPorts: [0]}}\n",
             )),
             &[
-                "f.yaml:8:76: error: spec.ingress[2].destination.notPorts[0]: a named port here is valid, but this version of netpold does not enforce it yet",
-                "f.yaml:10:52: error: spec.ingress[4].source.ports: valid, but this version of netpold does not enforce it yet",
+                "f.yaml:10:59: error: spec.ingress[4].source.ports[1]: port name \"Ssh\" may contain only lower-case letters, digits and '-'",
+                "f.yaml:10:78: error: spec.ingress[4].source.notPorts[0]: port 0 is out of range 1-65535",
             ],
         ),
         (
@@ -2441,8 +2453,8 @@ spec:
         (spec("  subject: {namespaces: {}}\n"), vec!["f.yaml:5:3: error: spec.priority: required: 0-1000, lower first"]),
         (spec("  priority: 1001\n  subject: {namespaces: {}}\n"), vec!["f.yaml:5:13: error: spec.priority: 1001 is out of range 0-1000"]),
         (spec("  priority: 1\n  subject: {namespaces: {}, pods: {namespaceSelector: {}, podSelector: {}}}\n"), vec!["f.yaml:6:35: error: spec.subject: exactly one of namespaces, pods"]),
-        (spec("  priority: 1\n  subject: {namespaces: {}}\n  egress: [{action: Allow, to: [{domainNames: [a.example]}]}]\n"), vec!["f.yaml:7:47: error: spec.egress[0].to[0].domainNames: valid, but this version of netpold does not enforce it yet"]),
-        (spec("  priority: 1\n  subject: {namespaces: {}}\n  egress: [{action: Allow, to: [{nodes: {}}]}]\n"), vec!["f.yaml:7:41: error: spec.egress[0].to[0].nodes: valid, but this version of netpold does not enforce it yet"]),
+        (spec("  priority: 1\n  subject: {namespaces: {}}\n  egress: [{action: Allow, to: [{domainNames: [a.example]}]}]\n"), vec!["f.yaml:7:47: error: spec.egress[0].to[0].domainNames: refused: an Extended feature of AdminNetworkPolicy that netpold does not support (netpold has no view of DNS answers to match names with)"]),
+        (spec("  priority: 1\n  subject: {namespaces: {}}\n  egress: [{action: Allow, to: [{nodes: {}}]}]\n"), vec!["f.yaml:7:41: error: spec.egress[0].to[0].nodes: refused: an Extended feature of AdminNetworkPolicy that netpold does not support (netpold has no Node objects to select)"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  ingress: [{action: allow, from: [{namespaces: {}}]}]\n"), vec!["f.yaml:7:22: error: spec.ingress[0].action: unknown action \"allow\": Allow, Deny or Pass"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  ingress: [{action: Allow, from: [{networks: [10.0.0.0/8]}]}]\n"), vec!["f.yaml:7:37: error: spec.ingress[0].from[0].networks: unknown field", "f.yaml:7:36: error: spec.ingress[0].from[0]: a peer needs one of namespaces, pods"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  ingress: [{action: Allow}]\n"), vec!["f.yaml:7:13: error: spec.ingress[0].from: required: at least one peer"]),

@@ -141,6 +141,14 @@ fn addr_offset(family: Family, side: AddrSide) -> u32 {
     }
 }
 
+/// Offset in the transport header of the port a port match looks at.
+fn port_offset(m: &Match) -> u32 {
+    match m.port_side() {
+        Some(AddrSide::Src) => 0,
+        _ => 2,
+    }
+}
+
 fn ifname_key(name: &str) -> Vec<u8> {
     let mut key = name.as_bytes().to_vec();
     key.truncate(IFNAMSIZ - 1);
@@ -941,9 +949,9 @@ impl<'a> Encoder<'a> {
                 out.push(cmp(CMP_EQ, vec![ip_proto(*p)]));
                 ctx.l4proto = Some(ip_proto(*p));
             }
-            Match::DstPorts { protocol, ranges } => {
+            Match::DstPorts { protocol, ranges } | Match::SrcPorts { protocol, ranges } => {
                 ctx.guard_l4proto(ip_proto(*protocol), out);
-                out.push(payload(PAYLOAD_TRANSPORT, 2, 2, REG_1));
+                out.push(payload(PAYLOAD_TRANSPORT, port_offset(m), 2, REG_1));
                 match ranges.as_slice() {
                     [(a, b)] if a == b => out.push(cmp(CMP_EQ, a.to_be_bytes().to_vec())),
                     [(a, b)] => {
@@ -977,17 +985,19 @@ impl<'a> Encoder<'a> {
                     }
                 }
             }
-            Match::DstAddrPort {
+            Match::AddrPort {
+                side,
                 family,
                 protocol,
                 set,
+                negate,
             } => {
                 ctx.guard_family(*family, out);
                 ctx.guard_l4proto(ip_proto(*protocol), out);
                 let (_, len) = addr_type(*family);
                 out.push(payload(
                     PAYLOAD_NETWORK,
-                    addr_offset(*family, AddrSide::Dst),
+                    addr_offset(*family, *side),
                     len,
                     REG_1,
                 ));
@@ -997,9 +1007,9 @@ impl<'a> Encoder<'a> {
                     Family::V4 => REG32_01,
                     Family::V6 => REG_2,
                 };
-                out.push(payload(PAYLOAD_TRANSPORT, 2, 2, port_reg));
+                out.push(payload(PAYLOAD_TRANSPORT, port_offset(m), 2, port_reg));
                 let set = self.set_ref(set);
-                out.push(lookup(&set, None, false));
+                out.push(lookup(&set, None, *negate));
             }
             Match::Icmpv6Types(types) => {
                 ctx.guard_family(Family::V6, out);
@@ -1025,9 +1035,13 @@ impl<'a> Encoder<'a> {
             Match::DstPortsNot {
                 protocol,
                 range: (first, last),
+            }
+            | Match::SrcPortsNot {
+                protocol,
+                range: (first, last),
             } => {
                 ctx.guard_l4proto(ip_proto(*protocol), out);
-                out.push(payload(PAYLOAD_TRANSPORT, 2, 2, REG_1));
+                out.push(payload(PAYLOAD_TRANSPORT, port_offset(m), 2, REG_1));
                 if first == last {
                     out.push(cmp(CMP_NEQ, first.to_be_bytes().to_vec()));
                 } else {

@@ -314,8 +314,13 @@ fn entity(rng: &mut Rng, ports: bool) -> String {
     }
     if ports && rng.chance(30) {
         fields.push(
-            rng.pick(&["notPorts: [80]", "notPorts: ['8000:8080', 22]"])
-                .to_owned(),
+            rng.pick(&[
+                "notPorts: [80]",
+                "notPorts: ['8000:8080', 22]",
+                "notPorts: [http]",
+                "notPorts: [dns, 22]",
+            ])
+            .to_owned(),
         );
     }
     format!("{{{}}}", fields.join(", "))
@@ -370,7 +375,7 @@ pub fn tiered_policies(rng: &mut Rng) -> String {
                     fields.push(rng.pick(&["ipVersion: 4", "ipVersion: 6"]).to_owned());
                 }
                 if rng.chance(60) {
-                    fields.push(format!("source: {}", entity(rng, false)));
+                    fields.push(format!("source: {}", entity(rng, protocol < 2)));
                 }
                 if rng.chance(60) {
                     fields.push(format!("destination: {}", entity(rng, protocol < 2)));

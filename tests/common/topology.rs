@@ -58,7 +58,8 @@ pub const DROP: Verdict = Verdict::Drop;
 /// `tcp`, `udp`, `sctp`, or `icmp` (an echo request, port 0).
 /// `from`/`to`: a workload's name, `host`, `outside`, or (for `to`) an address or `gw`
 /// (the host's own address on the workload's veth);
-/// `from` may carry `@ADDR` to send from that source address.
+/// `from` may carry `@ADDR` to send from that source address, and then `#PORT` to
+/// send from that source port (`client#53`, `outside@192.0.2.9#1000`).
 pub type Row<'a> = (&'a str, &'a str, &'a str, u16, Fam, Verdict);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -398,6 +399,7 @@ impl Topology {
     }
 
     fn src(&self, from: &str, fam: Fam) -> (String, Option<String>) {
+        let from = from.split_once('#').map_or(from, |(f, _)| f);
         let (who, addr) = match from.split_once('@') {
             Some((w, a)) => (w, Some(a.to_owned())),
             None => (from, None),
@@ -425,11 +427,12 @@ impl Topology {
             let line = by_ns.entry(f.ns.clone()).or_default();
             let _ = writeln!(
                 line,
-                "{i} {} {} {} {}",
+                "{i} {} {} {} {} {}",
                 f.proto,
                 f.dst,
                 f.port,
-                f.src.as_deref().unwrap_or("")
+                f.src.as_deref().unwrap_or("-"),
+                f.sport
             );
         }
         let children: Vec<Child> = by_ns
@@ -493,6 +496,9 @@ impl Topology {
             };
             for &f in fams {
                 let (ns, src) = self.src(from, f);
+                let sport = from
+                    .split_once('#')
+                    .map_or(0, |(_, p)| p.parse().expect("#PORT: a source port number"));
                 let dst = self.dst_addr(to, f);
                 assert_eq!(dst.contains(':'), f == V6, "{to} is not {f:?}");
                 assert!(
@@ -503,6 +509,7 @@ impl Topology {
                     label: format!("{from} -> {to} ({dst}) {proto}/{port}"),
                     ns,
                     src,
+                    sport,
                     dst,
                     proto: proto.to_owned(),
                     port,
@@ -595,6 +602,8 @@ struct Flow {
     label: String,
     ns: String,
     src: Option<String>,
+    /// 0: any (the kernel picks an ephemeral port).
+    sport: u16,
     dst: String,
     proto: String,
     port: u16,

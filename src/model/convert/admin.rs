@@ -14,7 +14,6 @@ use crate::model::tiered::*;
 use crate::selector::expr::Expr;
 
 pub(super) const API_POLICY: &str = "policy.networking.k8s.io/v1alpha1";
-const NOT_YET: &str = "valid, but this version of netpold does not enforce it yet";
 const MAX_RULES: usize = 100;
 
 /// A Kubernetes label selector as a selector expression (same meaning).
@@ -111,9 +110,20 @@ fn peer(cx: &mut Ctx, node: &Node, path: &str, egress: bool) -> Option<Entity> {
         &["namespaces", "pods"]
     };
     let f = cx.fields(node, path, known)?;
-    for field in ["nodes", "domainNames"] {
+    // Both are Extended in the upstream API (an implementation may leave them out).
+    for (field, why) in [
+        ("nodes", "netpold has no Node objects to select"),
+        (
+            "domainNames",
+            "netpold has no view of DNS answers to match names with",
+        ),
+    ] {
         if let Some(n) = f.get(field) {
-            cx.error(n.pos, &join(path, field), NOT_YET);
+            cx.error(
+                n.pos,
+                &join(path, field),
+                format!("refused: an Extended feature of AdminNetworkPolicy that netpold does not support ({why})"),
+            );
             return None;
         }
     }

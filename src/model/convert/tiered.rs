@@ -35,9 +35,6 @@ const ENTITY_FIELDS: &[&str] = &[
     "notPorts",
 ];
 
-const NOT_YET: &str = "valid, but this version of netpold does not enforce it yet";
-const NOT_YET_SUFFIX: &str = "is valid, but this version of netpold does not enforce it yet";
-
 /// What the spec says, before metadata is added.
 pub(super) struct TieredParts {
     pub order: Option<Order>,
@@ -245,11 +242,11 @@ fn tier_rule(cx: &mut Ctx, node: &Node, path: &str) -> Option<TierRule> {
     let [icmp, not_icmp] = icmps;
     let version = ip_version.or(protocol.and_then(RuleProtocol::version));
     let source = match f.get("source") {
-        Some(s) => entity(cx, s, &join(path, "source"), protocol, version, true)?,
+        Some(s) => entity(cx, s, &join(path, "source"), protocol, version)?,
         None => Entity::default(),
     };
     let destination = match f.get("destination") {
-        Some(d) => entity(cx, d, &join(path, "destination"), protocol, version, false)?,
+        Some(d) => entity(cx, d, &join(path, "destination"), protocol, version)?,
         None => Entity::default(),
     };
     Some(TierRule {
@@ -352,7 +349,6 @@ fn entity(
     path: &str,
     protocol: Option<RuleProtocol>,
     version: Option<IpVersion>,
-    source: bool,
 ) -> Option<Entity> {
     let f = cx.fields(node, path, ENTITY_FIELDS)?;
     let mut ok = true;
@@ -410,17 +406,9 @@ fn entity(
         for (i, item) in cx.list(n, &pp).unwrap_or_default().iter().enumerate() {
             let ip = format!("{pp}[{i}]");
             match port_item(cx, item, &ip) {
-                Some(PortItem::Named(_)) if source || field == "notPorts" => {
-                    cx.error(item.pos, &ip, format!("a named port here {NOT_YET_SUFFIX}"));
-                    ok = false;
-                }
                 Some(p) => slot.push(p),
                 None => ok = false,
             }
-        }
-        if source && ok {
-            cx.error(n.pos, &pp, NOT_YET);
-            ok = false;
         }
         slot.sort();
         slot.dedup();
