@@ -235,11 +235,12 @@ impl<D: Dataplane> Reconciler<D> {
             (None, _, _) => Some(NeedsReplace("the change is not known".to_owned())),
             (Some(why), _, _) => Some(NeedsReplace(why)),
         };
+        // The ruleset compiled before stays until the kernel is programmed: the table
+        // may still hold it, and then only the difference needs sending.
+        let mut previous = None;
         let replace_why = update.map(|NeedsReplace(why)| {
             let fresh = Incremental::with_options(model, &self.node, &self.table, &self.options);
-            if let Some(old) = self.compiled.replace(fresh) {
-                reclaim::later(old);
-            }
+            previous = self.compiled.replace(fresh);
             why
         });
         self.compiled_generation = Some(load.generation);
@@ -280,9 +281,11 @@ impl<D: Dataplane> Reconciler<D> {
         };
         let kernel_started = Instant::now();
         let attempt = match replace_why {
-            Some(why) => Some((
-                self.dataplane.replace(compiled.ruleset()),
-                format!("(replaced the whole table: {why})"),
+            Some(why) => Some(program_whole(
+                &mut self.dataplane,
+                previous.as_ref().map(Incremental::ruleset),
+                compiled.ruleset(),
+                &why,
             )),
             None => match compiled.delta() {
                 Ok((delta, _)) if delta.is_empty() => None,
@@ -310,6 +313,9 @@ impl<D: Dataplane> Reconciler<D> {
                 )),
             },
         };
+        if let Some(previous) = previous {
+            reclaim::later(previous);
+        }
         let mut kernel_time = None;
         let mut result = SyncResult::Unchanged;
         let mut messages = None;
@@ -415,18 +421,23 @@ impl<D: Dataplane> Reconciler<D> {
             SyncResult::NotProgrammed
         };
         let what = match (&self.compiled, trigger) {
-            (Some(compiled), Trigger::Hangup) => match self.dataplane.replace(compiled.ruleset()) {
-                Ok(applied) => {
+            (Some(compiled), Trigger::Hangup) => match program_whole(
+                &mut self.dataplane,
+                Some(compiled.ruleset()),
+                compiled.ruleset(),
+                "SIGHUP",
+            ) {
+                (Ok(applied), how) => {
                     programmed = true;
                     result = SyncResult::Programmed;
                     self.in_kernel = true;
                     level = log::Level::Warn;
                     format!(
-                        "re-programmed the ruleset programmed last {}",
+                        "re-programmed the ruleset programmed last {how} {}",
                         transaction(&applied)
                     )
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     result = SyncResult::Failed;
                     self.stats.error("transaction", 1);
                     format!("re-programming the ruleset programmed last failed: {e}")
@@ -746,6 +757,9 @@ fn counted_contents(model: &Model, local: usize, ruleset: &Ruleset, rules: usize
 
 /// `in 1 transaction (57 messages, 13 KB)`.
 pub fn transaction(applied: &Applied) -> String {
+    if applied.messages == 0 {
+        return "with no transaction".to_owned();
+    }
     format!(
         "in 1 transaction ({} messages, {})",
         applied.messages,
@@ -873,6 +887,62 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 fn ms(d: Duration) -> u128 {
     d.as_millis()
+}
+
+/// Programs `desired` as the whole table's content, for the syncs that cannot trust
+/// what the kernel holds (start, SIGHUP, a retry). A transaction that deletes and
+/// re-creates the table lets packets meet the new rules before some new sets answer
+/// lookups (the kernel swaps some set backends' contents in after the generation
+/// flips), so it can drop a packet of a flow that both rulesets allow. So when a
+/// thorough read-back finds the table holding `previous` (the ruleset compiled last;
+/// at start, `desired` itself), only the difference is sent.
+fn program_whole<D: Dataplane>(
+    dataplane: &mut D,
+    previous: Option<&Ruleset>,
+    desired: &Ruleset,
+    why: &str,
+) -> (Result<Applied, crate::dataplane::Error>, String) {
+    let held = previous.unwrap_or(desired);
+    let verified = match dataplane.read_back(held, true) {
+        Ok(drift) => drift.is_empty(),
+        Err(e) => {
+            log::debug!("read-back before a whole-table programming failed: {e}");
+            false
+        }
+    };
+    let delta = verified
+        .then(|| crate::ir::diff::diff(held, desired).ok())
+        .flatten();
+    match delta {
+        Some(delta) if delta.is_empty() => (
+            Ok(Applied {
+                messages: 0,
+                bytes: 0,
+                elapsed: Duration::ZERO,
+            }),
+            format!("(the table already held it, read back: {why})"),
+        ),
+        Some(delta) => {
+            let summary = delta.summary();
+            match dataplane.update(desired, &delta) {
+                Ok(applied) => (
+                    Ok(applied),
+                    format!("(read back, then changed: {why}; {summary})"),
+                ),
+                Err(e) => {
+                    log::warn!("the kernel refused the change ({e}); replacing the whole table");
+                    (
+                        dataplane.replace(desired),
+                        format!("(replaced the whole table: {why})"),
+                    )
+                }
+            }
+        }
+        None => (
+            dataplane.replace(desired),
+            format!("(replaced the whole table: {why})"),
+        ),
+    }
 }
 
 fn size(bytes: usize) -> String {

@@ -42,6 +42,13 @@ impl Fake {
     fn fail_next(&self, n: usize) {
         self.0.lock().unwrap().fail = n;
     }
+    /// The next read-back finds the table changed by someone else.
+    fn change_behind_our_back(&self) {
+        self.0.lock().unwrap().drift = vec![crate::dataplane::Drift {
+            object: crate::dataplane::DriftObject::Table,
+            what: "changed by another program".to_owned(),
+        }];
+    }
 }
 
 fn refuse(state: &mut FakeState) -> Result<(), Error> {
@@ -89,10 +96,18 @@ impl Dataplane for Fake {
 
     fn read_back(
         &mut self,
-        _desired: &Ruleset,
+        desired: &Ruleset,
         _thorough: bool,
     ) -> Result<Vec<crate::dataplane::Drift>, Error> {
-        Ok(std::mem::take(&mut self.0.lock().unwrap().drift))
+        let mut state = self.0.lock().unwrap();
+        let drift = std::mem::take(&mut state.drift);
+        if !drift.is_empty() || state.replaced.last() == Some(desired) {
+            return Ok(drift);
+        }
+        Ok(vec![crate::dataplane::Drift {
+            object: crate::dataplane::DriftObject::Table,
+            what: "the table holds another ruleset".to_owned(),
+        }])
     }
 }
 
@@ -250,7 +265,7 @@ fn a_file_that_was_never_valid_contributes_nothing() {
 }
 
 #[test]
-fn an_unchanged_ruleset_is_not_programmed_again_but_sighup_replaces_it() {
+fn an_unchanged_ruleset_is_not_programmed_again_and_sighup_reads_it_back() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
@@ -274,11 +289,23 @@ fn an_unchanged_ruleset_is_not_programmed_again_but_sighup_replaces_it() {
     assert!(r.sync(Trigger::Rescan).line.is_none());
     assert_eq!(fake.calls(), 1);
 
+    // SIGHUP reads the table back: as programmed, so nothing is sent.
     let hup = r.sync(Trigger::Hangup);
-    assert_eq!(fake.calls(), 2);
+    assert_eq!(fake.calls(), 1);
     assert!(hup.programmed);
     assert!(
-        line(&hup).starts_with("sync 3: SIGHUP: programmed "),
+        line(&hup).starts_with("sync 3: SIGHUP: programmed ")
+            && line(&hup)
+                .contains("(the table already held it, read back: SIGHUP) with no transaction"),
+        "{}",
+        line(&hup)
+    );
+    // Changed by someone else: SIGHUP replaces it.
+    fake.change_behind_our_back();
+    let hup = r.sync(Trigger::Hangup);
+    assert_eq!(fake.calls(), 2);
+    assert!(
+        line(&hup).contains("(replaced the whole table: SIGHUP)"),
         "{}",
         line(&hup)
     );
@@ -327,10 +354,31 @@ fn changes_are_deltas_and_a_refused_delta_replaces_the_table() {
     );
     assert_eq!(fake.updates(), 3);
 
-    // SIGHUP replaces the whole table.
+    // SIGHUP with an edit not yet synced: the table read back is as programmed, so
+    // only the difference is sent; a whole replacement could drop packets of flows
+    // that both rulesets allow.
+    write(dir, "d.yaml", &endpoint("d", "veth-d", "10.0.0.4"));
     let hup = r.sync(Trigger::Hangup);
-    assert!(line(&hup).contains("(replaced the whole table: SIGHUP)"));
-    assert_eq!(fake.updates(), 3);
+    assert!(
+        line(&hup).contains("(read back, then changed: SIGHUP; ")
+            && line(&hup).contains("2 chains added"),
+        "{}",
+        line(&hup)
+    );
+    assert_eq!(fake.updates(), 4);
+    assert_eq!(
+        interfaces(&fake.last().unwrap()),
+        set(&["veth-b", "veth-c", "veth-d"])
+    );
+    // The table changed behind our back: SIGHUP replaces it whole.
+    fake.change_behind_our_back();
+    let hup = r.sync(Trigger::Hangup);
+    assert!(
+        line(&hup).contains("(replaced the whole table: SIGHUP)"),
+        "{}",
+        line(&hup)
+    );
+    assert_eq!(fake.updates(), 4);
 }
 
 #[test]
@@ -494,6 +542,7 @@ fn a_missing_directory_keeps_what_is_enforced() {
     );
     assert!(r.sync(Trigger::Rescan).line.is_none(), "said once");
     // SIGHUP re-programs what was enforced (a repair), not an empty table.
+    fake.change_behind_our_back();
     let hup = r.sync(Trigger::Hangup);
     assert_eq!(fake.calls(), 2);
     assert!(line(&hup).starts_with("sync 3: "));
@@ -772,6 +821,7 @@ fn sighup_reprograms_and_terminate_exits() {
     let (_tmp, dir) = tree();
     let running = Running::start(&dir);
     running.expect(&["veth-a"]);
+    running.fake.change_behind_our_back();
     running.sender.send(Event::Hangup).unwrap();
     let started = Instant::now();
     while running.fake.calls() < 2 {
