@@ -595,6 +595,9 @@ impl Source {
             .collect();
         // What is replaced may be a large file's objects: freed off the sync's path.
         let mut replaced = (Vec::new(), Vec::new(), Vec::new());
+        if let Some(state) = &mut self.state {
+            state.flush();
+        }
         for rel in gone {
             replaced.0.extend(self.files.remove(&rel));
             if let Some(state) = &mut self.state {

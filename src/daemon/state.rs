@@ -2,8 +2,10 @@
 //! still enforces what that file last said correctly. One state file per manifest file,
 //! named by a hash of its relative path and holding the path and the bytes; each is
 //! written to a temporary name and renamed, so a crash leaves the old or the new copy.
-//! The state directory is a convenience: when it cannot be used the daemon warns and
-//! goes on, enforcing exactly as it would without it.
+//! The state directory is a convenience: when it cannot be used (read-only, full) the
+//! daemon logs one error and goes on, enforcing exactly as it would without it; the
+//! copies it could not write or remove are kept in memory and written at every later
+//! sync until the directory takes them, so freeing the disk needs no restart.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,9 +18,12 @@ const SUFFIX: &str = ".lastgood";
 
 pub struct StateDir {
     dir: PathBuf,
-    /// Set after a failure was logged, so a read-only state directory warns once,
+    /// Set after a failure was logged, so a read-only state directory logs once,
     /// not once per file and sync.
     warned: bool,
+    /// Writes (`Some`) and removals (`None`) that failed, by relative path, retried by
+    /// `flush`.
+    pending: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 impl StateDir {
@@ -33,6 +38,7 @@ impl StateDir {
         StateDir {
             dir: state_dir.join("last-good").join(format!("{scope:016x}")),
             warned: false,
+            pending: BTreeMap::new(),
         }
     }
 
@@ -43,7 +49,7 @@ impl StateDir {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return stored,
             Err(e) => {
-                self.warn(&format!("cannot read {}: {e}", self.dir.display()));
+                self.fail(&format!("cannot read it: {e}"));
                 return stored;
             }
         };
@@ -57,13 +63,52 @@ impl StateDir {
                     stored.insert(rel, content);
                 }
                 Ok(_) => log::warn!("{}: not a netpold state file; ignored", path.display()),
-                Err(e) => self.warn(&format!("cannot read {}: {e}", path.display())),
+                Err(e) => self.fail(&format!("cannot read {}: {e}", path.display())),
             }
         }
         stored
     }
 
     pub fn save(&mut self, rel: &str, content: &[u8]) {
+        self.pending.remove(rel);
+        if let Err(e) = self.write(rel, content) {
+            self.pending.insert(rel.to_owned(), Some(content.to_vec()));
+            self.fail(&format!(
+                "cannot write the last good copy of {rel}: {e}; a restart while {rel} is broken would enforce an older copy or none (retried at every sync)"
+            ));
+        } else {
+            self.recovered();
+        }
+    }
+
+    pub fn forget(&mut self, rel: &str) {
+        self.pending.remove(rel);
+        if let Err(e) = self.remove(rel) {
+            self.pending.insert(rel.to_owned(), None);
+            self.fail(&format!(
+                "cannot remove the last good copy of {rel}: {e} (retried at every sync)"
+            ));
+        } else {
+            self.recovered();
+        }
+    }
+
+    /// Retries the writes and removals that failed; stops at the first that fails again.
+    pub fn flush(&mut self) {
+        while let Some((rel, content)) = self.pending.pop_first() {
+            let done = match &content {
+                Some(bytes) => self.write(&rel, bytes),
+                None => self.remove(&rel),
+            };
+            if done.is_err() {
+                self.pending.insert(rel, content);
+                return;
+            }
+        }
+        self.recovered();
+    }
+
+    fn write(&self, rel: &str, content: &[u8]) -> std::io::Result<()> {
         let path = self.path_of(rel);
         let tmp = path.with_extension("tmp");
         // Manifests may say more about the network than others should read.
@@ -82,30 +127,38 @@ impl StateDir {
                 file.sync_all()?;
                 fs::rename(&tmp, &path)
             });
-        match written {
-            Ok(()) => self.warned = false,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                self.warn(&format!(
-                    "cannot write {}: {e}; a restart while {rel} is broken would not enforce its last good content",
-                    path.display()
-                ));
-            }
+        if written.is_err() {
+            // The old copy, if any, is untouched: only the temporary file goes.
+            let _ = fs::remove_file(&tmp);
         }
+        written
     }
 
-    pub fn forget(&mut self, rel: &str) {
+    fn remove(&self, rel: &str) -> std::io::Result<()> {
         match fs::remove_file(self.path_of(rel)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => self.warn(&format!("cannot remove the last good copy of {rel}: {e}")),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
     }
 
-    fn warn(&mut self, message: &str) {
+    /// Logs once per outage, as an error: the daemon goes on enforcing.
+    fn fail(&mut self, message: &str) {
         if !self.warned {
-            log::warn!("state directory: {message}");
+            log::error!(
+                "state directory {}: {message}; enforcement goes on; further failures are not logged until it works again",
+                self.dir.display()
+            );
             self.warned = true;
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.warned && self.pending.is_empty() {
+            log::info!(
+                "state directory {}: writable again; every last good copy is up to date",
+                self.dir.display()
+            );
+            self.warned = false;
         }
     }
 
@@ -200,6 +253,26 @@ mod tests {
         state.save("a.yaml", b"x");
         state.forget("a.yaml");
         assert!(state.load().is_empty());
+    }
+
+    #[test]
+    fn copies_that_could_not_be_written_are_written_once_the_directory_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("state");
+        fs::write(&blocker, "").unwrap();
+        let mut state = StateDir::new(&blocker, Path::new("/m"));
+        state.save("a.yaml", b"old");
+        state.save("a.yaml", b"new");
+        state.save("b.yaml", b"b");
+        state.forget("b.yaml");
+        assert!(state.warned);
+        fs::remove_file(&blocker).unwrap();
+        state.flush();
+        assert!(!state.warned && state.pending.is_empty());
+        assert_eq!(
+            StateDir::new(&blocker, Path::new("/m")).load(),
+            BTreeMap::from([("a.yaml".to_owned(), b"new".to_vec())])
+        );
     }
 
     #[test]
