@@ -21,6 +21,7 @@
 "refused" means the packet arrived but nothing listened (a RST or an ICMP error).
 """
 import errno
+import os
 import random
 import socket
 import struct
@@ -295,7 +296,8 @@ def load():
                 if wrong:
                     counts[t][1] += 1
                     print("wrong %s %s %d %s: %s at %.3f" % (t + (wrong, time.time())), flush=True)
-            time.sleep(0.005)
+            # A steady load, not a flood: a slow server's full accept queue drops SYNs too.
+            time.sleep(float(os.environ.get("NETPOLD_LOAD_PAUSE_S", "0.02")))
 
     threads = [threading.Thread(target=loop, args=(t,)) for t in targets]
     for th in threads:

@@ -153,9 +153,10 @@ impl DriftLog {
             .into_iter()
             .map(|(who, n)| format!("{who} {n}×"))
             .collect();
+        // Taken outside the macro, which skips its arguments when WARN is filtered out.
+        let quiet = std::mem::take(&mut self.quiet);
         log::warn!(
-            "drift: {} more changes to our table by another program ({}) repaired in the last {since} s; the table is put right every time (each repair at DEBUG)",
-            std::mem::take(&mut self.quiet),
+            "drift: {quiet} more changes to our table by another program ({}) repaired in the last {since} s; the table is put right every time (each repair at DEBUG)",
             if by.is_empty() {
                 "unknown".to_owned()
             } else {
