@@ -81,6 +81,17 @@ fn db_rows(version: usize) -> Vec<Row<'static>> {
     ]
 }
 
+/// Web and db behind the host, db closed (`db_policy(1)`), and a work directory; `None`
+/// when the test cannot run.
+fn web_and_db_closed(tag: &str) -> Option<(Topology, tempfile::TempDir)> {
+    if !can_run(&TOOLS) {
+        return None;
+    }
+    let t = Topology::new(&format!("fault-{tag}"), web_and_db(), &[]);
+    t.write("policy.yaml", &db_policy(1));
+    Some((t, workdir(tag)))
+}
+
 fn web_and_db() -> Vec<Wl> {
     vec![
         wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),
@@ -340,12 +351,9 @@ impl Drop for Tmpfs {
 
 #[test]
 fn state_directory_full_or_read_only() {
-    if !can_run(&TOOLS) {
+    let Some((t, work)) = web_and_db_closed("state") else {
         return;
-    }
-    let t = Topology::new("fault-state", web_and_db(), &[]);
-    t.write("policy.yaml", &db_policy(1));
-    let work = workdir("state");
+    };
     let state = Tmpfs::mount(work.path().join("state"), "256k");
     let config = write_config_for(
         work.path(),
@@ -548,12 +556,9 @@ fn ten_thousand_files_changing_at_once_are_one_reload() {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn a_transaction_the_kernel_refuses_leaves_the_old_ruleset() {
-    if !can_run(&TOOLS) {
+    let Some((t, work)) = web_and_db_closed("nl") else {
         return;
-    }
-    let t = Topology::new("fault-nl", web_and_db(), &[]);
-    t.write("policy.yaml", &db_policy(1));
-    let work = workdir("nl");
+    };
     let fault = work.path().join("fault");
     std::fs::write(&fault, "0\n").unwrap();
     let config = write_config(work.path(), "d", t.manifests(), "debounce_ms = 100\n");
@@ -639,13 +644,10 @@ fn a_transaction_the_kernel_refuses_leaves_the_old_ruleset() {
 
 #[test]
 fn a_program_rewriting_our_table_in_a_loop_is_repaired_and_logged_sparingly() {
-    if !can_run(&TOOLS) {
-        return;
-    }
     let seconds = knob("NETPOLD_DRIFT_LOOP_S", 4);
-    let t = Topology::new("fault-loop", web_and_db(), &[]);
-    t.write("policy.yaml", &db_policy(1));
-    let work = workdir("loop");
+    let Some((t, work)) = web_and_db_closed("loop") else {
+        return;
+    };
     let config = write_config(work.path(), "d", t.manifests(), "debounce_ms = 100\n");
     let d = Daemon::with_config(&t.host, config, &[]);
     d.wait_sync(1, SYNC);

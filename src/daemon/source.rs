@@ -240,6 +240,7 @@ impl Source {
                     state.forget(&rel);
                 }
             }
+            state.flush();
             if !files.is_empty() {
                 log::info!(
                     "restored the last good content of {} files from the state directory",
@@ -595,9 +596,6 @@ impl Source {
             .collect();
         // What is replaced may be a large file's objects: freed off the sync's path.
         let mut replaced = (Vec::new(), Vec::new(), Vec::new());
-        if let Some(state) = &mut self.state {
-            state.flush();
-        }
         for rel in gone {
             replaced.0.extend(self.files.remove(&rel));
             if let Some(state) = &mut self.state {
@@ -625,6 +623,9 @@ impl Source {
                 replaced.1.extend(entry.good.replace(good));
             }
             replaced.2.extend(entry.current.replace(c));
+        }
+        if let Some(state) = &mut self.state {
+            state.flush();
         }
         reclaim::later(replaced);
     }

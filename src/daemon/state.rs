@@ -15,6 +15,18 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8] = b"netpold last-good v1\n";
 const SUFFIX: &str = ".lastgood";
+/// Up to this many copies in one flush are synced one by one, more with one `syncfs`.
+const SYNC_EACH_UP_TO: usize = 8;
+
+fn failure(rel: &str, writing: bool, e: &std::io::Error) -> String {
+    if writing {
+        format!(
+            "cannot write the last good copy of {rel}: {e}; a restart while {rel} is broken would enforce an older copy or none (retried at every sync)"
+        )
+    } else {
+        format!("cannot remove the last good copy of {rel}: {e} (retried at every sync)")
+    }
+}
 
 pub struct StateDir {
     dir: PathBuf,
@@ -69,48 +81,67 @@ impl StateDir {
         stored
     }
 
+    /// Queues `content` as `rel`'s last good copy; `flush` writes it.
     pub fn save(&mut self, rel: &str, content: &[u8]) {
-        self.pending.remove(rel);
-        if let Err(e) = self.write(rel, content) {
-            self.pending.insert(rel.to_owned(), Some(content.to_vec()));
-            self.fail(&format!(
-                "cannot write the last good copy of {rel}: {e}; a restart while {rel} is broken would enforce an older copy or none (retried at every sync)"
-            ));
-        } else {
-            self.recovered();
-        }
+        self.pending.insert(rel.to_owned(), Some(content.to_vec()));
     }
 
+    /// Queues the removal of `rel`'s copy; `flush` does it.
     pub fn forget(&mut self, rel: &str) {
-        self.pending.remove(rel);
-        if let Err(e) = self.remove(rel) {
-            self.pending.insert(rel.to_owned(), None);
-            self.fail(&format!(
-                "cannot remove the last good copy of {rel}: {e} (retried at every sync)"
-            ));
-        } else {
-            self.recovered();
-        }
+        self.pending.insert(rel.to_owned(), None);
     }
 
-    /// Retries the writes and removals that failed; stops at the first that fails again.
+    /// Writes and removes what is queued, including what failed before. Each copy goes
+    /// to a temporary name, is made durable, and is then renamed over the old one, so
+    /// a crash leaves the old or the new copy. A few copies are synced one by one; many
+    /// (a checkout of thousands of files) with one `syncfs`, as a sync per file would
+    /// cost milliseconds each.
     pub fn flush(&mut self) {
-        while let Some((rel, content)) = self.pending.pop_first() {
-            let done = match &content {
-                Some(bytes) => self.write(&rel, bytes),
-                None => self.remove(&rel),
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let many = pending.values().flatten().count() > SYNC_EACH_UP_TO;
+        let mut first_error = None;
+        let mut written = Vec::new();
+        for (rel, content) in &pending {
+            let done = match content {
+                Some(bytes) => self
+                    .write_temporary(rel, bytes, !many)
+                    .map(|tmp| written.push((rel, tmp))),
+                None => self.remove(rel),
             };
-            if done.is_err() {
-                self.pending.insert(rel, content);
-                return;
+            if let Err(e) = done {
+                self.pending.insert(rel.clone(), content.clone());
+                first_error.get_or_insert_with(|| failure(rel, content.is_some(), &e));
             }
         }
-        self.recovered();
+        let synced = if many && !written.is_empty() {
+            fs::File::open(&self.dir).and_then(|dir| rustix::fs::syncfs(&dir).map_err(Into::into))
+        } else {
+            Ok(())
+        };
+        for (rel, tmp) in written {
+            let done = synced
+                .as_ref()
+                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+                .and_then(|()| fs::rename(&tmp, self.path_of(rel)));
+            if let Err(e) = done {
+                // The old copy, if any, is untouched: only the temporary file goes.
+                let _ = fs::remove_file(&tmp);
+                self.pending.insert(rel.clone(), pending[rel].clone());
+                first_error.get_or_insert_with(|| failure(rel, true, &e));
+            }
+        }
+        match first_error {
+            Some(message) => self.fail(&message),
+            None => self.recovered(),
+        }
     }
 
-    fn write(&self, rel: &str, content: &[u8]) -> std::io::Result<()> {
-        let path = self.path_of(rel);
-        let tmp = path.with_extension("tmp");
+    /// Writes `rel`'s copy to its temporary name (synced if `sync`); returns that name.
+    fn write_temporary(&self, rel: &str, content: &[u8], sync: bool) -> std::io::Result<PathBuf> {
+        let tmp = self.path_of(rel).with_extension("tmp");
         // Manifests may say more about the network than others should read.
         let written = fs::DirBuilder::new()
             .recursive(true)
@@ -124,14 +155,18 @@ impl StateDir {
                     .mode(0o600)
                     .open(&tmp)?;
                 file.write_all(&encode(rel, content))?;
-                file.sync_all()?;
-                fs::rename(&tmp, &path)
+                if sync {
+                    file.sync_all()?;
+                }
+                Ok(())
             });
-        if written.is_err() {
-            // The old copy, if any, is untouched: only the temporary file goes.
-            let _ = fs::remove_file(&tmp);
+        match written {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
         }
-        written
     }
 
     fn remove(&self, rel: &str) -> std::io::Result<()> {
@@ -208,7 +243,9 @@ mod tests {
     #[test]
     fn each_manifest_directory_has_its_own_state() {
         let dir = tempfile::tempdir().unwrap();
-        StateDir::new(dir.path(), Path::new("/srv/a")).save("p.yaml", b"kind: a\n");
+        let mut state = StateDir::new(dir.path(), Path::new("/srv/a"));
+        state.save("p.yaml", b"kind: a\n");
+        state.flush();
         assert!(
             StateDir::new(dir.path(), Path::new("/srv/b"))
                 .load()
@@ -227,6 +264,7 @@ mod tests {
         state.save("a.yaml", b"kind: x\n");
         state.save("sub/b\nodd.yaml", b"");
         state.save("a.yaml", b"kind: y\n");
+        state.flush();
         let loaded = StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d")).load();
         assert_eq!(
             loaded,
@@ -236,6 +274,7 @@ mod tests {
             ])
         );
         state.forget("a.yaml");
+        state.flush();
         assert_eq!(
             StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d"))
                 .load()
@@ -251,7 +290,9 @@ mod tests {
         fs::write(&blocker, "").unwrap();
         let mut state = StateDir::new(&blocker, Path::new("/m"));
         state.save("a.yaml", b"x");
+        state.flush();
         state.forget("a.yaml");
+        state.flush();
         assert!(state.load().is_empty());
     }
 
@@ -263,8 +304,10 @@ mod tests {
         let mut state = StateDir::new(&blocker, Path::new("/m"));
         state.save("a.yaml", b"old");
         state.save("a.yaml", b"new");
+        state.flush();
         state.save("b.yaml", b"b");
         state.forget("b.yaml");
+        state.flush();
         assert!(state.warned);
         fs::remove_file(&blocker).unwrap();
         state.flush();
@@ -276,10 +319,24 @@ mod tests {
     }
 
     #[test]
+    fn many_copies_are_written_with_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDir::new(dir.path(), Path::new("/m"));
+        for i in 0..=SYNC_EACH_UP_TO * 2 {
+            state.save(&format!("{i}.yaml"), b"x");
+        }
+        state.flush();
+        assert!(state.pending.is_empty());
+        let loaded = StateDir::new(dir.path(), Path::new("/m")).load();
+        assert_eq!(loaded.len(), SYNC_EACH_UP_TO * 2 + 1);
+    }
+
+    #[test]
     fn foreign_files_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let mut state = StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d"));
         state.save("a.yaml", b"x");
+        state.flush();
         fs::write(state.dir.join("0000000000000000.lastgood"), b"junk").unwrap();
         // Cut short, as by a crash between write and rename.
         let mut cut = encode("c.yaml", b"kind: Namespace\n");
