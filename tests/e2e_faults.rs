@@ -369,14 +369,17 @@ fn state_directory_full_or_read_only() {
     let failures =
         |d: &Daemon| count_lines(d, |l| l.contains("state directory") && l.contains("ERROR"));
 
-    // Full: every edit is enforced, and one error says so.
+    // Two edits while the directory cannot be written: enforced, and one error.
+    let two_edits = |d: &Daemon, version: usize| {
+        d.after(|| t.write("policy.yaml", &db_policy(version)), SYNC);
+        t.eventually(&db_rows(version), SHOW);
+        let again = db_policy(version) + "# again\n";
+        d.after(|| t.write("policy.yaml", &again), SYNC);
+    };
+
+    // Full.
     let fill = state.fill();
-    d.after(|| t.write("policy.yaml", &db_policy(2)), SYNC);
-    t.eventually(&db_rows(2), SHOW);
-    d.after(
-        || t.write("policy.yaml", &(db_policy(2) + "# again\n")),
-        SYNC,
-    );
+    two_edits(&d, 2);
     assert_eq!(failures(&d), 1, "one error per outage:\n{}", d.dump());
     let error = d
         .wait_line(
@@ -406,12 +409,7 @@ fn state_directory_full_or_read_only() {
 
     // Read-only: the same.
     state.remount("ro");
-    d.after(|| t.write("policy.yaml", &db_policy(3)), SYNC);
-    t.eventually(&db_rows(3), SHOW);
-    d.after(
-        || t.write("policy.yaml", &(db_policy(3) + "# again\n")),
-        SYNC,
-    );
+    two_edits(&d, 3);
     assert_eq!(failures(&d), 2, "one error per outage:\n{}", d.dump());
 
     // Writable again, then the policy broken: the restart enforces its last good content.
