@@ -14,12 +14,18 @@
                                      "ID PROTO DST PORT [SRC [SPORT]]" on stdin (SRC "-": any
                                      source address; SPORT 0: any source port), prints
                                      "ID VERDICT" lines once every probe has finished
+  probe.py load                      a load generator: reads lines "PROTO DST PORT pass|drop"
+                                     up to an empty line, then opens new connections to each
+                                     target in a loop until stdin closes; prints one line per
+                                     wrong verdict ("wrong ...") and a summary line per target
+                                     ("target PROTO DST PORT EXPECT tried N wrong M")
 
 (icmp: an echo request over a raw socket, so root; PORT is ignored.)
 "allowed" means a reply came back; "blocked" means nothing did within the timeout (a drop);
 "refused" means the packet arrived but nothing listened (a RST or an ICMP error).
 """
 import errno
+import os
 import random
 import socket
 import struct
@@ -234,6 +240,87 @@ def batch(timeout):
     sys.stdout.flush()
 
 
+def tcp_retransmitted(s):
+    """Whether the kernel resent anything on this socket (a SYN, say): a packet was lost."""
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    # struct tcp_info: 8 bytes of u8 fields, then u32s; tcpi_total_retrans is the 24th.
+    return len(info) >= 104 and struct.unpack_from("I", info, 100)[0] > 0
+
+
+def attempt(proto, dst, port, expect):
+    """One new connection (TCP) or exchange (UDP, one datagram): None if it agrees with
+    `expect`, else what went wrong. An allowed flow must answer at once and without a
+    retransmission (a SYN the kernel resent was dropped once, even if the connection
+    then succeeded); its long timeout tells a dropped packet from a slow machine. A
+    denied flow must stay silent for DENY_WAIT."""
+    fam = family(dst)
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    s = socket.socket(fam, kind)
+    wait = ALLOW_WAIT if expect == "pass" else DENY_WAIT
+    s.settimeout(wait)
+    started = time.monotonic()
+    try:
+        if proto == "tcp":
+            try:
+                s.connect((dst, port))
+            except socket.timeout:
+                return None if expect == "drop" else "connect timed out after %.1f s" % wait
+            if expect == "drop":
+                return "connected"
+            if tcp_retransmitted(s):
+                return "connected after %.2f s, after a retransmission" % (time.monotonic() - started)
+            return None if s.recv(64) else "closed"
+        s.connect((dst, port))
+        s.send(b"ping")
+        try:
+            s.recv(64)
+        except socket.timeout:
+            return None if expect == "drop" else "no reply within %.1f s" % wait
+        return "reply" if expect == "drop" else None
+    except OSError as e:
+        return "error: %s" % (e.strerror or e)
+    finally:
+        s.close()
+
+
+ALLOW_WAIT = 5.0
+DENY_WAIT = 1.5
+
+
+def load():
+    targets = []
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        proto, dst, port, expect = line.split()
+        targets.append((proto, dst, int(port), expect))
+    done = threading.Event()
+    lock = threading.Lock()
+    counts = {t: [0, 0] for t in targets}
+
+    def loop(t):
+        while not done.is_set():
+            wrong = attempt(*t)
+            with lock:
+                counts[t][0] += 1
+                if wrong:
+                    counts[t][1] += 1
+                    print("wrong %s %s %d %s: %s at %.3f" % (t + (wrong, time.time())), flush=True)
+            # A steady load, not a flood: a slow server's full accept queue drops SYNs too.
+            time.sleep(float(os.environ.get("NETPOLD_LOAD_PAUSE_S", "0.02")))
+
+    threads = [threading.Thread(target=loop, args=(t,)) for t in targets]
+    for th in threads:
+        th.start()
+    print("running", flush=True)
+    sys.stdin.read()
+    done.set()
+    for th in threads:
+        th.join()
+    for t in targets:
+        print("target %s %s %d %s tried %d wrong %d" % (t + tuple(counts[t])), flush=True)
+
+
 def hold(dst, port):
     s = socket.create_connection((dst, port), timeout=TIMEOUT)
     s.recv(64)
@@ -282,6 +369,8 @@ if __name__ == "__main__":
         flows(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     elif sys.argv[1] == "serve":
         serve(sys.argv[2], [int(p) for p in sys.argv[3:]])
+    elif sys.argv[1] == "load":
+        load()
     elif sys.argv[1] == "batch":
         batch(float(sys.argv[2]) if len(sys.argv) > 2 else TIMEOUT)
     else:

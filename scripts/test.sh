@@ -19,5 +19,6 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   echo "warning: clippy is not installed: lints not checked (rustup component add clippy)" >&2
 fi
-NETPOLD_AGREEMENT_SCENARIOS="${NETPOLD_AGREEMENT_SCENARIOS:-300}" cargo test --locked --all-targets
+# fault-injection: the end-to-end fault tests make the kernel refuse a transaction.
+NETPOLD_AGREEMENT_SCENARIOS="${NETPOLD_AGREEMENT_SCENARIOS:-300}" cargo test --locked --all-targets --features fault-injection
 cargo test --locked --doc

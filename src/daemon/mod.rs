@@ -179,6 +179,7 @@ impl<D: Dataplane> Daemon<D> {
                 retry_at,
                 watchdog_at,
                 drift_at,
+                self.reconciler.drift_summary_at(),
                 Some(resync_at),
             ]
             .into_iter()
@@ -238,6 +239,7 @@ impl<D: Dataplane> Daemon<D> {
                 watchdog_at = Some(now + every);
             }
             let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+            self.reconciler.drift_summary();
             if due(drift_at) {
                 drift_at = None;
                 let objects = std::mem::take(&mut drift);

@@ -90,6 +90,90 @@ pub struct Reconciler<D> {
     stats: Arc<Stats>,
     /// The problems the last load reported, so each is counted as an error once.
     reported: BTreeSet<crate::diag::Diagnostic>,
+    drift_log: DriftLog,
+}
+
+/// How often, at most, repairs of foreign changes are logged while they keep coming.
+pub const DRIFT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A program that keeps rewriting our table is repaired every time, but logged like
+/// this: the first repair in full; while more come within `DRIFT_LOG_EVERY` of the
+/// last line, each only at DEBUG, and then one summary line (how many, and by whom)
+/// at most every `DRIFT_LOG_EVERY`. A failed repair is always logged.
+#[derive(Default)]
+struct DriftLog {
+    /// When a repair was last logged at WARN (in full or summed up).
+    last_line: Option<Instant>,
+    /// Repairs since then, not logged above DEBUG.
+    quiet: u64,
+    /// Who made the changes they repaired (process names, at most a few), and how
+    /// many changes each.
+    by: BTreeMap<String, u64>,
+}
+
+impl DriftLog {
+    const NAMED: usize = 3;
+
+    /// Whether this repair's line is logged at its own level; else it is counted.
+    fn record(&mut self, now: Instant, cause: &str) -> bool {
+        if self
+            .last_line
+            .is_some_and(|at| now.duration_since(at) < DRIFT_LOG_EVERY)
+        {
+            self.quiet += 1;
+            for who in foreign_processes(cause) {
+                if self.by.len() < Self::NAMED || self.by.contains_key(&who) {
+                    *self.by.entry(who).or_default() += 1;
+                }
+            }
+            return false;
+        }
+        self.summary(now);
+        self.last_line = Some(now);
+        true
+    }
+
+    /// When a summary of quiet repairs is due.
+    fn due(&self) -> Option<Instant> {
+        (self.quiet > 0)
+            .then_some(self.last_line)
+            .flatten()
+            .map(|at| at + DRIFT_LOG_EVERY)
+    }
+
+    /// Logs the repairs counted since the last line, if any.
+    fn summary(&mut self, now: Instant) {
+        if self.quiet == 0 {
+            return;
+        }
+        let since = self
+            .last_line
+            .map_or(0, |at| now.duration_since(at).as_secs());
+        let by: Vec<String> = std::mem::take(&mut self.by)
+            .into_iter()
+            .map(|(who, n)| format!("{who} {n}×"))
+            .collect();
+        // Taken outside the macro, which skips its arguments when WARN is filtered out.
+        let quiet = std::mem::take(&mut self.quiet);
+        log::warn!(
+            "drift: {quiet} more changes to our table by another program ({}) repaired in the last {since} s; the table is put right every time (each repair at DEBUG)",
+            if by.is_empty() {
+                "unknown".to_owned()
+            } else {
+                by.join(", ")
+            }
+        );
+        self.last_line = Some(now);
+    }
+}
+
+/// The processes a drift cause names: "… by nft (pid 31425, port 31425)" → "nft".
+fn foreign_processes(cause: &str) -> Vec<String> {
+    cause
+        .split(" by ")
+        .skip(1)
+        .filter_map(|rest| Some(rest.split_once(" (pid ")?.0.to_owned()))
+        .collect()
 }
 
 impl<D: Dataplane> Reconciler<D> {
@@ -110,6 +194,19 @@ impl<D: Dataplane> Reconciler<D> {
             directory_unreadable: false,
             stats: Stats::new(node, table),
             reported: BTreeSet::new(),
+            drift_log: DriftLog::default(),
+        }
+    }
+
+    /// When the summary of repairs not logged one by one is due, if any are pending.
+    pub fn drift_summary_at(&self) -> Option<Instant> {
+        self.drift_log.due()
+    }
+
+    /// Logs the summary of repairs not logged one by one, if it is due.
+    pub fn drift_summary(&mut self) {
+        if self.drift_log.due().is_some_and(|at| at <= Instant::now()) {
+            self.drift_log.summary(Instant::now());
         }
     }
 
@@ -556,7 +653,11 @@ impl<D: Dataplane> Reconciler<D> {
             self.syncs,
             ms(started.elapsed())
         );
-        log::log!(level, "{line}");
+        if !programmed || self.drift_log.record(Instant::now(), cause) {
+            log::log!(level, "{line}");
+        } else {
+            log::debug!("{line}");
+        }
         let result = if programmed {
             SyncResult::Repaired
         } else {
@@ -950,5 +1051,28 @@ fn size(bytes: usize) -> String {
         format!("{bytes} bytes")
     } else {
         format!("{} KB", bytes.div_ceil(1024))
+    }
+}
+
+#[cfg(test)]
+mod drift_log_tests {
+    use super::*;
+
+    #[test]
+    fn repairs_in_a_row_are_summed_up_not_logged_each() {
+        let start = Instant::now();
+        let mut log = DriftLog::default();
+        let cause = "rule deleted from chain x by nft (pid 42, port 42)";
+        assert!(log.record(start, cause));
+        for i in 1..=20 {
+            assert!(!log.record(start + Duration::from_millis(100 * i), cause));
+        }
+        assert_eq!(log.quiet, 20);
+        assert_eq!(log.by, BTreeMap::from([("nft".to_owned(), 20)]));
+        assert_eq!(log.due(), Some(start + DRIFT_LOG_EVERY));
+        log.summary(start + DRIFT_LOG_EVERY);
+        assert_eq!((log.quiet, log.due()), (0, None));
+        // Quiet for a while: the next repair is logged in full again.
+        assert!(log.record(start + DRIFT_LOG_EVERY * 3, cause));
     }
 }

@@ -243,6 +243,7 @@ impl Source {
                     state.forget(&rel);
                 }
             }
+            state.flush();
             if !files.is_empty() {
                 log::info!(
                     "restored the last good content of {} files from the state directory",
@@ -650,6 +651,9 @@ impl Source {
                 replaced.1.extend(entry.good.replace(good));
             }
             replaced.2.extend(entry.current.replace(c));
+        }
+        if let Some(state) = &mut self.state {
+            state.flush();
         }
         reclaim::later(replaced);
     }

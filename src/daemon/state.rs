@@ -2,8 +2,10 @@
 //! still enforces what that file last said correctly. One state file per manifest file,
 //! named by a hash of its relative path and holding the path and the bytes; each is
 //! written to a temporary name and renamed, so a crash leaves the old or the new copy.
-//! The state directory is a convenience: when it cannot be used the daemon warns and
-//! goes on, enforcing exactly as it would without it.
+//! The state directory is a convenience: when it cannot be used (read-only, full) the
+//! daemon logs one error and goes on, enforcing exactly as it would without it; the
+//! copies it could not write or remove are kept in memory and written at every later
+//! sync until the directory takes them, so freeing the disk needs no restart.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,12 +15,27 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8] = b"netpold last-good v1\n";
 const SUFFIX: &str = ".lastgood";
+/// Up to this many copies in one flush are synced one by one, more with one `syncfs`.
+const SYNC_EACH_UP_TO: usize = 8;
+
+fn failure(rel: &str, writing: bool, e: &std::io::Error) -> String {
+    if writing {
+        format!(
+            "cannot write the last good copy of {rel}: {e}; a restart while {rel} is broken would enforce an older copy or none (retried at every sync)"
+        )
+    } else {
+        format!("cannot remove the last good copy of {rel}: {e} (retried at every sync)")
+    }
+}
 
 pub struct StateDir {
     dir: PathBuf,
-    /// Set after a failure was logged, so a read-only state directory warns once,
+    /// Set after a failure was logged, so a read-only state directory logs once,
     /// not once per file and sync.
     warned: bool,
+    /// Writes (`Some`) and removals (`None`) that failed, by relative path, retried by
+    /// `flush`.
+    pending: BTreeMap<String, Option<Vec<u8>>>,
 }
 
 impl StateDir {
@@ -33,6 +50,7 @@ impl StateDir {
         StateDir {
             dir: state_dir.join("last-good").join(format!("{scope:016x}")),
             warned: false,
+            pending: BTreeMap::new(),
         }
     }
 
@@ -43,7 +61,7 @@ impl StateDir {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return stored,
             Err(e) => {
-                self.warn(&format!("cannot read {}: {e}", self.dir.display()));
+                self.fail(&format!("cannot read it: {e}"));
                 return stored;
             }
         };
@@ -57,15 +75,73 @@ impl StateDir {
                     stored.insert(rel, content);
                 }
                 Ok(_) => log::warn!("{}: not a netpold state file; ignored", path.display()),
-                Err(e) => self.warn(&format!("cannot read {}: {e}", path.display())),
+                Err(e) => self.fail(&format!("cannot read {}: {e}", path.display())),
             }
         }
         stored
     }
 
+    /// Queues `content` as `rel`'s last good copy; `flush` writes it.
     pub fn save(&mut self, rel: &str, content: &[u8]) {
-        let path = self.path_of(rel);
-        let tmp = path.with_extension("tmp");
+        self.pending.insert(rel.to_owned(), Some(content.to_vec()));
+    }
+
+    /// Queues the removal of `rel`'s copy; `flush` does it.
+    pub fn forget(&mut self, rel: &str) {
+        self.pending.insert(rel.to_owned(), None);
+    }
+
+    /// Writes and removes what is queued, including what failed before. Each copy goes
+    /// to a temporary name, is made durable, and is then renamed over the old one, so
+    /// a crash leaves the old or the new copy. A few copies are synced one by one; many
+    /// (a checkout of thousands of files) with one `syncfs`, as a sync per file would
+    /// cost milliseconds each.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let many = pending.values().flatten().count() > SYNC_EACH_UP_TO;
+        let mut first_error = None;
+        let mut written = Vec::new();
+        for (rel, content) in &pending {
+            let done = match content {
+                Some(bytes) => self
+                    .write_temporary(rel, bytes, !many)
+                    .map(|tmp| written.push((rel, tmp))),
+                None => self.remove(rel),
+            };
+            if let Err(e) = done {
+                self.pending.insert(rel.clone(), content.clone());
+                first_error.get_or_insert_with(|| failure(rel, content.is_some(), &e));
+            }
+        }
+        let synced = if many && !written.is_empty() {
+            fs::File::open(&self.dir).and_then(|dir| rustix::fs::syncfs(&dir).map_err(Into::into))
+        } else {
+            Ok(())
+        };
+        for (rel, tmp) in written {
+            let done = synced
+                .as_ref()
+                .map_err(|e| std::io::Error::new(e.kind(), e.to_string()))
+                .and_then(|()| fs::rename(&tmp, self.path_of(rel)));
+            if let Err(e) = done {
+                // The old copy, if any, is untouched: only the temporary file goes.
+                let _ = fs::remove_file(&tmp);
+                self.pending.insert(rel.clone(), pending[rel].clone());
+                first_error.get_or_insert_with(|| failure(rel, true, &e));
+            }
+        }
+        match first_error {
+            Some(message) => self.fail(&message),
+            None => self.recovered(),
+        }
+    }
+
+    /// Writes `rel`'s copy to its temporary name (synced if `sync`); returns that name.
+    fn write_temporary(&self, rel: &str, content: &[u8], sync: bool) -> std::io::Result<PathBuf> {
+        let tmp = self.path_of(rel).with_extension("tmp");
         // Manifests may say more about the network than others should read.
         let written = fs::DirBuilder::new()
             .recursive(true)
@@ -79,33 +155,45 @@ impl StateDir {
                     .mode(0o600)
                     .open(&tmp)?;
                 file.write_all(&encode(rel, content))?;
-                file.sync_all()?;
-                fs::rename(&tmp, &path)
+                if sync {
+                    file.sync_all()?;
+                }
+                Ok(())
             });
         match written {
-            Ok(()) => self.warned = false,
+            Ok(()) => Ok(tmp),
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                self.warn(&format!(
-                    "cannot write {}: {e}; a restart while {rel} is broken would not enforce its last good content",
-                    path.display()
-                ));
+                Err(e)
             }
         }
     }
 
-    pub fn forget(&mut self, rel: &str) {
+    fn remove(&self, rel: &str) -> std::io::Result<()> {
         match fs::remove_file(self.path_of(rel)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => self.warn(&format!("cannot remove the last good copy of {rel}: {e}")),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
     }
 
-    fn warn(&mut self, message: &str) {
+    /// Logs once per outage, as an error: the daemon goes on enforcing.
+    fn fail(&mut self, message: &str) {
         if !self.warned {
-            log::warn!("state directory: {message}");
+            log::error!(
+                "state directory {}: {message}; enforcement goes on; further failures are not logged until it works again",
+                self.dir.display()
+            );
             self.warned = true;
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.warned && self.pending.is_empty() {
+            log::info!(
+                "state directory {}: writable again; every last good copy is up to date",
+                self.dir.display()
+            );
+            self.warned = false;
         }
     }
 
@@ -155,7 +243,9 @@ mod tests {
     #[test]
     fn each_manifest_directory_has_its_own_state() {
         let dir = tempfile::tempdir().unwrap();
-        StateDir::new(dir.path(), Path::new("/srv/a")).save("p.yaml", b"kind: a\n");
+        let mut state = StateDir::new(dir.path(), Path::new("/srv/a"));
+        state.save("p.yaml", b"kind: a\n");
+        state.flush();
         assert!(
             StateDir::new(dir.path(), Path::new("/srv/b"))
                 .load()
@@ -174,6 +264,7 @@ mod tests {
         state.save("a.yaml", b"kind: x\n");
         state.save("sub/b\nodd.yaml", b"");
         state.save("a.yaml", b"kind: y\n");
+        state.flush();
         let loaded = StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d")).load();
         assert_eq!(
             loaded,
@@ -183,6 +274,7 @@ mod tests {
             ])
         );
         state.forget("a.yaml");
+        state.flush();
         assert_eq!(
             StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d"))
                 .load()
@@ -198,8 +290,45 @@ mod tests {
         fs::write(&blocker, "").unwrap();
         let mut state = StateDir::new(&blocker, Path::new("/m"));
         state.save("a.yaml", b"x");
+        state.flush();
         state.forget("a.yaml");
+        state.flush();
         assert!(state.load().is_empty());
+    }
+
+    #[test]
+    fn copies_that_could_not_be_written_are_written_once_the_directory_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("state");
+        fs::write(&blocker, "").unwrap();
+        let mut state = StateDir::new(&blocker, Path::new("/m"));
+        state.save("a.yaml", b"old");
+        state.save("a.yaml", b"new");
+        state.flush();
+        state.save("b.yaml", b"b");
+        state.forget("b.yaml");
+        state.flush();
+        assert!(state.warned);
+        fs::remove_file(&blocker).unwrap();
+        state.flush();
+        assert!(!state.warned && state.pending.is_empty());
+        assert_eq!(
+            StateDir::new(&blocker, Path::new("/m")).load(),
+            BTreeMap::from([("a.yaml".to_owned(), b"new".to_vec())])
+        );
+    }
+
+    #[test]
+    fn many_copies_are_written_with_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDir::new(dir.path(), Path::new("/m"));
+        for i in 0..=SYNC_EACH_UP_TO * 2 {
+            state.save(&format!("{i}.yaml"), b"x");
+        }
+        state.flush();
+        assert!(state.pending.is_empty());
+        let loaded = StateDir::new(dir.path(), Path::new("/m")).load();
+        assert_eq!(loaded.len(), SYNC_EACH_UP_TO * 2 + 1);
     }
 
     #[test]
@@ -207,6 +336,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut state = StateDir::new(dir.path(), Path::new("/etc/netpold/manifests.d"));
         state.save("a.yaml", b"x");
+        state.flush();
         fs::write(state.dir.join("0000000000000000.lastgood"), b"junk").unwrap();
         // Cut short, as by a crash between write and rename.
         let mut cut = encode("c.yaml", b"kind: Namespace\n");

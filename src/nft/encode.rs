@@ -519,7 +519,14 @@ pub struct Encoder<'a> {
     sets: BTreeMap<&'a str, SetRef>,
     next_set_id: u32,
     descriptions: Descriptions<'a>,
+    /// Test builds only: after this many messages, one the kernel refuses.
+    #[cfg(feature = "fault-injection")]
+    fault_after: Option<usize>,
 }
+
+/// The chain an injected fault deletes; it never exists, so the kernel refuses it.
+#[cfg(feature = "fault-injection")]
+pub const FAULT_CHAIN: &str = "netpold-fault-injected";
 
 impl<'a> Encoder<'a> {
     pub fn new(table: &str, first_seq: u32) -> Encoder<'a> {
@@ -534,7 +541,22 @@ impl<'a> Encoder<'a> {
                 first_seq: first_seq.wrapping_add(1),
                 messages: Vec::new(),
             },
+            #[cfg(feature = "fault-injection")]
+            fault_after: None,
         }
+    }
+
+    /// Puts a message the kernel refuses (deleting a chain that does not exist) after
+    /// the first `after` messages, so the whole transaction must be rolled back.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_fault(&mut self, after: usize) {
+        self.fault_after = Some(after);
+    }
+
+    /// How many messages have been encoded so far.
+    #[cfg(feature = "fault-injection")]
+    pub fn messages(&self) -> usize {
+        self.descriptions.messages.len()
     }
 
     /// The finished batch, or why it must not be sent.
@@ -551,6 +573,17 @@ impl<'a> Encoder<'a> {
         self.descriptions
             .messages
             .extend(std::iter::repeat_n(what, n));
+        #[cfg(feature = "fault-injection")]
+        if self
+            .fault_after
+            .is_some_and(|after| self.descriptions.messages.len() >= after)
+        {
+            self.fault_after = None;
+            self.batch.delete_chain(&self.table, &c_string(FAULT_CHAIN));
+            self.descriptions
+                .messages
+                .push(Message::DeleteChain(FAULT_CHAIN));
+        }
     }
 
     fn one(seq: u32) -> std::ops::Range<u32> {

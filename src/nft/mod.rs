@@ -19,6 +19,30 @@ mod wire;
 use std::io;
 use std::time::{Duration, Instant};
 
+/// Test builds only (`--features fault-injection`): while the file named by
+/// `NETPOLD_FAULT_FILE` holds a number N > 0, the next N transactions each carry a
+/// message the kernel refuses in their middle, and N counts down. Production builds
+/// contain none of this.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    /// Whether the next transaction fails; counts the file down.
+    pub fn armed() -> bool {
+        let Some(path) = std::env::var_os("NETPOLD_FAULT_FILE") else {
+            return false;
+        };
+        let left: u32 = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        if left == 0 {
+            return false;
+        }
+        let _ = std::fs::write(&path, format!("{}\n", left - 1));
+        log::warn!("fault injection: this transaction carries a message the kernel refuses");
+        true
+    }
+}
+
 use crate::dataplane::{Applied, Dataplane, Drift, DriftObject, Error};
 use crate::ir::Ruleset;
 use crate::ir::diff::Delta;
@@ -201,10 +225,17 @@ impl Kernel {
     fn program<'a>(
         &mut self,
         whole_table: bool,
-        fill: impl FnOnce(&mut encode::Encoder<'a>),
+        fill: impl Fn(&mut encode::Encoder<'a>),
     ) -> Result<Applied, Error> {
         let started = Instant::now();
         let mut encoder = encode::Encoder::new(&self.table, self.next_seq);
+        #[cfg(feature = "fault-injection")]
+        if fault::armed() {
+            // Halfway through the transaction's own messages.
+            let mut count = encode::Encoder::new(&self.table, self.next_seq);
+            fill(&mut count);
+            encoder.inject_fault((count.messages() / 2).max(1));
+        }
         fill(&mut encoder);
         let (finished, descriptions) = encoder.finish().map_err(|why| {
             Error(format!(

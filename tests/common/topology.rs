@@ -662,6 +662,8 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub log: Arc<(Mutex<Vec<String>>, Condvar)>,
     pub config: PathBuf,
+    /// Extra environment for the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -681,12 +683,22 @@ impl Daemon {
             ),
         )
         .unwrap();
+        Daemon::with_config(&topo.host, config, &[])
+    }
+
+    /// Starts the daemon in `host` with a config file the test wrote (its `.state` and
+    /// `.run` siblings are removed on drop) and extra environment variables.
+    pub fn with_config(host: &Netns, config: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let mut d = Daemon {
             child: None,
             log: Arc::new((Mutex::new(Vec::new()), Condvar::new())),
             config,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
-        d.spawn(&topo.host);
+        d.spawn(host);
         d
     }
 
@@ -698,6 +710,7 @@ impl Daemon {
             .arg("run")
             .arg("--config")
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
