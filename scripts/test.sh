@@ -16,6 +16,7 @@ else
 fi
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --all-targets --locked -- -D warnings
+  cargo clippy --all-targets --locked --features fault-injection -- -D warnings
 else
   echo "warning: clippy is not installed: lints not checked (rustup component add clippy)" >&2
 fi
