@@ -227,6 +227,15 @@ fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Result<Vec<u8>, u64>
 /// Parses the bytes of one file. Public so tests and fuzzers can drive it without files.
 pub fn parse_bytes(display: &str, bytes: &[u8], problems: &mut Vec<Diagnostic>) -> Vec<RawObject> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // Windows editors save "Unicode" as UTF-16 with a byte-order mark.
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        problems.push(Diagnostic::new(
+            display,
+            Pos { line: 1, col: 1 },
+            "file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8",
+        ));
+        return Vec::new();
+    }
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -713,6 +722,19 @@ mod tests {
             )
         );
         assert_eq!(read_at_most(&file.path, 10).unwrap(), Err(11));
+    }
+
+    #[test]
+    fn utf16_is_named() {
+        for bom in [&b"\xFF\xFE"[..], b"\xFE\xFF"] {
+            let mut problems = Vec::new();
+            let text: Vec<u8> = [bom, b"k\0i\0n\0d\0"].concat();
+            assert!(parse_bytes("f.yaml", &text, &mut problems).is_empty());
+            assert_eq!(
+                problems[0].to_string(),
+                "f.yaml:1:1: error: file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"
+            );
+        }
     }
 
     #[test]
