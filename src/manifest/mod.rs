@@ -160,68 +160,48 @@ fn io_diag(rel: &[u8], e: &std::io::Error) -> Diagnostic {
 /// Reads one file and splits it into objects (documents, and items of `kind: List`).
 /// Errors of the file go to `problems`; a file with any syntax error yields no objects.
 pub fn read_file(file: &SourceFile, problems: &mut Vec<Diagnostic>) -> Vec<RawObject> {
-    let at_start = Pos { line: 1, col: 1 };
-    let meta = match fs::metadata(&file.path) {
-        Ok(m) => m,
-        Err(e) => {
+    match read_bounded(&file.path) {
+        Ok((bytes, _)) => parse_bytes(&file.display, &bytes, problems),
+        Err(message) => {
             problems.push(Diagnostic::new(
                 &file.display,
-                at_start,
-                format!("cannot read: {e}"),
-            ));
-            return Vec::new();
-        }
-    };
-    if !meta.is_file() {
-        problems.push(Diagnostic::new(
-            &file.display,
-            at_start,
-            "not a regular file",
-        ));
-        return Vec::new();
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        problems.push(Diagnostic::new(
-            &file.display,
-            at_start,
-            format!(
-                "file is {} bytes; the limit is {MAX_FILE_BYTES}",
-                meta.len()
-            ),
-        ));
-        return Vec::new();
-    }
-    match read_at_most(&file.path, MAX_FILE_BYTES) {
-        Ok(Ok(bytes)) => parse_bytes(&file.display, &bytes, problems),
-        Ok(Err(len)) => {
-            problems.push(Diagnostic::new(
-                &file.display,
-                at_start,
-                format!("file is at least {len} bytes; the limit is {MAX_FILE_BYTES}"),
-            ));
-            Vec::new()
-        }
-        Err(e) => {
-            problems.push(Diagnostic::new(
-                &file.display,
-                at_start,
-                format!("cannot read: {e}"),
+                Pos { line: 1, col: 1 },
+                message,
             ));
             Vec::new()
         }
     }
 }
 
-/// The file's bytes, or how many were read when it holds more than `limit` (it grew
-/// after its size was checked): memory stays bounded whatever the file does.
-fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Result<Vec<u8>, u64>> {
+/// Reads a regular file of at most `MAX_FILE_BYTES`, with its metadata from before the
+/// read; the error is a message for a diagnostic. Opened non-blocking and checked
+/// after opening, so that a FIFO named like a manifest (or swapped in after a check)
+/// cannot stall the reader, and a file growing while read costs bounded memory.
+pub fn read_bounded(path: &Path) -> Result<(Vec<u8>, fs::Metadata), String> {
     use std::io::Read;
-    let mut bytes = Vec::new();
-    fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut bytes)?;
-    let len = bytes.len() as u64;
-    Ok(if len > limit { Err(len) } else { Ok(bytes) })
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read: {e}");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    let too_big = |len: u64| format!("file is {len} bytes; the limit is {MAX_FILE_BYTES}");
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok((bytes, meta))
 }
 
 /// Parses the bytes of one file. Public so tests and fuzzers can drive it without files.
@@ -721,7 +701,6 @@ mod tests {
                 MAX_FILE_BYTES + 1
             )
         );
-        assert_eq!(read_at_most(&file.path, 10).unwrap(), Err(11));
     }
 
     #[test]
