@@ -23,3 +23,32 @@ fi
 # fault-injection: the end-to-end fault tests make the kernel refuse a transaction.
 NETPOLD_AGREEMENT_SCENARIOS="${NETPOLD_AGREEMENT_SCENARIOS:-300}" cargo test --locked --all-targets --features fault-injection
 cargo test --locked --doc
+
+# Each fuzz target (fuzz/, libFuzzer through cargo-fuzz) for a short time from its
+# committed seeds; any crash, hang (-timeout) or memory blow-up (-rss_limit_mb) fails.
+# The stable toolchain builds them with RUSTC_BOOTSTRAP=1 (cargo-fuzz passes -Z flags).
+if cargo fuzz --version >/dev/null 2>&1; then
+  fuzz_secs="${NETPOLD_FUZZ_SECONDS:-60}"
+  fuzz_scratch="$(mktemp -d /tmp/npd-fuzz-corpus.XXXXXX)"
+  trap 'rm -rf "$fuzz_scratch"' EXIT
+  export RUSTC_BOOTSTRAP=1
+  cargo fuzz build -s none
+  for target in $(cargo fuzz list); do
+    mkdir -p "$fuzz_scratch/$target"
+    # New inputs go to the scratch directory (the first); the seeds stay as committed.
+    if ! cargo fuzz run -s none "$target" "$fuzz_scratch/$target" "$PWD/fuzz/corpus/$target" -- \
+      -max_total_time="$fuzz_secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+      >"$fuzz_scratch/$target.log" 2>&1; then
+      tail -n 60 "$fuzz_scratch/$target.log" >&2
+      echo "fuzz target $target failed; the input is in fuzz/artifacts/$target" >&2
+      exit 1
+    fi
+    grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$fuzz_scratch/$target.log" | sed "s/^/fuzz $target: /"
+  done
+  unset RUSTC_BOOTSTRAP
+elif [ "${CI:-}" = true ]; then
+  echo "cargo-fuzz is missing (scripts/deps.sh installs it)" >&2
+  exit 1
+else
+  echo "warning: cargo-fuzz is not installed: fuzz targets not run (cargo install cargo-fuzz --locked)" >&2
+fi

@@ -22,8 +22,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -33,7 +32,7 @@ use super::state::StateDir;
 use crate::diag::Diagnostic;
 use crate::load::display_under;
 use crate::manifest::node::Pos;
-use crate::manifest::{self, MAX_FILE_BYTES, RawObject};
+use crate::manifest::{self, RawObject};
 use crate::model::{Changes, Claims, Converted, Identity, Model, Object};
 use crate::strict::StrictModes;
 
@@ -685,33 +684,11 @@ fn is_under(rel: &str, dir: &str) -> bool {
     dir == "." || rel == dir || rel.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
 }
 
-/// Reads a file of at most `MAX_FILE_BYTES`, with its metadata from before the read.
-/// Opened non-blocking so that a FIFO named like a manifest cannot stall the daemon;
-/// anything but a regular file is refused.
+/// Reads a file of at most `MAX_FILE_BYTES`, refused by StrictModes before anything is read.
 fn read_bounded(path: &Path, strict: Option<&mut StrictModes>) -> Result<(Vec<u8>, Stamp), String> {
-    let cannot = |e: std::io::Error| format!("cannot read: {e}");
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(cannot)?;
-    let meta = file.metadata().map_err(cannot)?;
-    if !meta.is_file() {
-        return Err("not a regular file".to_owned());
-    }
-    if let Some(strict) = strict {
-        strict.file(path, &meta)?;
-    }
-    let too_big = |len: u64| format!("file is {len} bytes; the limit is {MAX_FILE_BYTES}");
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_big(meta.len()));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_big(bytes.len() as u64));
-    }
-    Ok((bytes, Stamp::of(&meta)))
+    let check = |meta: &fs::Metadata| match strict {
+        Some(strict) => strict.file(path, meta),
+        None => Ok(()),
+    };
+    manifest::read_bounded(path, check).map(|(bytes, meta)| (bytes, Stamp::of(&meta)))
 }

@@ -503,7 +503,7 @@ fn a_conflict_with_enforced_content_rejects_the_change() {
     );
 
     // An address taken from another endpoint: refused, whichever endpoint the
-    // clash is reported on (the later by identity).
+    // clash is reported on (the later in file order, b.yaml's here).
     write(dir, "a.yaml", &endpoint("w", "veth-w", "10.0.0.1"));
     let clash = r.sync(Trigger::Change);
     assert!(
@@ -515,7 +515,7 @@ fn a_conflict_with_enforced_content_rejects_the_change() {
     write(dir, "a.yaml", &endpoint("z", "veth-z", "10.0.0.1"));
     let clash = r.sync(Trigger::Change);
     assert!(
-        line(&clash).contains("a.yaml (1 error)"),
+        line(&clash).contains("a.yaml (in conflict with enforced content)"),
         "{}",
         line(&clash)
     );

@@ -160,53 +160,67 @@ fn io_diag(rel: &[u8], e: &std::io::Error) -> Diagnostic {
 /// Reads one file and splits it into objects (documents, and items of `kind: List`).
 /// Errors of the file go to `problems`; a file with any syntax error yields no objects.
 pub fn read_file(file: &SourceFile, problems: &mut Vec<Diagnostic>) -> Vec<RawObject> {
-    let at_start = Pos { line: 1, col: 1 };
-    let meta = match fs::metadata(&file.path) {
-        Ok(m) => m,
-        Err(e) => {
+    match read_bounded(&file.path, |_| Ok(())) {
+        Ok((bytes, _)) => parse_bytes(&file.display, &bytes, problems),
+        Err(message) => {
             problems.push(Diagnostic::new(
                 &file.display,
-                at_start,
-                format!("cannot read: {e}"),
-            ));
-            return Vec::new();
-        }
-    };
-    if !meta.is_file() {
-        problems.push(Diagnostic::new(
-            &file.display,
-            at_start,
-            "not a regular file",
-        ));
-        return Vec::new();
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        problems.push(Diagnostic::new(
-            &file.display,
-            at_start,
-            format!(
-                "file is {} bytes; the limit is {MAX_FILE_BYTES}",
-                meta.len()
-            ),
-        ));
-        return Vec::new();
-    }
-    match fs::read(&file.path) {
-        Ok(bytes) => parse_bytes(&file.display, &bytes, problems),
-        Err(e) => {
-            problems.push(Diagnostic::new(
-                &file.display,
-                at_start,
-                format!("cannot read: {e}"),
+                Pos { line: 1, col: 1 },
+                message,
             ));
             Vec::new()
         }
     }
 }
 
+/// Reads a regular file of at most `MAX_FILE_BYTES`, with its metadata from before the
+/// read; the error is a message for a diagnostic. Opened non-blocking and checked
+/// after opening, so that a FIFO named like a manifest (or swapped in after a check)
+/// cannot stall the reader, and a file growing while read costs bounded memory.
+/// `check` sees the opened file's metadata before anything is read (StrictModes).
+pub fn read_bounded(
+    path: &Path,
+    check: impl FnOnce(&fs::Metadata) -> Result<(), String>,
+) -> Result<(Vec<u8>, fs::Metadata), String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let cannot = |e: std::io::Error| format!("cannot read: {e}");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    check(&meta)?;
+    let too_big = |len: u64| format!("file is {len} bytes; the limit is {MAX_FILE_BYTES}");
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok((bytes, meta))
+}
+
 /// Parses the bytes of one file. Public so tests and fuzzers can drive it without files.
 pub fn parse_bytes(display: &str, bytes: &[u8], problems: &mut Vec<Diagnostic>) -> Vec<RawObject> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    // Windows editors save "Unicode" as UTF-16 with a byte-order mark.
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        problems.push(Diagnostic::new(
+            display,
+            Pos { line: 1, col: 1 },
+            "file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8",
+        ));
+        return Vec::new();
+    }
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
@@ -238,7 +252,59 @@ pub fn parse_bytes(display: &str, bytes: &[u8], problems: &mut Vec<Diagnostic>) 
         }
         expand_list(display, doc, &mut objects, problems);
     }
+    objects.retain(|object| match oversized(&object.node) {
+        Some((pos, message)) => {
+            problems.push(Diagnostic::new(display, pos, message));
+            false
+        }
+        None => true,
+    });
     objects
+}
+
+/// Longest string (value or key) an object may hold, in bytes: Kubernetes' cap on all
+/// of an object's annotations together, so any object the API server stores fits.
+pub const MAX_STRING_BYTES: usize = 256 * 1024;
+/// Most items of one list, or entries of one mapping, inside an object (the items of
+/// a `kind: List` are objects of their own and not counted): far above any real
+/// policy's rules, peers, ports or addresses, and a bound on what compiling costs.
+pub const MAX_COLLECTION_ITEMS: usize = 10_000;
+
+/// The first place where an object exceeds a size limit, with what is wrong there.
+fn oversized(node: &Node) -> Option<(Pos, String)> {
+    let mut pending = vec![node];
+    while let Some(node) = pending.pop() {
+        match &node.value {
+            Value::Str(s) if s.len() > MAX_STRING_BYTES => {
+                return Some((
+                    node.pos,
+                    format!(
+                        "string is {} bytes long; the limit is {MAX_STRING_BYTES}",
+                        s.len()
+                    ),
+                ));
+            }
+            Value::Seq(items) if items.len() > MAX_COLLECTION_ITEMS => {
+                return Some((node.pos, too_many(items.len(), "items", "list")));
+            }
+            Value::Map(entries) if entries.len() > MAX_COLLECTION_ITEMS => {
+                return Some((node.pos, too_many(entries.len(), "entries", "mapping")));
+            }
+            Value::Seq(items) => pending.extend(items.iter().rev()),
+            Value::Map(entries) => {
+                for (key, value) in entries.iter().rev() {
+                    pending.push(value);
+                    pending.push(key);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn too_many(count: usize, what: &str, of: &str) -> String {
+    format!("{of} has {count} {what}; the limit is {MAX_COLLECTION_ITEMS} (split the object)")
 }
 
 /// `kind: List` (as `kubectl get -o yaml` prints) contributes its items; any other
@@ -328,6 +394,9 @@ pub fn key_text(key: &Node) -> String {
 /// events scale with the 32 MiB file limit; nesting and aliases stay tight.
 pub const MAX_DOCUMENTS: usize = 250_000;
 pub const MAX_NESTING: usize = 64;
+/// Nodes that aliases may copy in one file: aliases are rare in manifests, and
+/// this keeps a "billion laughs" document to a few megabytes of work.
+pub const MAX_ALIAS_EXPANSION: usize = 100_000;
 
 fn parser_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
@@ -340,6 +409,7 @@ fn parser_options() -> serde_saphyr::Options {
     budget.max_aliases = 10_000;
     budget.max_anchors = 10_000;
     options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_ALIAS_EXPANSION;
     options
 }
 
@@ -488,6 +558,167 @@ mod tests {
             problems[0].to_string(),
             "f.yaml:2:5: error: file is not valid UTF-8"
         );
+    }
+
+    /// The one problem of `text`, which must yield no object.
+    fn refused(text: &str) -> Diagnostic {
+        let (objects, problems) = parse(text);
+        assert!(objects.is_empty(), "{objects:?}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        problems.into_iter().next().unwrap()
+    }
+
+    fn billion_laughs() -> String {
+        let mut text = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            let items = [prev.as_str(); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn billion_laughs_is_refused_early() {
+        let started = std::time::Instant::now();
+        let p = refused(&billion_laughs());
+        assert!(p.message.contains("alias"), "{p}");
+        assert!(p.pos.line > 1, "{p}");
+        // A few hundred thousand nodes at most, not 10^9.
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_few_aliases_are_fine() {
+        let (objects, problems) = parse("kind: A\nfirst: &l {app: web}\nsecond: *l\n");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            objects[0]
+                .node
+                .get("second")
+                .unwrap()
+                .get("app")
+                .unwrap()
+                .as_str(),
+            Some("web")
+        );
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let deep = |n: usize| format!("kind: A\nx: {}{}\n", "[".repeat(n), "]".repeat(n));
+        let (_, problems) = parse(&deep(node::MAX_DEPTH - 1));
+        assert!(problems.is_empty(), "{problems:?}");
+        let p = refused(&deep(node::MAX_DEPTH));
+        assert_eq!(p.pos.line, 2, "{p}");
+        assert!(p.message.contains("nested deeper than 32 levels"), "{p}");
+        let p = refused(&deep(MAX_NESTING + 1));
+        assert!(p.message.contains("nested deeper"), "{p}");
+    }
+
+    #[test]
+    fn nesting_through_aliases_is_limited() {
+        // Each alias nests the previous anchor ten levels deeper: 100 levels in a
+        // text whose own nesting is 11.
+        let mut text = String::from("kind: A\na0: &a0 x\n");
+        for i in 1..=10 {
+            let open = "[".repeat(10);
+            let close = "]".repeat(10);
+            text.push_str(&format!("a{i}: &a{i} {open}*a{}{close}\n", i - 1));
+        }
+        let p = refused(&text);
+        assert!(p.message.contains("nested deeper than 32 levels"), "{p}");
+        assert!(p.pos.line > 1, "{p}");
+    }
+
+    #[test]
+    fn document_count_is_limited() {
+        let p = refused(&"---\n".repeat(MAX_DOCUMENTS + 1));
+        assert!(p.message.contains("limit on documents"), "{p}");
+    }
+
+    #[test]
+    fn long_strings_are_refused_where_they_are() {
+        let long = "x".repeat(MAX_STRING_BYTES + 1);
+        let p = refused(&format!(
+            "kind: A\nmetadata:\n  annotations: {{a: {long}}}\n"
+        ));
+        assert_eq!((p.pos.line, p.pos.col), (3, 20), "{p}");
+        assert_eq!(
+            p.message,
+            format!(
+                "string is {} bytes long; the limit is {MAX_STRING_BYTES}",
+                long.len()
+            )
+        );
+        let p = refused(&format!("kind: A\n{long}: 1\n"));
+        assert_eq!((p.pos.line, p.pos.col), (2, 1), "{p}");
+        let (objects, _) = parse(&format!("kind: A\nx: {}\n", &long[1..]));
+        assert_eq!(objects.len(), 1);
+    }
+
+    #[test]
+    fn long_lists_and_mappings_are_refused() {
+        let items = |n: usize| vec!["1"; n].join(", ");
+        let p = refused(&format!(
+            "kind: A\nspec:\n  ips: [{}]\n",
+            items(MAX_COLLECTION_ITEMS + 1)
+        ));
+        assert_eq!((p.pos.line, p.pos.col), (3, 8), "{p}");
+        assert!(
+            p.message
+                .starts_with("list has 10001 items; the limit is 10000"),
+            "{p}"
+        );
+        let entries: Vec<String> = (0..=MAX_COLLECTION_ITEMS)
+            .map(|i| format!("k{i}: v"))
+            .collect();
+        let p = refused(&format!("kind: A\nlabels: {{{}}}\n", entries.join(", ")));
+        assert!(p.message.starts_with("mapping has 10001 entries"), "{p}");
+        // The items of a List are objects of their own, not one object's list.
+        let list = format!(
+            "apiVersion: v1\nkind: List\nitems:\n{}",
+            "- {kind: A}\n".repeat(MAX_COLLECTION_ITEMS + 1)
+        );
+        let (objects, problems) = parse(&list);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(objects.len(), MAX_COLLECTION_ITEMS + 1);
+    }
+
+    #[test]
+    fn file_size_is_limited_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_FILE_BYTES + 1)
+            .unwrap();
+        let mut problems = Vec::new();
+        let file = SourceFile {
+            display: "big.yaml".to_owned(),
+            path,
+        };
+        assert!(read_file(&file, &mut problems).is_empty());
+        assert_eq!(
+            problems[0].to_string(),
+            format!(
+                "big.yaml:1:1: error: file is {} bytes; the limit is {MAX_FILE_BYTES}",
+                MAX_FILE_BYTES + 1
+            )
+        );
+    }
+
+    #[test]
+    fn utf16_is_named() {
+        for bom in [&b"\xFF\xFE"[..], b"\xFE\xFF"] {
+            let mut problems = Vec::new();
+            let text: Vec<u8> = [bom, b"k\0i\0n\0d\0"].concat();
+            assert!(parse_bytes("f.yaml", &text, &mut problems).is_empty());
+            assert_eq!(
+                problems[0].to_string(),
+                "f.yaml:1:1: error: file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8"
+            );
+        }
     }
 
     #[test]

@@ -113,6 +113,38 @@ impl<'de> Deserialize<'de> for Node {
     }
 }
 
+/// Deepest nesting of lists and mappings a document may have. Counted here, as the
+/// tree is built, because the parser's own depth budget sees the text only: a short
+/// chain of aliases, each nesting the one before, builds a far deeper tree, and every
+/// level costs stack.
+pub const MAX_DEPTH: usize = 32;
+
+thread_local! {
+    static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of nesting being built; the level is left when dropped.
+struct Level;
+
+impl Level {
+    fn enter<E: de::Error>() -> Result<Level, E> {
+        let depth = DEPTH.get() + 1;
+        if depth > MAX_DEPTH {
+            return Err(E::custom(format!(
+                "nested deeper than {MAX_DEPTH} levels of lists and mappings"
+            )));
+        }
+        DEPTH.set(depth);
+        Ok(Level)
+    }
+}
+
+impl Drop for Level {
+    fn drop(&mut self) {
+        DEPTH.set(DEPTH.get() - 1);
+    }
+}
+
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(ValueVisitor)
@@ -161,6 +193,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Str(v))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let _level = Level::enter()?;
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<Node>()? {
             items.push(item);
@@ -168,6 +201,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Seq(items))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let _level = Level::enter()?;
         let mut entries = Vec::new();
         while let Some(key) = map.next_key::<Node>()? {
             let value = map.next_value::<Node>()?;

@@ -564,7 +564,11 @@ impl Model {
             }
         }
         let mut seen: Vec<(&HostEndpoint, &HostInterface)> = Vec::new();
-        for (name, h) in &self.hosts {
+        let mut written: Vec<_> = self.hosts.iter().collect();
+        written.sort_by(|a, b| {
+            (&a.1.origin.file, a.1.origin.pos).cmp(&(&b.1.origin.file, b.1.origin.pos))
+        });
+        for (name, h) in written {
             let here = |pos| Origin {
                 file: h.origin.file.clone(),
                 pos,
@@ -631,7 +635,14 @@ impl Model {
         let mut users_of_if: BTreeMap<String, Vec<(Option<String>, String, Origin)>> =
             BTreeMap::new();
         let mut clashing = BTreeSet::new();
-        for (key, ep) in &self.endpoints {
+        // In the order they are written, so that of two clashing endpoints the later
+        // one is refused, as of two definitions of one object: adding a file never
+        // takes away what another file already holds.
+        let mut written: Vec<_> = self.endpoints.iter().collect();
+        written.sort_by(|a, b| {
+            (&a.1.origin.file, a.1.origin.pos).cmp(&(&b.1.origin.file, b.1.origin.pos))
+        });
+        for (key, ep) in written {
             for (i, ip) in ep.ips.iter().enumerate() {
                 let here = Origin {
                     file: ep.origin.file.clone(),

@@ -1607,6 +1607,24 @@ fn endpoint_clashes() {
         [&("shop".to_owned(), "a".to_owned())]
     );
 
+    // The endpoint written later is the one refused, whatever the names' order.
+    let text = [
+        endpoint_doc("z", "shop", "n1", "eth1", "10.0.0.1"),
+        endpoint_doc("a", "shop", "n1", "eth2", "10.0.0.1"),
+    ]
+    .join("---\n");
+    let (model, problems) = load(&text);
+    assert_eq!(
+        problems,
+        [
+            "f.yaml:9:45: error: spec.ips[0]: 10.0.0.1 is already an address of WorkloadEndpoint shop/z (f.yaml:4:45)"
+        ]
+    );
+    assert_eq!(
+        model.endpoints.keys().collect::<Vec<_>>(),
+        [&("shop".to_owned(), "z".to_owned())]
+    );
+
     // The same address written differently, across namespaces.
     let text = [
         endpoint_doc("a", "one", "n1", "eth1", "\"fd00::1\""),
