@@ -27,16 +27,18 @@ cargo test --locked --doc
 # Each fuzz target (fuzz/, libFuzzer through cargo-fuzz) for a short time from its
 # committed seeds; any crash, hang (-timeout) or memory blow-up (-rss_limit_mb) fails.
 # The stable toolchain builds them with RUSTC_BOOTSTRAP=1 (cargo-fuzz passes -Z flags).
+# CI builds them unoptimised (--dev): the build costs minutes less than a release
+# build, and a short run needs coverage more than speed; the long runs use release.
 if cargo fuzz --version >/dev/null 2>&1; then
-  fuzz_secs="${NETPOLD_FUZZ_SECONDS:-60}"
+  fuzz_secs="${NETPOLD_FUZZ_SECONDS:-30}"
   fuzz_scratch="$(mktemp -d /tmp/npd-fuzz-corpus.XXXXXX)"
   trap 'rm -rf "$fuzz_scratch"' EXIT
   export RUSTC_BOOTSTRAP=1
-  cargo fuzz build -s none
+  cargo fuzz build -s none --dev
   for target in $(cargo fuzz list); do
     mkdir -p "$fuzz_scratch/$target"
     # New inputs go to the scratch directory (the first); the seeds stay as committed.
-    if ! cargo fuzz run -s none "$target" "$fuzz_scratch/$target" "$PWD/fuzz/corpus/$target" -- \
+    if ! cargo fuzz run -s none --dev "$target" "$fuzz_scratch/$target" "$PWD/fuzz/corpus/$target" -- \
       -max_total_time="$fuzz_secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
       >"$fuzz_scratch/$target.log" 2>&1; then
       tail -n 60 "$fuzz_scratch/$target.log" >&2
