@@ -312,6 +312,35 @@ spec:
         None
     }
 
+    /// `judge` as `strict_conntrack` has it, no address removed nor route known.
+    fn strict(
+        orig: &Tuple,
+        reply: &Tuple,
+        local: &BTreeMap<IpAddr, String>,
+        rs: &Ruleset,
+    ) -> Option<Verdict> {
+        let none = BTreeSet::new();
+        judge(orig, reply, local, &none, &none, Some(rs), &mut no_route)
+    }
+
+    /// `judge` without `strict_conntrack`.
+    fn loose(
+        orig: &Tuple,
+        reply: &Tuple,
+        local: &BTreeMap<IpAddr, String>,
+        removed: &BTreeSet<IpAddr>,
+    ) -> Option<Verdict> {
+        judge(
+            orig,
+            reply,
+            local,
+            removed,
+            &BTreeSet::new(),
+            None,
+            &mut no_route,
+        )
+    }
+
     /// The reply tuple of a flow without NAT.
     fn back(t: &Tuple) -> Tuple {
         Tuple {
@@ -329,9 +358,7 @@ spec:
         let rs = crate::compile::compile(&model, "n1", "netpold");
         let local = local_interfaces(&model, "n1");
         assert_eq!(local.len(), 2, "n2's endpoint is not local: {local:?}");
-        let none = BTreeSet::new();
-        let judge_strict =
-            |t: &Tuple| judge(t, &back(t), &local, &none, &none, Some(&rs), &mut no_route);
+        let judge_strict = |t: &Tuple| strict(t, &back(t), &local, &rs);
         assert_eq!(judge_strict(&tcp("10.0.0.1", "10.0.0.2", 5432)), None);
         assert_eq!(
             judge_strict(&tcp("10.0.0.1", "10.0.0.2", 80)),
@@ -351,40 +378,14 @@ spec:
         assert_eq!(judge_strict(&ping), None);
         // Without strict mode only removed addresses count, at either end.
         let removed: BTreeSet<IpAddr> = ["10.0.0.3".parse().unwrap()].into();
+        let judge_loose = |t: &Tuple| loose(t, &back(t), &local, &removed);
+        assert_eq!(judge_loose(&tcp("10.0.0.1", "10.0.0.2", 80)), None);
         assert_eq!(
-            judge(
-                &tcp("10.0.0.1", "10.0.0.2", 80),
-                &back(&tcp("10.0.0.1", "10.0.0.2", 80)),
-                &local,
-                &removed,
-                &none,
-                None,
-                &mut no_route
-            ),
-            None
-        );
-        assert_eq!(
-            judge(
-                &tcp("10.0.0.1", "10.0.0.3", 80),
-                &back(&tcp("10.0.0.1", "10.0.0.3", 80)),
-                &local,
-                &removed,
-                &none,
-                None,
-                &mut no_route
-            ),
+            judge_loose(&tcp("10.0.0.1", "10.0.0.3", 80)),
             Some(Verdict::RemovedAddress)
         );
         assert_eq!(
-            judge(
-                &tcp("10.0.0.3", "192.0.2.7", 80),
-                &back(&tcp("10.0.0.3", "192.0.2.7", 80)),
-                &local,
-                &removed,
-                &none,
-                None,
-                &mut no_route
-            ),
+            judge_loose(&tcp("10.0.0.3", "192.0.2.7", 80)),
             Some(Verdict::RemovedAddress)
         );
     }
@@ -394,40 +395,17 @@ spec:
         let model = crate::model::from_valid_yaml(MODEL);
         let rs = crate::compile::compile(&model, "n1", "netpold");
         let local = local_interfaces(&model, "n1");
-        let none = BTreeSet::new();
         // web → 192.0.2.80:8080, DNAT'd by the host to db:80, which db denies.
         let orig = tcp("10.0.0.1", "192.0.2.80", 8080);
         let mut reply = back(&tcp("10.0.0.1", "10.0.0.2", 80));
-        assert_eq!(
-            judge(
-                &orig,
-                &reply,
-                &local,
-                &none,
-                &none,
-                Some(&rs),
-                &mut no_route
-            ),
-            Some(Verdict::Denied)
-        );
+        assert_eq!(strict(&orig, &reply, &local, &rs), Some(Verdict::Denied));
         // To db:5432 it is allowed.
         reply.src_port = 5432;
-        assert_eq!(
-            judge(
-                &orig,
-                &reply,
-                &local,
-                &none,
-                &none,
-                Some(&rs),
-                &mut no_route
-            ),
-            None
-        );
+        assert_eq!(strict(&orig, &reply, &local, &rs), None);
         // The target's address going away ends it, though only the reply tuple has it.
         let removed: BTreeSet<IpAddr> = ["10.0.0.2".parse().unwrap()].into();
         assert_eq!(
-            judge(&orig, &reply, &local, &removed, &none, None, &mut no_route),
+            loose(&orig, &reply, &local, &removed),
             Some(Verdict::RemovedAddress)
         );
         // So does an SNAT address, found only as the reply's destination.
@@ -435,15 +413,7 @@ spec:
         let mut masqueraded = back(&orig);
         masqueraded.dst = "10.0.0.7".parse().unwrap();
         assert_eq!(
-            judge(
-                &orig,
-                &masqueraded,
-                &local,
-                &snat,
-                &none,
-                None,
-                &mut no_route
-            ),
+            loose(&orig, &masqueraded, &local, &snat),
             Some(Verdict::RemovedAddress)
         );
     }
@@ -545,17 +515,6 @@ spec:
         // Only the end that is no local endpoint is looked up.
         assert_eq!(routes, ["203.0.113.9".parse::<IpAddr>().unwrap(); 2]);
         // Reached by an interface no host endpoint claims: web's own policy (none).
-        assert_eq!(
-            judge(
-                &outside,
-                &back(&outside),
-                &local,
-                &none,
-                &none,
-                Some(&rs),
-                &mut no_route
-            ),
-            None
-        );
+        assert_eq!(strict(&outside, &back(&outside), &local, &rs), None);
     }
 }

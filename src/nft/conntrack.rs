@@ -419,49 +419,29 @@ fn interface_address(m: &wire::Message) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(value);
-        out.resize(out.len().next_multiple_of(4), 0);
-        out
+    use attr_bytes as attr;
+
+    /// A CTA_TUPLE_* payload of a TCP flow over IPv4.
+    fn tcp_tuple(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let ip = [attr(CTA_IP_V4_SRC, &src), attr(CTA_IP_V4_DST, &dst)].concat();
+        let proto = [
+            attr(CTA_PROTO_NUM, &[6]),
+            attr(CTA_PROTO_SRC_PORT, &sport.to_be_bytes()),
+            attr(CTA_PROTO_DST_PORT, &dport.to_be_bytes()),
+        ]
+        .concat();
+        [
+            attr(CTA_TUPLE_IP | NLA_F_NESTED, &ip),
+            attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto),
+        ]
+        .concat()
     }
 
     #[test]
     fn a_dumped_tuple_gives_addresses_protocol_and_ports() {
-        let ip = [
-            attr(CTA_IP_V4_SRC, &[10, 0, 0, 1]),
-            attr(CTA_IP_V4_DST, &[10, 0, 0, 2]),
-        ]
-        .concat();
-        let proto = [
-            attr(CTA_PROTO_NUM, &[6]),
-            attr(CTA_PROTO_SRC_PORT, &40000u16.to_be_bytes()),
-            attr(CTA_PROTO_DST_PORT, &5432u16.to_be_bytes()),
-        ]
-        .concat();
-        let tuple = [
-            attr(CTA_TUPLE_IP | NLA_F_NESTED, &ip),
-            attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto),
-        ]
-        .concat();
+        let tuple = tcp_tuple([10, 0, 0, 1], [10, 0, 0, 2], 40000, 5432);
         // DNAT'd to 10.0.0.9:80: the reply comes from there.
-        let reply_ip = [
-            attr(CTA_IP_V4_SRC, &[10, 0, 0, 9]),
-            attr(CTA_IP_V4_DST, &[10, 0, 0, 1]),
-        ]
-        .concat();
-        let reply_proto = [
-            attr(CTA_PROTO_NUM, &[6]),
-            attr(CTA_PROTO_SRC_PORT, &80u16.to_be_bytes()),
-            attr(CTA_PROTO_DST_PORT, &40000u16.to_be_bytes()),
-        ]
-        .concat();
-        let reply = [
-            attr(CTA_TUPLE_IP | NLA_F_NESTED, &reply_ip),
-            attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &reply_proto),
-        ]
-        .concat();
+        let reply = tcp_tuple([10, 0, 0, 9], [10, 0, 0, 1], 80, 40000);
         let zone = 7u16.to_be_bytes();
         let msg = wire::nfnl_request(
             SUBSYS_CTNETLINK,
@@ -494,7 +474,7 @@ mod tests {
         );
         assert_eq!((e.family, e.tuple, e.zone), (2, tuple, Some(zone.to_vec())));
         // Without addresses there is no entry to act on.
-        let cut = [attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto)].concat();
+        let cut = attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &attr(CTA_PROTO_NUM, &[6]));
         assert_eq!(parse_tuple(&cut), None);
     }
 
