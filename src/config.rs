@@ -130,14 +130,16 @@ impl Config {
         self.strict_conntrack.unwrap_or(false)
     }
 
-    /// Under `strict_modes`, whether others than root could change the file at `path`
-    /// (`None`: the built-in defaults, no file): the error `run` and `apply` stop with.
-    pub fn check_modes(&self, path: Option<&Path>) -> Result<(), Diagnostic> {
+    /// Whether others than root could change the configuration file at `path` (`None`:
+    /// the default, when present) or a directory on its way. Checked before the file
+    /// is read, whatever it says: only `--no-strict-modes` skips it, since a key in a
+    /// file anyone may write would let anyone turn the check off.
+    pub fn check_file_modes(path: Option<&Path>) -> Result<(), Diagnostic> {
         let path = path.unwrap_or(Path::new(DEFAULT_CONFIG));
-        if !self.strict_modes() || !path.exists() || is_null_device(path) {
+        if !path.exists() || is_null_device(path) {
             return Ok(());
         }
-        crate::strict::StrictModes::new()
+        crate::strict::StrictModes::for_config()
             .path_and_parents(path)
             .map_err(|e| Diagnostic::new(path.display().to_string(), Pos { line: 1, col: 1 }, e))
     }

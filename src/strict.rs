@@ -27,14 +27,21 @@ const GROUP_WRITE: u32 = 0o020;
 const OTHER_WRITE: u32 = 0o002;
 const STICKY: u32 = 0o1000;
 pub const HOW_TO_RELAX: &str = "set strict_modes = false";
+/// The configuration file's own check is relaxed from the command line only.
+pub const HOW_TO_RELAX_CONFIG: &str = "run with --no-strict-modes";
 
-/// Checks paths for one load; directory verdicts are cached, since many files share
-/// them.
+/// Links followed in one path before giving up, as the kernel's ELOOP.
+const MAX_LINKS: usize = 40;
+
+/// Checks paths for one load; directory verdicts and resolved directories are cached,
+/// since many files share them.
 pub struct StrictModes {
     uid: u32,
-    dirs: HashMap<PathBuf, Result<(), String>>,
+    how_to_relax: &'static str,
+    /// Keyed by directory and whether it is checked as a parent.
+    dirs: HashMap<(PathBuf, bool), Result<(), String>>,
     /// Directories as given → where they resolve to.
-    resolved: HashMap<PathBuf, Option<PathBuf>>,
+    resolved: HashMap<PathBuf, Result<PathBuf, String>>,
 }
 
 impl Default for StrictModes {
@@ -47,8 +54,17 @@ impl StrictModes {
     pub fn new() -> StrictModes {
         StrictModes {
             uid: rustix::process::geteuid().as_raw(),
+            how_to_relax: HOW_TO_RELAX,
             dirs: HashMap::new(),
             resolved: HashMap::new(),
+        }
+    }
+
+    /// For the configuration file: what it says cannot relax its own check.
+    pub fn for_config() -> StrictModes {
+        StrictModes {
+            how_to_relax: HOW_TO_RELAX_CONFIG,
+            ..StrictModes::new()
         }
     }
 
@@ -58,21 +74,28 @@ impl StrictModes {
         self.resolved.clear();
     }
 
+    /// Whether `owner` is root or the daemon's own user; the error otherwise.
+    fn owner(&self, owner: u32) -> Result<(), String> {
+        if owner == 0 || owner == self.uid {
+            return Ok(());
+        }
+        let daemon = if self.uid == 0 {
+            "root".to_owned()
+        } else {
+            format!("root or this process's user (uid {})", self.uid)
+        };
+        Err(format!(
+            "owned by uid {owner}, not {daemon}; fix with chown root or {}",
+            self.how_to_relax
+        ))
+    }
+
     /// What is wrong with a file or directory of metadata `meta`, if anything; `as_parent`:
     /// it is above the checked path, where a root-owned sticky directory is fine.
     fn verdict(&self, meta: &Metadata, as_parent: bool) -> Result<(), String> {
         let mode = meta.permissions().mode() & 0o7777;
         let owner = meta.uid();
-        if owner != 0 && owner != self.uid {
-            let daemon = if self.uid == 0 {
-                "root".to_owned()
-            } else {
-                format!("root or this process's user (uid {})", self.uid)
-            };
-            return Err(format!(
-                "owned by uid {owner}, not {daemon}; fix with chown root or {HOW_TO_RELAX}"
-            ));
-        }
+        self.owner(owner)?;
         if as_parent && owner == 0 && mode & STICKY != 0 && meta.is_dir() {
             return Ok(());
         }
@@ -83,13 +106,14 @@ impl StrictModes {
             (true, true) => "group and others",
         };
         Err(format!(
-            "writable by {who} (mode {mode:04o}); fix with chmod go-w or {HOW_TO_RELAX}"
+            "writable by {who} (mode {mode:04o}); fix with chmod go-w or {}",
+            self.how_to_relax
         ))
     }
 
     /// One directory, by `stat` (following links), cached.
     fn dir(&mut self, dir: &Path, as_parent: bool) -> Result<(), String> {
-        let key = dir.to_path_buf();
+        let key = (dir.to_path_buf(), as_parent);
         if let Some(v) = self.dirs.get(&key) {
             return v.clone();
         }
@@ -107,22 +131,75 @@ impl StrictModes {
         }
     }
 
-    /// `path` (a directory or file) and every directory above it, along the path as
-    /// given and along the path it resolves to. The message names the offending path.
+    /// `path` (a directory or file) and every directory met while resolving it, one
+    /// component at a time as OpenSSH's `safe_path` does: each directory above it,
+    /// the directory holding every link on the way (whoever can write it can repoint
+    /// the link) and, in a sticky directory, the link's owner. The message names the
+    /// offending path.
     pub fn path_and_parents(&mut self, path: &Path) -> Result<(), String> {
-        let absolute = std::path::absolute(path).map_err(|e| format!("cannot check: {e}"))?;
-        let resolved = std::fs::canonicalize(path).map_err(|e| format!("cannot check: {e}"))?;
+        let resolved = self.resolve(path)?;
         let meta = std::fs::metadata(&resolved).map_err(|e| format!("cannot check: {e}"))?;
-        self.verdict(&meta, false)?;
-        for start in [&absolute, &resolved] {
-            for parent in start.ancestors().skip(1) {
-                // A parent of the path as given may itself be a link: its target's
-                // directory is what holds the entries.
-                let parent = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_owned());
-                self.dir(&parent, true)?;
+        self.verdict(&meta, false)
+    }
+
+    /// Where `path` leads, checking as `path_and_parents` does everything above it.
+    fn resolve(&mut self, path: &Path) -> Result<PathBuf, String> {
+        let absolute = std::path::absolute(path).map_err(|e| format!("cannot check: {e}"))?;
+        self.dir(Path::new("/"), true)?;
+        self.walk(PathBuf::from("/"), &absolute)
+    }
+
+    /// Resolves `rest` from the real, checked directory `dir`.
+    fn walk(&mut self, mut dir: PathBuf, rest: &Path) -> Result<PathBuf, String> {
+        use std::path::Component;
+        let mut todo: Vec<std::ffi::OsString> = Vec::new();
+        let push = |todo: &mut Vec<std::ffi::OsString>, p: &Path| {
+            let parts: Vec<_> = p
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n.to_owned()),
+                    Component::ParentDir => Some("..".into()),
+                    _ => None,
+                })
+                .collect();
+            todo.extend(parts.into_iter().rev());
+        };
+        push(&mut todo, rest);
+        let mut links = 0;
+        while let Some(part) = todo.pop() {
+            if part == ".." {
+                dir.pop();
+                continue;
             }
+            let here = dir.join(&part);
+            let meta = std::fs::symlink_metadata(&here)
+                .map_err(|e| format!("{}: cannot check: {e}", here.display()))?;
+            if meta.file_type().is_symlink() {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(format!("{}: too many levels of links", here.display()));
+                }
+                let sticky =
+                    std::fs::metadata(&dir).is_ok_and(|d| d.permissions().mode() & STICKY != 0);
+                if sticky {
+                    self.owner(meta.uid()).map_err(|e| {
+                        format!("{} (a link in a sticky directory): {e}", here.display())
+                    })?;
+                }
+                let target = std::fs::read_link(&here)
+                    .map_err(|e| format!("{}: cannot check: {e}", here.display()))?;
+                if target.is_absolute() {
+                    dir = PathBuf::from("/");
+                }
+                push(&mut todo, &target);
+                continue;
+            }
+            if !todo.is_empty() {
+                self.dir(&here, true)?;
+            }
+            dir = here;
         }
-        Ok(())
+        Ok(dir)
     }
 
     /// A manifest file below `root` (already checked with `path_and_parents`): the
@@ -132,33 +209,24 @@ impl StrictModes {
         self.file(file, meta)
     }
 
-    /// A file at `path` by its metadata as opened (so after links). When a link (to
-    /// the file or to a directory on its way) puts it in another directory, that
-    /// directory and those above it are checked too: whoever can write them can
-    /// replace the file.
+    /// A file at `path` by its metadata as opened (so after links), and every directory
+    /// met while resolving it (see `path_and_parents`): whoever can write one of them
+    /// can replace the file.
     pub fn file(&mut self, path: &Path, meta: &Metadata) -> Result<(), String> {
         self.verdict(meta, false)?;
-        let Some(given) = path.parent().and_then(|p| std::path::absolute(p).ok()) else {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Ok(());
         };
-        let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-        let real = if is_link {
-            std::fs::canonicalize(path)
-                .ok()
-                .and_then(|t| t.parent().map(Path::to_path_buf))
-        } else {
-            self.resolved
-                .entry(given.clone())
-                .or_insert_with(|| std::fs::canonicalize(&given).ok())
-                .clone()
-        };
-        match real {
-            Some(real) if real != given => {
-                self.dir(&real, false)?;
-                real.ancestors().skip(1).try_for_each(|a| self.dir(a, true))
+        let parent = parent.to_path_buf();
+        let real = match self.resolved.get(&parent) {
+            Some(r) => r.clone(),
+            None => {
+                let r = self.resolve(&parent);
+                self.resolved.insert(parent, r.clone());
+                r
             }
-            _ => Ok(()),
-        }
+        }?;
+        self.walk(real, Path::new(name)).map(drop)
     }
 
     /// The directories between `root` and `file` only (for a file not read again).
@@ -339,10 +407,123 @@ mod tests {
         );
     }
 
+    /// Whether chown works here; under `CI=true` it must (CI runs as root).
+    fn can_chown() -> bool {
+        if rustix::process::geteuid().as_raw() == 0 {
+            return true;
+        }
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "this test needs root (chown) under CI"
+        );
+        eprintln!("skipped: chown needs root");
+        false
+    }
+
+    /// `root/home/evil` owned by uid 1000 and `root/srv` (root's), both 0755, in a
+    /// fresh root-owned 0755 directory.
+    fn evil_home() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        chmod(root.path(), 0o755);
+        let evil = root.path().join("home/evil");
+        let srv = root.path().join("srv");
+        for d in [&evil, &srv] {
+            fs::create_dir_all(d).unwrap();
+            chmod(d, 0o755);
+        }
+        chmod(&root.path().join("home"), 0o755);
+        std::os::unix::fs::chown(&evil, Some(1000), Some(1000)).unwrap();
+        (root, evil, srv)
+    }
+
+    fn owned_by_1000(path: &Path) -> String {
+        format!(
+            "{}: owned by uid 1000, not root; fix with chown root or set strict_modes = false",
+            path.display()
+        )
+    }
+
+    #[test]
+    fn a_directory_holding_a_link_in_the_middle_of_a_chain_is_checked() {
+        if !can_chown() {
+            return;
+        }
+        // etc/manifests.d -> home/evil/current -> srv/rev2: uid 1000 can repoint the
+        // middle link although neither end is in its directory.
+        let (root, evil, srv) = evil_home();
+        let rev2 = srv.join("rev2");
+        fs::create_dir(&rev2).unwrap();
+        chmod(&rev2, 0o755);
+        let etc = root.path().join("etc");
+        fs::create_dir(&etc).unwrap();
+        chmod(&etc, 0o755);
+        std::os::unix::fs::symlink(&rev2, evil.join("current")).unwrap();
+        let manifests = etc.join("manifests.d");
+        std::os::unix::fs::symlink(evil.join("current"), &manifests).unwrap();
+        let e = StrictModes::new().path_and_parents(&manifests).unwrap_err();
+        assert_eq!(e, owned_by_1000(&evil));
+        // The same chain with the middle directory root's passes.
+        std::os::unix::fs::chown(&evil, Some(0), Some(0)).unwrap();
+        StrictModes::new().path_and_parents(&manifests).unwrap();
+        // A relative middle link resolves the same way.
+        fs::remove_file(evil.join("current")).unwrap();
+        std::os::unix::fs::symlink("../../srv/rev2", evil.join("current")).unwrap();
+        StrictModes::new().path_and_parents(&manifests).unwrap();
+        std::os::unix::fs::chown(&evil, Some(1000), Some(1000)).unwrap();
+        let e = StrictModes::new().path_and_parents(&manifests).unwrap_err();
+        assert_eq!(e, owned_by_1000(&evil));
+    }
+
+    #[test]
+    fn a_file_reached_through_a_link_in_another_users_directory_is_refused() {
+        if !can_chown() {
+            return;
+        }
+        // m/l.yaml -> home/evil/f.yaml -> srv/p.yaml
+        let (root, evil, srv) = evil_home();
+        let target = srv.join("p.yaml");
+        fs::write(&target, "x").unwrap();
+        chmod(&target, 0o644);
+        std::os::unix::fs::symlink(&target, evil.join("f.yaml")).unwrap();
+        let m = root.path().join("m");
+        fs::create_dir(&m).unwrap();
+        chmod(&m, 0o755);
+        let link = m.join("l.yaml");
+        std::os::unix::fs::symlink(evil.join("f.yaml"), &link).unwrap();
+        assert_eq!(check_file(&m, &link).unwrap_err(), owned_by_1000(&evil));
+        std::os::unix::fs::chown(&evil, Some(0), Some(0)).unwrap();
+        check_file(&m, &link).unwrap();
+    }
+
+    #[test]
+    fn a_link_another_user_owns_in_a_sticky_directory_is_refused() {
+        if !can_chown() {
+            return;
+        }
+        // As in /tmp: the sticky directory itself is fine, but only the link's owner
+        // may replace the link, so its owner counts.
+        let (root, _, srv) = evil_home();
+        let sticky = root.path().join("tmp");
+        fs::create_dir(&sticky).unwrap();
+        chmod(&sticky, 0o1777);
+        let link = sticky.join("manifests.d");
+        std::os::unix::fs::symlink(&srv, &link).unwrap();
+        StrictModes::new().path_and_parents(&link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(1000), Some(1000)).unwrap();
+        let e = StrictModes::new().path_and_parents(&link).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{} (a link in a sticky directory): owned by uid 1000, not root; fix with chown root or set strict_modes = false",
+                link.display()
+            )
+        );
+    }
+
     #[test]
     fn another_users_file_is_refused() {
-        if rustix::process::geteuid().as_raw() != 0 {
-            eprintln!("skipped: chown needs root");
+        if !can_chown() {
             return;
         }
         let (dir, file) = tree();

@@ -2,7 +2,8 @@
 //! flows held open across an edit. With `strict_conntrack` a flow the new policy
 //! denies ends (its next packet gets no answer) while an allowed one goes on; without
 //! it established flows go on; the flows of a removed endpoint's address end in both
-//! modes. Also prints what a strict pass costs at 10,000 entries. Root only; fails
+//! modes, as do those of an address handed to another endpoint in one edit; a flow
+//! through the host's DNAT is judged where it really goes. Also prints what a strict pass costs at 10,000 entries. Root only; fails
 //! instead of skipping under `CI=true`.
 
 use std::time::{Duration, Instant};
@@ -146,6 +147,70 @@ fn without_strict_conntrack_established_flows_go_on_but_a_removed_endpoints_end(
     assert_eq!(f.gone_tcp.say(), "timeout", "a removed endpoint's flow");
     assert_eq!(f.denied_tcp.say(), "echo", "web's flows are not touched");
     assert_eq!(f.allowed_tcp.say(), "echo");
+}
+
+/// The host DNATs 192.0.2.80:8080 to db:80 and :8081 to db:5432 in a nat table of
+/// its own (as a port forward or a service address would): the flow is judged where
+/// it really goes, so denying db's port 80 ends the held flow through the DNAT.
+#[test]
+fn strict_conntrack_judges_a_dnat_flow_by_where_it_really_goes() {
+    let Some((t, d)) = start("ct-dnat", true) else {
+        return;
+    };
+    let nat = "table ip npd-dnat {\n chain pre {\n  type nat hook prerouting priority dstnat;\n  ip daddr 192.0.2.80 tcp dport 8080 dnat to 10.0.0.2:80\n  ip daddr 192.0.2.80 tcp dport 8081 dnat to 10.0.0.2:5432\n }\n}\n";
+    let (ok, _, err) = t.host.nft(&["-f", "-"], Some(nat));
+    assert!(ok, "{err}");
+    let mut to_80 = Held::open(&t, "web", "192.0.2.80", 8080);
+    let mut to_5432 = Held::open(&t, "web", "192.0.2.80", 8081);
+    assert_eq!(to_80.say(), "echo", "through the DNAT, before the change");
+    assert_eq!(to_5432.say(), "echo", "through the DNAT, before the change");
+    deny_80_and_53(&t, &d);
+    d.wait_line(|l| l.contains("conntrack: deleted"), SHOW)
+        .unwrap_or_else(|| panic!("no conntrack line:\n{}", d.dump()));
+    assert_eq!(to_80.say(), "timeout", "db:80 through the DNAT, now denied");
+    assert_eq!(
+        to_5432.say(),
+        "echo",
+        "db:5432 through the DNAT, still allowed"
+    );
+}
+
+/// One write replaces endpoint `gone` by `intruder`, with the same addresses and
+/// interface: the address now names another workload, so gone's flow ends although
+/// the address is still a local endpoint's.
+fn handed_over(tag: &str, strict: bool) {
+    let Some((t, d)) = start(tag, strict) else {
+        return;
+    };
+    let mut gone = Held::open(&t, "gone", t.wl("db").ip(V4).unwrap(), 5432);
+    let mut web = Held::open(&t, "web", t.wl("db").ip(V4).unwrap(), 5432);
+    assert_eq!(gone.say(), "echo", "before the change");
+    let swapped: String = t
+        .wls
+        .iter()
+        .map(|w| {
+            let mut w = w.clone();
+            if w.name == "gone" {
+                w.name = "intruder".into();
+                w.labels = "app: intruder".into();
+            }
+            w.manifest()
+        })
+        .collect();
+    d.after(|| t.write("endpoints.yaml", &swapped), SYNC);
+    wait_removed(&d);
+    assert_eq!(gone.say(), "timeout", "the flow of the address handed over");
+    assert_eq!(web.say(), "echo", "another endpoint's flow goes on");
+}
+
+#[test]
+fn an_address_handed_to_another_endpoint_loses_its_flows_with_strict_conntrack() {
+    handed_over("ct-hand-s", true);
+}
+
+#[test]
+fn an_address_handed_to_another_endpoint_loses_its_flows_without_strict_conntrack() {
+    handed_over("ct-hand-l", false);
 }
 
 /// Not a timed assertion: prints what one strict pass costs with 10,000 entries.

@@ -306,7 +306,48 @@ fn apply_refuses_and_check_warns_about_unsafe_modes() {
         )),
         "{err}"
     );
+    // Whoever may write the file cannot turn the check off from inside it: its modes
+    // are checked before it is read, whatever it says.
     std::fs::write(&config, "node = \"n1\"\nstrict_modes = false\n").unwrap();
+    let refused = format!(
+        "{}:1:1: error: writable by group (mode 0664); fix with chmod go-w or run with --no-strict-modes",
+        config.display()
+    );
+    let (code, _, err) = netpold(&ns, &["apply", "--config", c, "--manifests", m]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&refused), "{err}");
+    let (_, tables, _) = ns.nft(&["list", "tables"], None);
+    assert!(!tables.contains("netpold"), "{tables}");
+    // `run` stops at start (were it to run, `timeout` would end it with 124).
+    let out = in_ns(&ns.name, "timeout")
+        .args(["10", NETPOLD, "run", "--config", c, "--manifests", m])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&refused), "{err}");
+    let (code, _, err) = netpold(&ns, &["check", "--config", c, "--manifests", m]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&refused.replace(": error: ", ": warning: ")),
+        "{err}"
+    );
+    // The command line relaxes it all.
+    let (code, _, err) = netpold(
+        &ns,
+        &[
+            "check",
+            "--no-strict-modes",
+            "--config",
+            c,
+            "--manifests",
+            m,
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    // A file only root may write relaxes the manifests' check.
+    chmod(&config, 0o644);
     let (code, _, err) = netpold(&ns, &["check", "--config", c, "--manifests", m]);
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("warning"), "{err}");

@@ -27,6 +27,10 @@ pub struct Common {
     /// Manifest directory [default: /etc/netpold/manifests.d]
     #[arg(long, value_name = "DIR")]
     pub manifests: Option<PathBuf>,
+    /// Accept files and directories others than root could change, the configuration
+    /// file included (its own `strict_modes = false` cannot relax its check)
+    #[arg(long)]
+    pub no_strict_modes: bool,
 }
 
 /// Options of the verbs that compile for a node: `plan`, `apply`, `run`.
@@ -56,24 +60,26 @@ pub struct Settings {
     pub table: String,
     /// The whole file, for the keys only the daemon reads.
     pub config: Config,
-    /// `--config`, if given.
-    pub config_path: Option<PathBuf>,
+    /// `--no-strict-modes`.
+    pub no_strict_modes: bool,
+    /// What StrictModes found wrong with the configuration file, checked before it was
+    /// read.
+    pub config_modes: Option<netpold::diag::Diagnostic>,
 }
 
 impl Settings {
-    /// What `strict_modes` refuses: the configuration file, and with `manifests` the
-    /// manifest directory and its files (the daemon checks those on every load).
+    /// StrictModes for the manifests and the state directory: off with
+    /// `--no-strict-modes` or the (checked) file's `strict_modes = false`.
+    pub fn strict_modes(&self) -> bool {
+        !self.no_strict_modes && self.config.strict_modes()
+    }
+
+    /// What StrictModes refuses: the configuration file (unless `--no-strict-modes`),
+    /// and with `manifests` the manifest directory and its files (the daemon checks
+    /// those on every load).
     pub fn unsafe_modes(&self, manifests: bool) -> Vec<netpold::diag::Diagnostic> {
-        if !self.config.strict_modes() {
-            return Vec::new();
-        }
-        let mut problems: Vec<_> = self
-            .config
-            .check_modes(self.config_path.as_deref())
-            .err()
-            .into_iter()
-            .collect();
-        if manifests {
+        let mut problems: Vec<_> = self.config_modes.iter().cloned().collect();
+        if manifests && self.strict_modes() {
             problems.extend(netpold::strict::check_dir(&self.manifests));
         }
         problems
@@ -82,7 +88,19 @@ impl Settings {
 
 impl Common {
     pub fn settings(&self, node: Option<&str>, table: Option<&str>) -> anyhow::Result<Settings> {
-        let cfg = Config::load(self.config.as_deref())?;
+        let config_modes = if self.no_strict_modes {
+            None
+        } else {
+            Config::check_file_modes(self.config.as_deref()).err()
+        };
+        let cfg = match Config::load(self.config.as_deref()) {
+            Ok(cfg) => cfg,
+            // The file's modes come first: what it says is not to be trusted.
+            Err(e) => match &config_modes {
+                Some(modes) => anyhow::bail!("{modes}\n{e}"),
+                None => return Err(e.into()),
+            },
+        };
         let table = table
             .map(str::to_owned)
             .or_else(|| cfg.table.clone())
@@ -100,7 +118,8 @@ impl Common {
                 .unwrap_or_else(config::hostname),
             table,
             config: cfg,
-            config_path: self.config.clone(),
+            no_strict_modes: self.no_strict_modes,
+            config_modes,
         })
     }
 }

@@ -30,7 +30,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
             cfg.state_dir
                 .clone()
                 .unwrap_or_else(|| config::DEFAULT_STATE_DIR.into()),
-            cfg.strict_modes(),
+            settings.strict_modes(),
         ),
         debounce: Duration::from_millis(cfg.debounce_ms.unwrap_or(config::DEFAULT_DEBOUNCE_MS)),
         resync: Duration::from_secs(
@@ -39,7 +39,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
                 .max(1),
         ),
         compile: cfg.compile_options(),
-        strict_modes: cfg.strict_modes(),
+        strict_modes: settings.strict_modes(),
     };
     let mut dataplane = nft::Kernel::open(&settings.table)?;
     let own_portid = dataplane.portid();

@@ -16,6 +16,7 @@ const SUBSYS_CTNETLINK: u16 = 1;
 const MSG_CT_GET: u16 = 1;
 const MSG_CT_DELETE: u16 = 2;
 const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_REPLY: u16 = 2;
 const CTA_ZONE: u16 = 18;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
@@ -28,6 +29,17 @@ const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
 const NLA_F_NESTED: u16 = 0x8000;
 const RTM_GETADDR: u16 = 22;
+const RTM_NEWLINK: u16 = 16;
+const RTM_GETLINK: u16 = 18;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+/// `struct ifinfomsg`: family, type, index, flags, change.
+const IFINFOMSG_LEN: usize = 16;
+const IFLA_IFNAME: u16 = 3;
+/// `struct rtmsg`: family, lengths, tos, table, protocol, scope, type, flags.
+const RTMSG_LEN: usize = 12;
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
 const RTM_NEWADDR: u16 = 20;
 /// `struct ifaddrmsg`: family, prefix length, flags, scope, interface index.
 const IFADDRMSG_LEN: usize = 8;
@@ -36,6 +48,7 @@ const IFA_LOCAL: u16 = 2;
 const RECV_BUFFER: usize = 1 << 20;
 /// Deletions sent in one datagram; each is acknowledged on its own.
 const DELETES_PER_SEND: usize = 256;
+/// How long one read may wait for the kernel; per read, so a large table is not cut off.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection's original-direction tuple (the first packet's addresses and ports).
@@ -54,6 +67,9 @@ pub struct Tuple {
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub orig: Tuple,
+    /// The reply direction's tuple: after NAT, its source is where the flow really
+    /// goes (a DNAT target) and its destination where replies go (an SNAT address).
+    pub reply: Tuple,
     family: u8,
     /// The CTA_TUPLE_ORIG payload as dumped, sent back unchanged to name the entry.
     tuple: Vec<u8>,
@@ -159,9 +175,8 @@ fn read_dump(
     seq: u32,
     mut each: impl FnMut(&wire::Message),
 ) -> io::Result<()> {
-    let deadline = Instant::now() + REPLY_TIMEOUT;
     loop {
-        let data = recv_until(socket, buf, deadline)?;
+        let data = recv_until(socket, buf, Instant::now() + REPLY_TIMEOUT)?;
         for m in wire::messages(data) {
             if m.seq != seq {
                 continue;
@@ -198,6 +213,7 @@ fn entry(m: &wire::Message) -> Option<Entry> {
     let tuple = m.attr(CTA_TUPLE_ORIG)?;
     Some(Entry {
         orig: parse_tuple(tuple)?,
+        reply: parse_tuple(m.attr(CTA_TUPLE_REPLY)?)?,
         family: m.family(),
         tuple: tuple.to_vec(),
         zone: m.attr(CTA_ZONE).map(<[u8]>::to_vec),
@@ -245,73 +261,187 @@ fn parse_tuple(payload: &[u8]) -> Option<Tuple> {
     })
 }
 
+/// A NETLINK_ROUTE request of `kind` with `body` (the fixed header and attributes).
+fn route_request(kind: u16, flags: i32, seq: u32, body: &[u8]) -> Vec<u8> {
+    let mut request = vec![0u8; wire::HEADER_LEN];
+    request.extend_from_slice(body);
+    let len = request.len() as u32;
+    request[0..4].copy_from_slice(&len.to_ne_bytes());
+    request[4..6].copy_from_slice(&kind.to_ne_bytes());
+    request[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | flags) as u16).to_ne_bytes());
+    request[8..12].copy_from_slice(&seq.to_ne_bytes());
+    request
+}
+
 /// The addresses assigned to this network namespace's interfaces.
 pub fn local_addresses() -> io::Result<BTreeSet<IpAddr>> {
     let socket = wire::Socket::open_protocol(libc::NETLINK_ROUTE, 0, false)?;
     let mut buf = wire::RecvBuf::new(RECV_BUFFER);
-    let mut request = vec![0u8; wire::HEADER_LEN];
-    request.extend_from_slice(&[libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0]);
-    let len = request.len() as u32;
-    request[0..4].copy_from_slice(&len.to_ne_bytes());
-    request[4..6].copy_from_slice(&RTM_GETADDR.to_ne_bytes());
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    request[6..8].copy_from_slice(&flags.to_ne_bytes());
-    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    socket.send(&request)?;
+    let ifaddrmsg = [libc::AF_UNSPEC as u8, 0, 0, 0, 0, 0, 0, 0];
+    socket.send(&route_request(RTM_GETADDR, libc::NLM_F_DUMP, 1, &ifaddrmsg))?;
     let mut out = BTreeSet::new();
     read_dump(&socket, &mut buf, 1, |m| {
-        if m.kind != RTM_NEWADDR {
-            return;
-        }
-        let attrs = Attrs::nested(
-            m.bytes
-                .get(wire::HEADER_LEN + IFADDRMSG_LEN..)
-                .unwrap_or(&[]),
-        );
-        for (kind, a) in attrs {
-            if kind != IFA_LOCAL && kind != IFA_ADDRESS {
-                continue;
-            }
-            if let Ok(b) = <[u8; 4]>::try_from(a) {
-                out.insert(IpAddr::V4(Ipv4Addr::from(b)));
-            } else if let Ok(b) = <[u8; 16]>::try_from(a) {
-                out.insert(IpAddr::V6(Ipv6Addr::from(b)));
-            }
+        if m.kind == RTM_NEWADDR {
+            out.extend(interface_address(m));
         }
     })?;
     Ok(out)
+}
+
+/// Which interface this namespace's routing table sends a packet to an address by:
+/// the interface a forwarded flow's remote end is reached by (and, routes being
+/// symmetric as reverse-path filtering wants, comes in by). Answers are cached.
+pub struct Routes {
+    socket: wire::Socket,
+    buf: wire::RecvBuf,
+    seq: u32,
+    names: std::collections::BTreeMap<u32, String>,
+    cache: std::collections::BTreeMap<IpAddr, Option<String>>,
+}
+
+impl Routes {
+    /// Reads the interface names once.
+    pub fn open() -> io::Result<Routes> {
+        let socket = wire::Socket::open_protocol(libc::NETLINK_ROUTE, 0, false)?;
+        let mut buf = wire::RecvBuf::new(RECV_BUFFER);
+        let mut ifinfomsg = [0u8; IFINFOMSG_LEN];
+        ifinfomsg[0] = libc::AF_UNSPEC as u8;
+        socket.send(&route_request(RTM_GETLINK, libc::NLM_F_DUMP, 1, &ifinfomsg))?;
+        let mut names = std::collections::BTreeMap::new();
+        read_dump(&socket, &mut buf, 1, |m| {
+            if m.kind == RTM_NEWLINK {
+                names.extend(interface_name(m));
+            }
+        })?;
+        Ok(Routes {
+            socket,
+            buf,
+            seq: 1,
+            names,
+            cache: std::collections::BTreeMap::new(),
+        })
+    }
+
+    /// The interface the route to `dst` leaves by; `None` when there is no route.
+    pub fn interface_to(&mut self, dst: IpAddr) -> io::Result<Option<String>> {
+        if let Some(known) = self.cache.get(&dst) {
+            return Ok(known.clone());
+        }
+        let (family, len, octets) = match dst {
+            IpAddr::V4(a) => (libc::AF_INET, 32, a.octets().to_vec()),
+            IpAddr::V6(a) => (libc::AF_INET6, 128, a.octets().to_vec()),
+        };
+        let mut body = vec![0u8; RTMSG_LEN];
+        body[0] = family as u8;
+        body[1] = len;
+        body.extend(attr_bytes(RTA_DST, &octets));
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.socket
+            .send(&route_request(RTM_GETROUTE, 0, seq, &body))?;
+        let found = loop {
+            let data = recv_until(&self.socket, &mut self.buf, Instant::now() + REPLY_TIMEOUT)?;
+            let mut answer = None;
+            for m in wire::messages(data).filter(|m| m.seq == seq) {
+                if m.kind == RTM_NEWROUTE {
+                    answer = Some(route_oif(&m).and_then(|i| self.names.get(&i).cloned()));
+                } else if m.error().is_some_and(|e| e != 0) {
+                    // ENETUNREACH and the like: no route.
+                    answer = Some(None);
+                }
+            }
+            if let Some(answer) = answer {
+                break answer;
+            }
+        };
+        self.cache.insert(dst, found.clone());
+        Ok(found)
+    }
+}
+
+/// A netlink attribute, padded to 4 bytes.
+fn attr_bytes(kind: u16, value: &[u8]) -> Vec<u8> {
+    let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(value);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out
+}
+
+fn route_oif(m: &wire::Message) -> Option<u32> {
+    let mut attrs = Attrs::nested(m.bytes.get(wire::HEADER_LEN + RTMSG_LEN..)?);
+    attrs
+        .find(|(kind, _)| *kind == RTA_OIF)
+        .and_then(|(_, v)| Some(u32::from_ne_bytes(v.get(..4)?.try_into().ok()?)))
+}
+
+/// An RTM_NEWLINK message's interface index and name.
+fn interface_name(m: &wire::Message) -> Option<(u32, String)> {
+    let header = m
+        .bytes
+        .get(wire::HEADER_LEN..wire::HEADER_LEN + IFINFOMSG_LEN)?;
+    let index = u32::from_ne_bytes(header[4..8].try_into().ok()?);
+    let mut attrs = Attrs::nested(m.bytes.get(wire::HEADER_LEN + IFINFOMSG_LEN..)?);
+    let (_, name) = attrs.find(|(kind, _)| *kind == IFLA_IFNAME)?;
+    let name = name.split(|b| *b == 0).next()?;
+    Some((index, String::from_utf8_lossy(name).into_owned()))
+}
+
+/// The address an RTM_NEWADDR message gives this namespace: IFA_LOCAL when present,
+/// since on a point-to-point link IFA_ADDRESS is the peer's.
+fn interface_address(m: &wire::Message) -> Option<IpAddr> {
+    let attrs = Attrs::nested(
+        m.bytes
+            .get(wire::HEADER_LEN + IFADDRMSG_LEN..)
+            .unwrap_or(&[]),
+    );
+    let ip = |a: &[u8]| {
+        if let Ok(b) = <[u8; 4]>::try_from(a) {
+            Some(IpAddr::V4(Ipv4Addr::from(b)))
+        } else {
+            <[u8; 16]>::try_from(a)
+                .ok()
+                .map(|b| IpAddr::V6(Ipv6Addr::from(b)))
+        }
+    };
+    let (mut local, mut address) = (None, None);
+    for (kind, a) in attrs {
+        match kind {
+            IFA_LOCAL => local = ip(a),
+            IFA_ADDRESS => address = ip(a),
+            _ => {}
+        }
+    }
+    local.or(address)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
-        let mut out = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
-        out.extend_from_slice(&kind.to_ne_bytes());
-        out.extend_from_slice(value);
-        out.resize(out.len().next_multiple_of(4), 0);
-        out
+    use attr_bytes as attr;
+
+    /// A CTA_TUPLE_* payload of a TCP flow over IPv4.
+    fn tcp_tuple(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+        let ip = [attr(CTA_IP_V4_SRC, &src), attr(CTA_IP_V4_DST, &dst)].concat();
+        let proto = [
+            attr(CTA_PROTO_NUM, &[6]),
+            attr(CTA_PROTO_SRC_PORT, &sport.to_be_bytes()),
+            attr(CTA_PROTO_DST_PORT, &dport.to_be_bytes()),
+        ]
+        .concat();
+        [
+            attr(CTA_TUPLE_IP | NLA_F_NESTED, &ip),
+            attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto),
+        ]
+        .concat()
     }
 
     #[test]
     fn a_dumped_tuple_gives_addresses_protocol_and_ports() {
-        let ip = [
-            attr(CTA_IP_V4_SRC, &[10, 0, 0, 1]),
-            attr(CTA_IP_V4_DST, &[10, 0, 0, 2]),
-        ]
-        .concat();
-        let proto = [
-            attr(CTA_PROTO_NUM, &[6]),
-            attr(CTA_PROTO_SRC_PORT, &40000u16.to_be_bytes()),
-            attr(CTA_PROTO_DST_PORT, &5432u16.to_be_bytes()),
-        ]
-        .concat();
-        let tuple = [
-            attr(CTA_TUPLE_IP | NLA_F_NESTED, &ip),
-            attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto),
-        ]
-        .concat();
+        let tuple = tcp_tuple([10, 0, 0, 1], [10, 0, 0, 2], 40000, 5432);
+        // DNAT'd to 10.0.0.9:80: the reply comes from there.
+        let reply = tcp_tuple([10, 0, 0, 9], [10, 0, 0, 1], 80, 40000);
         let zone = 7u16.to_be_bytes();
         let msg = wire::nfnl_request(
             SUBSYS_CTNETLINK,
@@ -320,7 +450,11 @@ mod tests {
             0,
             0,
             3,
-            &[(CTA_TUPLE_ORIG | NLA_F_NESTED, &tuple), (CTA_ZONE, &zone)],
+            &[
+                (CTA_TUPLE_ORIG | NLA_F_NESTED, &tuple),
+                (CTA_TUPLE_REPLY | NLA_F_NESTED, &reply),
+                (CTA_ZONE, &zone),
+            ],
         );
         let m = wire::messages(&msg).next().unwrap();
         let e = entry(&m).unwrap();
@@ -334,9 +468,62 @@ mod tests {
                 dst_port: 5432,
             }
         );
+        assert_eq!(
+            (e.reply.src, e.reply.src_port, e.reply.dst),
+            ("10.0.0.9".parse().unwrap(), 80, "10.0.0.1".parse().unwrap())
+        );
         assert_eq!((e.family, e.tuple, e.zone), (2, tuple, Some(zone.to_vec())));
         // Without addresses there is no entry to act on.
-        let cut = [attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &proto)].concat();
+        let cut = attr(CTA_TUPLE_PROTO | NLA_F_NESTED, &attr(CTA_PROTO_NUM, &[6]));
         assert_eq!(parse_tuple(&cut), None);
+    }
+
+    /// An RTM_NEWADDR message with `attrs` after its `struct ifaddrmsg`.
+    fn newaddr(attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut msg = vec![0u8; wire::HEADER_LEN];
+        msg.extend_from_slice(&[libc::AF_INET as u8, 32, 0, 0, 3, 0, 0, 0]);
+        msg.extend(attrs.concat());
+        let len = msg.len() as u32;
+        msg[0..4].copy_from_slice(&len.to_ne_bytes());
+        msg[4..6].copy_from_slice(&RTM_NEWADDR.to_ne_bytes());
+        msg
+    }
+
+    #[test]
+    fn an_interface_address_is_ifa_local_when_present_not_a_point_to_point_peer() {
+        // `ip addr add 10.9.0.1 peer 10.9.0.2 dev ppp0`: IFA_ADDRESS is the peer.
+        let ptp = newaddr(&[
+            attr(IFA_ADDRESS, &[10, 9, 0, 2]),
+            attr(IFA_LOCAL, &[10, 9, 0, 1]),
+        ]);
+        let m = wire::messages(&ptp).next().unwrap();
+        assert_eq!(interface_address(&m), Some("10.9.0.1".parse().unwrap()));
+        // IPv6 gives IFA_ADDRESS alone.
+        let v6 = newaddr(&[attr(
+            IFA_ADDRESS,
+            &"fd00::1".parse::<Ipv6Addr>().unwrap().octets(),
+        )]);
+        let m = wire::messages(&v6).next().unwrap();
+        assert_eq!(interface_address(&m), Some("fd00::1".parse().unwrap()));
+    }
+
+    /// Reads this namespace's routes only: the loopback addresses are reached by `lo`.
+    #[test]
+    fn the_route_to_a_loopback_address_leaves_by_lo() {
+        let mut routes = Routes::open().unwrap();
+        assert!(
+            routes.names.values().any(|n| n == "lo"),
+            "{:?}",
+            routes.names
+        );
+        let lo = routes.interface_to("127.0.0.1".parse().unwrap()).unwrap();
+        assert_eq!(lo.as_deref(), Some("lo"));
+        // Cached: asked again, the same answer without a request.
+        let seq = routes.seq;
+        assert_eq!(
+            routes.interface_to("127.0.0.1".parse().unwrap()).unwrap(),
+            lo
+        );
+        assert_eq!(routes.seq, seq);
     }
 }
