@@ -191,6 +191,16 @@ fn a_checked_revision_is_switched_to_a_failing_one_is_not() {
         "{}",
         text(&out.stdout)
     );
+    // What strict_modes asks: no file or directory writable by group or others.
+    use std::os::unix::fs::PermissionsExt;
+    for path in [
+        fleet.rev(&first),
+        fleet.target(),
+        fleet.target().join("policy.yaml"),
+    ] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o022, 0, "{} has mode {mode:o}", path.display());
+    }
     // The daemon reads the tree through the symlink.
     assert_eq!(
         std::fs::read_to_string(fleet.manifests.join("policy.yaml")).unwrap(),
