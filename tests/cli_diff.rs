@@ -39,45 +39,10 @@ metadata: {name: tool, namespace: ops, labels: {app: tool}}
 spec: {node: n3, interfaceName: veth-tool, ips: [10.0.0.4]}
 ";
 
-const OLD: &str = "\
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db-in, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  ingress:
-  - from:
-    - podSelector: {matchLabels: {app: web}}
-    ports:
-    - {protocol: TCP, port: 5432}
-";
+const OLD: &str = include_str!("fixtures/diff/old.yaml");
 
-/// api may now reach db (db's ingress, on n2); web may send only to db (web's
-/// egress, on n1).
-const NEW: &str = "\
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db-in, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  ingress:
-  - from:
-    - podSelector: {matchExpressions: [{key: app, operator: In, values: [web, api]}]}
-    ports:
-    - {protocol: TCP, port: 5432}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web-out, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  policyTypes: [Egress]
-  egress:
-  - to:
-    - podSelector: {matchLabels: {app: db}}
-    ports:
-    - {protocol: TCP, port: 5432}
-";
+/// api may now reach db; web may send only to db.
+const NEW: &str = include_str!("fixtures/diff/new.yaml");
 
 fn trees(dir: &Path, new_policy: &str) -> (String, String) {
     let (old, new) = (dir.join("old"), dir.join("new"));
@@ -213,7 +178,7 @@ fn an_invalid_tree_is_trouble_with_its_position() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains(&format!("{new}/policy.yaml:10:")),
+        stderr.contains(&format!("{new}/policy.yaml:11:")),
         "{stderr}"
     );
     assert!(stderr.contains("is invalid, no diff"), "{stderr}");
@@ -256,7 +221,7 @@ fn check_node_summarises_what_the_node_enforces() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains(&format!("{bad}/policy.yaml:10:")),
+        stdout.contains(&format!("{bad}/policy.yaml:11:")),
         "{stdout}"
     );
     assert!(!stdout.contains("node n2:"));

@@ -11,44 +11,10 @@ use common::NODE;
 use common::netns::can_run;
 use common::topology::*;
 
-const OLD: &str = "\
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db-in, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  ingress:
-  - from:
-    - podSelector: {matchLabels: {app: web}}
-    ports:
-    - {protocol: TCP, port: 5432}
-";
+const OLD: &str = include_str!("fixtures/diff/old.yaml");
 
-/// api may reach db too; web may send only to db.
-const NEW: &str = "\
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db-in, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  ingress:
-  - from:
-    - podSelector: {matchExpressions: [{key: app, operator: In, values: [web, api]}]}
-    ports:
-    - {protocol: TCP, port: 5432}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web-out, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  policyTypes: [Egress]
-  egress:
-  - to:
-    - podSelector: {matchLabels: {app: db}}
-    ports:
-    - {protocol: TCP, port: 5432}
-";
+/// api may now reach db; web may send only to db.
+const NEW: &str = include_str!("fixtures/diff/new.yaml");
 
 const PROBED: [u16; 2] = [80, 5432];
 

@@ -24,23 +24,6 @@ spec:
     - {protocol: TCP, port: 5432}
 ";
 
-/// Line 12, column 15: a port out of range.
-const BAD: &str = "\
-apiVersion: netpold.io/v1
-kind: WorkloadEndpoint
-metadata: {name: db-1, namespace: shop, labels: {app: db}}
-spec: {node: edge-1, interfaceName: veth-db1, ips: [10.1.0.2]}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: db, namespace: shop}
-spec:
-  podSelector: {matchLabels: {app: db}}
-  ingress:
-  - ports:
-    - {protocol: TCP, port: 70000}
-";
-
 fn have(tool: &str) -> bool {
     let found = Command::new(tool)
         .arg("--version")
@@ -218,7 +201,10 @@ fn a_checked_revision_is_switched_to_a_failing_one_is_not() {
     assert_eq!(fleet.revs(), vec![first.clone()]);
 
     // A revision netpold refuses: the old tree stays, the error is reported where it is.
-    let bad = fleet.push(BAD, "db: a port out of range");
+    let bad = fleet.push(
+        &GOOD.replace("port: 5432", "port: 70000"),
+        "db: a port out of range",
+    );
     let out = fleet.sync();
     assert_eq!(out.status.code(), Some(1));
     let errors = text(&out.stdout);
