@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use crate::explain::{ExplainError, Explainer, Explanation, Party, Port, verdict_word};
 use crate::matrix;
 use crate::model::tiered::TieredPolicy;
-use crate::model::{HostEndpoint, Model, NetworkPolicy};
+use crate::model::{Endpoint, HostEndpoint, Model, NetworkPolicy};
 
 /// A flow's verdict in one tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,10 +73,13 @@ fn ends(old: &Model, new: &Model, default_node: &str) -> (Vec<End>, Vec<String>,
     // (Objects are compared as they compile: the two trees are in different files.)
     let global = !alike(&old.tiered, &new.tiered, TieredPolicy::compiles_like)
         || !alike(&old.hosts, &new.hosts, HostEndpoint::compiles_like);
-    let in_ns = |m: &'_ Model, ns: &str| {
+    // The NetworkPolicies that select an endpoint, with their names (the order of its
+    // chain): what governs its ingress and egress.
+    let selecting = |m: &'_ Model, ep: &Endpoint| {
         m.policies
-            .range((ns.to_owned(), String::new())..)
-            .take_while(|((n, _), _)| n == ns)
+            .range((ep.namespace.clone(), String::new())..)
+            .take_while(|((n, _), _)| *n == ep.namespace)
+            .filter(|(_, p)| p.pod_selector.matches(&ep.labels))
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect::<BTreeMap<_, _>>()
     };
@@ -88,19 +91,23 @@ fn ends(old: &Model, new: &Model, default_node: &str) -> (Vec<End>, Vec<String>,
         };
         let ns = key.0.as_str();
         // A flow's verdict depends on the two endpoints (labels, addresses, node,
-        // ports), their namespaces' labels and the NetworkPolicies of their namespaces.
+        // ports), their namespaces' labels (namespaceSelector peers) and the
+        // NetworkPolicies that select each of them (the sender's egress, the receiver's
+        // ingress); not on other endpoints, whose addresses are their own.
         let ns_differs = *ns_touched.entry(ns).or_insert_with(|| {
-            let namespace_alike = match (old.namespaces.get(ns), new.namespaces.get(ns)) {
-                (Some(a), Some(b)) => a.compiles_like(b),
-                (a, b) => a.is_none() && b.is_none(),
-            };
-            !namespace_alike
-                || !alike(
-                    &in_ns(old, ns),
-                    &in_ns(new, ns),
-                    NetworkPolicy::compiles_like,
-                )
+            match (old.namespaces.get(ns), new.namespaces.get(ns)) {
+                (Some(a), Some(b)) => !a.compiles_like(b),
+                (a, b) => a.is_some() || b.is_some(),
+            }
         });
+        let touched = global
+            || ns_differs
+            || !before.compiles_like(after)
+            || !alike(
+                &selecting(old, before),
+                &selecting(new, after),
+                NetworkPolicy::compiles_like,
+            );
         let nodes = [before, after]
             .iter()
             .map(|ep| ep.node.clone().unwrap_or_else(|| default_node.to_owned()))
@@ -108,7 +115,7 @@ fn ends(old: &Model, new: &Model, default_node: &str) -> (Vec<End>, Vec<String>,
         out.push(End {
             party: Party::Endpoint(key.0.clone(), key.1.clone()),
             id: before.id(),
-            touched: global || ns_differs || !before.compiles_like(after),
+            touched,
             nodes,
         });
     }
@@ -510,8 +517,8 @@ spec:
             d.changes[0].new.by,
             vec!["shop/db-in ingress[0]".to_owned()]
         );
-        // Only the pairs of the namespace whose policy changed are decided again.
-        assert_eq!(d.pairs_decided, 4 + 2);
+        // Only the pairs of the endpoint the changed policy selects are decided again.
+        assert_eq!(d.pairs_decided, 4);
         // Node n1 enforces none of it.
         assert!(run(TREE, &new, Some("n1"), &[]).changes.is_empty());
         assert_eq!(run(TREE, &new, Some("n2"), &[]).changes.len(), 1);
@@ -550,7 +557,7 @@ spec:
         let text = table(&d);
         assert!(text.contains("allowed → denied"), "{text}");
         assert!(
-            text.ends_with("3 flows change verdict on 1 nodes (6 of 6 pairs decided again)\n"),
+            text.ends_with("3 flows change verdict on 1 nodes (4 of 6 pairs decided again)\n"),
             "{text}"
         );
         let v: serde_json::Value = serde_json::from_str(&json(&d)).unwrap();
