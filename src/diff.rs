@@ -246,6 +246,18 @@ pub fn diff(
     node: Option<&str>,
     ports: &[Port],
 ) -> Diff {
+    diff_with(old, new, default_node, node, ports, true)
+}
+
+/// `diff`; with `skip_alike` false every pair is decided again (to test the skipping).
+pub fn diff_with(
+    old: &mut Explainer,
+    new: &mut Explainer,
+    default_node: &str,
+    node: Option<&str>,
+    ports: &[Port],
+    skip_alike: bool,
+) -> Diff {
     let (old_m, new_m) = (old.model(), new.model());
     let (ends, added, removed) = ends(old_m, new_m, default_node);
     let mut out = Diff {
@@ -270,7 +282,7 @@ pub fn diff(
                 continue;
             }
             out.pairs += 1;
-            if !from.touched && !to.touched {
+            if skip_alike && !from.touched && !to.touched {
                 continue;
             }
             out.pairs_decided += 1;
