@@ -3,8 +3,9 @@
 set -euo pipefail
 # systemd for systemd-analyze (unit checks), util-linux for setpriv (a test runs netpold unprivileged).
 # chromium renders the html matrix in its test, tcpdump reads NFLOG drop logs in theirs,
-# python3-prometheus-client parses the metrics page in its; g++ builds libFuzzer for the fuzz targets.
-packages=(gcc libc6-dev pkg-config libnftnl-dev libmnl-dev nftables iproute2 python3 systemd util-linux chromium tcpdump python3-prometheus-client g++)
+# python3-prometheus-client parses the metrics page in its; g++ builds libFuzzer for the fuzz
+# targets; git serves scripts/netpold-git-sync's test.
+packages=(gcc libc6-dev pkg-config libnftnl-dev libmnl-dev nftables iproute2 python3 systemd util-linux chromium tcpdump python3-prometheus-client g++ git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

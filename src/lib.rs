@@ -5,6 +5,7 @@ pub mod conntrack;
 pub mod daemon;
 pub mod dataplane;
 pub mod diag;
+pub mod diff;
 pub mod droplog;
 pub mod explain;
 pub mod index;

@@ -31,6 +31,8 @@ enum Command {
     Explain(cli::explain::ExplainArgs),
     /// Who can reach whom among the endpoints: table, csv, json, dot or html
     Matrix(cli::matrix::MatrixArgs),
+    /// Which flows change verdict between two manifest trees, per node
+    Diff(cli::diff::DiffArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,17 +49,23 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::status::run(args),
         Command::Explain(args) => cli::explain::run(args),
         Command::Matrix(args) => cli::matrix::run(args),
+        Command::Diff(args) => cli::diff::run(args),
+    };
+    // `diff` exits 1 for "different", so its trouble is 2, as diff(1)'s.
+    let failed = match cli.command {
+        Command::Diff(_) => cli::diff::EXIT_TROUBLE,
+        _ => cli::EXIT_INVALID,
     };
     match result {
         Ok(code) => ExitCode::from(code),
         // A diagnostic already reads `path:line:col: error: ...`.
         Err(e) if e.downcast_ref::<netpold::diag::Diagnostic>().is_some() => {
             eprintln!("{e}");
-            ExitCode::from(cli::EXIT_INVALID)
+            ExitCode::from(failed)
         }
         Err(e) => {
             eprintln!("netpold: error: {e:#}");
-            ExitCode::from(cli::EXIT_INVALID)
+            ExitCode::from(failed)
         }
     }
 }

@@ -115,6 +115,11 @@ pub fn default_ports(model: &Model, dst: &Endpoint) -> Vec<Port> {
     )
 }
 
+/// The ports a destination that declares none (a host endpoint) is checked on.
+pub fn policy_ports(model: &Model) -> Vec<Port> {
+    ports_named(model, std::iter::empty())
+}
+
 /// The ports the policies name, and `own` (a destination's named ports).
 fn ports_named(model: &Model, own: impl Iterator<Item = Port>) -> Vec<Port> {
     let mut out: BTreeSet<Port> = own.collect();
@@ -187,7 +192,7 @@ pub fn build(x: &mut Explainer, namespace: Option<&str>, ports: &[Port]) -> Matr
             .map(|h| End {
                 party: Party::Host(h.name.clone()),
                 id: h.id(),
-                default_ports: ports_named(model, std::iter::empty()),
+                default_ports: policy_ports(model),
             }),
     );
     let col_ports: Vec<Vec<Port>> = ends
@@ -263,7 +268,7 @@ pub fn build(x: &mut Explainer, namespace: Option<&str>, ports: &[Port]) -> Matr
 }
 
 /// One line: the verdict and the policy rule or policies behind it.
-fn reason(e: &crate::explain::Explanation) -> String {
+pub fn reason(e: &crate::explain::Explanation) -> String {
     match (e.allowed, e.decided_by) {
         (true, _) => {
             let by = e.deciding();
