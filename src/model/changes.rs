@@ -257,7 +257,7 @@ impl Model {
                     let key = p.key();
                     self.tiered.contains_key(&key) && !gone_tiered.contains(&key)
                 }
-                Object::Host(_) => return None,
+                Object::Host(_) | Object::Node(_) => return None,
             };
             if taken || !new_ids.insert(object.identity()) {
                 return None;
@@ -350,7 +350,7 @@ impl Model {
                     changes.tiered.entry(key.clone()).or_insert(None);
                     self.tiered.insert(key, p);
                 }
-                Object::Host(_) => unreachable!("refused above"),
+                Object::Host(_) | Object::Node(_) => unreachable!("refused above"),
             }
         }
         // A namespace no file declares exists while an endpoint or a policy names it.
