@@ -108,4 +108,15 @@ spec:
         ("db", "web", "tcp", 5432, Both, PASS),
         ("cache", "outside", "tcp", 5432, Both, PASS),
     ]);
+    // Relabelling n2 in the tree takes edge-no-ingress off it.
+    let policy = std::fs::read_to_string(t.manifests().join("policy.yaml")).unwrap();
+    t.write("policy.yaml", &policy.replace("zone: edge}", "zone: core}"));
+    t.eventually(
+        &[
+            ("web", "db", "udp", 53, Both, PASS),
+            ("outside", "cache", "tcp", 80, Both, PASS),
+            ("web", "api", "tcp", 5432, Both, DROP),
+        ],
+        std::time::Duration::from_secs(20),
+    );
 }

@@ -2552,6 +2552,11 @@ fn node_selector_scopes_policies_to_the_nodes_it_selects() {
     };
     assert!(chains("n1").contains("east-only") && !chains("n1").contains("on-n2"));
     assert!(chains("n2").contains("on-n2") && !chains("n2").contains("east-only"));
+    // Relabelling a node is a change (the daemon compiles again); rewriting it alike is not.
+    let relabelled = valid(&FLEET.replace("zone: east", "zone: west"));
+    let changes = Changes::between(&m, &relabelled);
+    assert_eq!(changes.nodes.keys().collect::<Vec<_>>(), ["n1"]);
+    assert!(Changes::between(&m, &valid(&format!("# moved\n{FLEET}"))).is_empty());
 }
 
 #[test]
