@@ -134,3 +134,32 @@ fn a_bad_node_selector_is_reported_where_it_is_written() {
         "{stdout}"
     );
 }
+
+#[test]
+fn explain_decides_each_side_with_the_policies_of_its_node() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("fleet.yaml"), TREE).unwrap();
+    let explain = |from: &str, to: &str, port: &str| -> String {
+        let out = Command::new(NETPOLD)
+            .args(["explain", "--config", "/dev/null", "--manifests"])
+            .arg(dir.path())
+            .args(["--from", from, "--to", to, "--port", port])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // only-n2 isolates db's egress on n2 (after everywhere, which allows first by name),
+    // never web's on n1; east-web isolates web's ingress on n1, never db's on n2.
+    let from_db = explain("a/db", "a/web", "53/udp");
+    assert!(
+        from_db.contains("egress  of a/db (node n2): isolated by GlobalNetworkPolicy everywhere, GlobalNetworkPolicy only-n2;")
+            && from_db.contains("ingress of a/web (node n1): isolated by GlobalNetworkPolicy east-web;"),
+        "{from_db}"
+    );
+    let to_db = explain("a/web", "a/db", "53/udp");
+    assert!(
+        to_db.contains("egress  of a/web (node n1): isolated by GlobalNetworkPolicy everywhere;")
+            && to_db.contains("ingress of a/db (node n2): not isolated"),
+        "{to_db}"
+    );
+}
