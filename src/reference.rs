@@ -201,6 +201,9 @@ fn decide_host(
 
 /// Decides `probe` as the daemon on `node` must enforce it.
 pub fn evaluate(model: &Model, node: &str, probe: &Probe) -> Verdict {
+    // A policy whose nodeSelector leaves this node out is not enforced here.
+    let scoped = model.scoped(node);
+    let model = &*scoped;
     let src = owner(model, probe.src);
     let dst = owner(model, probe.dst);
 

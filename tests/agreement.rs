@@ -106,6 +106,57 @@ fn compiled_admin_policies_agree_with_the_reference_evaluator() {
     agree(scenarios, 0x0061_646d_696e, true, false);
 }
 
+/// The same with random `nodeSelector`s on the netpold.io policies (this node's
+/// hostname, another node's, a label of this node's `v1 Node` or of none) and, in half
+/// the scenarios, this node's `v1 Node` with a `zone` label: a policy whose nodeSelector
+/// leaves this node out is enforced nowhere here.
+#[test]
+fn compiled_node_scoped_policies_agree_with_the_reference_evaluator() {
+    let scenarios: usize = std::env::var("NETPOLD_AGREEMENT_SCENARIOS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    agree(scenarios, NODE_SCOPED, true, true);
+}
+
+const NODE_SCOPED: u64 = 0x6e6f_6465;
+
+/// `yaml`'s netpold.io policies, each with a random nodeSelector or none, and maybe
+/// this node's `v1 Node`.
+fn node_scoped(yaml: &str, rng: &mut Rng) -> String {
+    let selectors = [
+        String::new(),
+        format!("nodeSelector: \"kubernetes.io/hostname == '{NODE}'\", "),
+        "nodeSelector: \"kubernetes.io/hostname == 'n2'\", ".to_owned(),
+        "nodeSelector: \"zone == 'east'\", ".to_owned(),
+        "nodeSelector: \"!has(zone)\", ".to_owned(),
+        "nodeSelector: all(), ".to_owned(),
+    ];
+    let mut out = String::new();
+    for (i, doc) in yaml.split("---\n").enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        let netpold_policy = ["kind: GlobalNetworkPolicy", "kind: NetworkPolicy"]
+            .iter()
+            .any(|k| doc.contains(&format!("netpold.io/v1\n{k}")));
+        match doc.split_once("\nspec: {") {
+            Some((head, rest)) if netpold_policy => {
+                let selector = &selectors[rng.below(selectors.len())];
+                out.push_str(&format!("{head}\nspec: {{{selector}{rest}"));
+            }
+            _ => out.push_str(doc),
+        }
+    }
+    if rng.chance(50) {
+        let zone = rng.pick(&["east", "west"]);
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}, labels: {{zone: {zone}}}}}\n"
+        ));
+    }
+    out
+}
+
 fn host_endpoints(rng: &mut Rng) -> String {
     let mut yaml = String::new();
     let mut interfaces = vec!["uplink0", "eth7", "*"];
@@ -157,6 +208,9 @@ fn agree(scenarios: usize, seed: u64, tiers: bool, hosts: bool) {
         }
         if admin {
             s.yaml.push_str(&admin_policies(&mut rng));
+        }
+        if seed == NODE_SCOPED {
+            s.yaml = node_scoped(&s.yaml, &mut rng);
         }
         let mut problems = Vec::new();
         let raw = parse_bytes("scenario.yaml", s.yaml.as_bytes(), &mut problems);

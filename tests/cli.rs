@@ -94,7 +94,7 @@ fn check_reports_every_problem_with_path_line_col_and_exits_1() {
     assert_eq!(lines.len(), 3, "{stdout}");
     assert_eq!(
         lines[0],
-        "b.yaml:1:7: error: kind: unknown kind \"Pod\": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1), HostEndpoint (netpold.io/v1), AdminNetworkPolicy and BaselineAdminNetworkPolicy (policy.networking.k8s.io/v1alpha1)"
+        "b.yaml:1:7: error: kind: unknown kind \"Pod\": one of Namespace (v1), Node (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1), HostEndpoint (netpold.io/v1), AdminNetworkPolicy and BaselineAdminNetworkPolicy (policy.networking.k8s.io/v1alpha1)"
     );
     assert!(lines[1].starts_with("c.yaml:"), "{}", lines[1]);
     assert!(lines[1].contains(": error: invalid YAML"), "{}", lines[1]);

@@ -3,7 +3,8 @@
 //! TCP/UDP packets (IPv4 and IPv6) check what passes and what is dropped. Root only;
 //! fails instead of skipping under `CI=true`.
 
-mod common;
+// Public: tests/e2e_fleet.rs compiles this file in and uses the same topology.
+pub(crate) mod common;
 use common::topology::*;
 
 fn two() -> Vec<Wl> {

@@ -184,6 +184,7 @@ impl Incremental {
             || !changes.tiered.is_empty()
             || !model.hosts.is_empty()
             || !changes.hosts.is_empty()
+            || !changes.nodes.is_empty()
         {
             return self.recompile(model);
         }

@@ -563,7 +563,7 @@ impl<'m> Compiler<'m> {
             .model
             .tiered
             .values()
-            .filter(|p| p.is_ordered())
+            .filter(|p| p.is_ordered() && self.model.applies_on(p, node))
             .collect();
         ordered.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         // The admin policies: AdminNetworkPolicies by (priority, name), then the
@@ -572,7 +572,7 @@ impl<'m> Compiler<'m> {
             .model
             .tiered
             .values()
-            .filter(|p| p.admin.is_some())
+            .filter(|p| p.admin.is_some() && self.model.applies_on(p, node))
             .collect();
         admin.sort_by_key(|p| {
             let a = p.admin.as_ref().expect("admin");

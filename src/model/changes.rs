@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use super::{
-    Endpoint, HostEndpoint, Identity, Model, NETPOLD_NETWORK_POLICY, Namespace, NetworkPolicy,
-    Object, TieredPolicy,
+    ClusterNode, Endpoint, HostEndpoint, Identity, Model, NETPOLD_NETWORK_POLICY, Namespace,
+    NetworkPolicy, Object, TieredPolicy,
 };
 
 type Key = (String, String);
@@ -24,6 +24,8 @@ pub struct Changes {
     pub tiered: BTreeMap<Key, Option<TieredPolicy>>,
     /// Host endpoints, by name.
     pub hosts: BTreeMap<String, Option<HostEndpoint>>,
+    /// `v1 Node`s, by name: their labels decide which policies a node enforces.
+    pub nodes: BTreeMap<String, Option<ClusterNode>>,
 }
 
 impl Changes {
@@ -35,6 +37,7 @@ impl Changes {
             policies: differing(&old.policies, &new.policies, NetworkPolicy::compiles_like),
             tiered: differing(&old.tiered, &new.tiered, TieredPolicy::compiles_like),
             hosts: differing(&old.hosts, &new.hosts, HostEndpoint::compiles_like),
+            nodes: differing(&old.nodes, &new.nodes, |a, b| a.labels == b.labels),
         }
     }
 
@@ -44,6 +47,7 @@ impl Changes {
             && self.policies.is_empty()
             && self.tiered.is_empty()
             && self.hosts.is_empty()
+            && self.nodes.is_empty()
     }
 
     /// Forgets the objects whose value in `new` compiles like their old one.
@@ -72,6 +76,7 @@ impl Changes {
         );
         keep(&mut self.tiered, &new.tiered, TieredPolicy::compiles_like);
         keep(&mut self.hosts, &new.hosts, HostEndpoint::compiles_like);
+        keep(&mut self.nodes, &new.nodes, |a, b| a.labels == b.labels);
     }
 }
 
@@ -257,7 +262,7 @@ impl Model {
                     let key = p.key();
                     self.tiered.contains_key(&key) && !gone_tiered.contains(&key)
                 }
-                Object::Host(_) => return None,
+                Object::Host(_) | Object::Node(_) => return None,
             };
             if taken || !new_ids.insert(object.identity()) {
                 return None;
@@ -350,7 +355,7 @@ impl Model {
                     changes.tiered.entry(key.clone()).or_insert(None);
                     self.tiered.insert(key, p);
                 }
-                Object::Host(_) => unreachable!("refused above"),
+                Object::Host(_) | Object::Node(_) => unreachable!("refused above"),
             }
         }
         // A namespace no file declares exists while an endpoint or a policy names it.

@@ -439,7 +439,7 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
     let kind_node = top.get("kind").expect("kind was read above");
     let api_node = top.get("apiVersion").expect("apiVersion was read above");
     let expected_api: &[&str] = match kind {
-        "Namespace" => &[API_CORE],
+        "Namespace" | "Node" => &[API_CORE],
         "NetworkPolicy" => &[API_NETWORKING, API_NETPOLD],
         "WorkloadEndpoint" | "GlobalNetworkPolicy" | "HostEndpoint" => &[API_NETPOLD],
         "AdminNetworkPolicy" | "BaselineAdminNetworkPolicy" => &[admin::API_POLICY],
@@ -447,7 +447,7 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
             cx.error(
                 kind_node.pos,
                 "kind",
-                format!("unknown kind {other:?}: one of Namespace (v1), NetworkPolicy ({API_NETWORKING} or {API_NETPOLD}), GlobalNetworkPolicy ({API_NETPOLD}), WorkloadEndpoint ({API_NETPOLD}), HostEndpoint ({API_NETPOLD}), AdminNetworkPolicy and BaselineAdminNetworkPolicy ({})", admin::API_POLICY),
+                format!("unknown kind {other:?}: one of Namespace (v1), Node (v1), NetworkPolicy ({API_NETWORKING} or {API_NETPOLD}), GlobalNetworkPolicy ({API_NETPOLD}), WorkloadEndpoint ({API_NETPOLD}), HostEndpoint ({API_NETPOLD}), AdminNetworkPolicy and BaselineAdminNetworkPolicy ({})", admin::API_POLICY),
             );
             return None;
         }
@@ -489,6 +489,25 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
                 }),
             }))
         }
+        "Node" => {
+            // What a Node's spec and status say (addresses, taints, capacity) is the
+            // kubelet's business: only the labels matter, so `kubectl get node -o yaml`
+            // output loads as it is.
+            let meta = meta?;
+            let name = meta.name?;
+            let mut labels = meta.labels;
+            labels
+                .entry(NODE_HOSTNAME_LABEL.to_owned())
+                .or_insert_with(|| name.clone());
+            Some(Object::Node(ClusterNode {
+                name,
+                labels,
+                origin: Origin {
+                    file: raw.file.clone(),
+                    pos: node.pos,
+                },
+            }))
+        }
         "NetworkPolicy" | "GlobalNetworkPolicy" if api == API_NETPOLD => {
             let global = kind == "GlobalNetworkPolicy";
             let parts = match spec {
@@ -511,6 +530,7 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
                 order: parts.order,
                 selector: parts.selector,
                 namespace_selector: parts.namespace_selector,
+                node_selector: parts.node_selector,
                 ingress: parts.ingress,
                 egress: parts.egress,
                 apply_on_forward: parts.apply_on_forward,
@@ -555,6 +575,7 @@ pub fn convert_object(raw: &RawObject, problems: &mut Vec<Diagnostic>) -> Option
                 order: None,
                 selector: pods,
                 namespace_selector: Some(ns),
+                node_selector: None,
                 ingress: (!ingress.is_empty()).then_some(ingress),
                 egress: (!egress.is_empty()).then_some(egress),
                 apply_on_forward: false,
@@ -633,6 +654,7 @@ fn meta(cx: &mut Ctx, node: &Node, kind: &str) -> Option<Meta> {
     let namespaced = !matches!(
         kind,
         "Namespace"
+            | "Node"
             | "GlobalNetworkPolicy"
             | "HostEndpoint"
             | "AdminNetworkPolicy"

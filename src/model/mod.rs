@@ -41,6 +41,8 @@ pub use tiered::TieredPolicy;
 
 /// The label every namespace carries, as the API server sets it.
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// The label every node carries, as the kubelet sets it.
+pub const NODE_HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// The namespace of a namespaced object that names none, as kubectl would use.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -106,6 +108,15 @@ impl Namespace {
     pub fn compiles_like(&self, other: &Namespace) -> bool {
         self.labels == other.labels
     }
+}
+
+/// A `v1 Node`: the labels policies' `nodeSelector` sees for a node of the fleet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterNode {
+    pub name: String,
+    /// Includes `kubernetes.io/hostname` (the name) unless the file sets it.
+    pub labels: Labels,
+    pub origin: Origin,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -360,6 +371,7 @@ fn raw_identity(raw: &RawObject) -> Option<Identity> {
             "Namespace"
             | "GlobalNetworkPolicy"
             | "HostEndpoint"
+            | "Node"
             | "AdminNetworkPolicy"
             | "BaselineAdminNetworkPolicy",
             _,
@@ -410,6 +422,7 @@ pub enum Object {
     /// A `netpold.io/v1` NetworkPolicy or GlobalNetworkPolicy.
     Tiered(TieredPolicy),
     Host(HostEndpoint),
+    Node(ClusterNode),
 }
 
 impl Object {
@@ -436,6 +449,7 @@ impl Object {
                 ),
             },
             Object::Host(h) => ("HostEndpoint".to_owned(), String::new(), h.name.clone()),
+            Object::Node(n) => ("Node".to_owned(), String::new(), n.name.clone()),
         }
     }
 }
@@ -452,12 +466,46 @@ pub struct Model {
     pub tiered: BTreeMap<(String, String), TieredPolicy>,
     /// Host endpoints by name (cluster-scoped).
     pub hosts: BTreeMap<String, HostEndpoint>,
+    /// `v1 Node`s by name: only their labels matter (to `nodeSelector`).
+    pub nodes: BTreeMap<String, ClusterNode>,
 }
 
 impl Model {
     /// How many endpoints `node` enforces (the rest are selector members only).
     pub fn local_endpoints(&self, node: &str) -> usize {
         self.endpoints.values().filter(|e| e.is_local(node)).count()
+    }
+
+    /// The labels of node `node`: its `v1 Node`'s, or, for a node no file declares,
+    /// `kubernetes.io/hostname` alone.
+    pub fn node_labels(&self, node: &str) -> Cow<'_, Labels> {
+        match self.nodes.get(node) {
+            Some(n) => Cow::Borrowed(&n.labels),
+            None => Cow::Owned(Labels::from([(
+                NODE_HOSTNAME_LABEL.to_owned(),
+                node.to_owned(),
+            )])),
+        }
+    }
+
+    /// Whether the netpold.io policy `policy` is enforced on node `node` (its
+    /// `nodeSelector` matches the node's labels, or it has none).
+    pub fn applies_on(&self, policy: &TieredPolicy, node: &str) -> bool {
+        policy
+            .node_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(&self.node_labels(node)))
+    }
+
+    /// The model as node `node` enforces it: without the policies whose `nodeSelector`
+    /// leaves the node out. Borrowed when no policy has one.
+    pub fn scoped(&self, node: &str) -> Cow<'_, Model> {
+        if self.tiered.values().all(|p| self.applies_on(p, node)) {
+            return Cow::Borrowed(self);
+        }
+        let mut model = self.clone();
+        model.tiered.retain(|_, p| self.applies_on(p, node));
+        Cow::Owned(model)
     }
 
     /// Converts and validates raw objects; returns the model of everything that
@@ -529,6 +577,9 @@ impl Model {
                 }
                 Object::Host(h) => {
                     model.hosts.insert(h.name.clone(), h);
+                }
+                Object::Node(n) => {
+                    model.nodes.insert(n.name.clone(), n);
                 }
             }
         }

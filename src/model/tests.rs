@@ -139,13 +139,13 @@ fn api_version_and_kind_failing() {
         (
             "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n",
             &[
-                r#"f.yaml:2:7: error: kind: unknown kind "Pod": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1), HostEndpoint (netpold.io/v1), AdminNetworkPolicy and BaselineAdminNetworkPolicy (policy.networking.k8s.io/v1alpha1)"#,
+                r#"f.yaml:2:7: error: kind: unknown kind "Pod": one of Namespace (v1), Node (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1), HostEndpoint (netpold.io/v1), AdminNetworkPolicy and BaselineAdminNetworkPolicy (policy.networking.k8s.io/v1alpha1)"#,
             ],
         ),
         (
             "apiVersion: netpold.io/v1\nkind: networkpolicy\n",
             &[
-                r#"f.yaml:2:7: error: kind: unknown kind "networkpolicy": one of Namespace (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1), HostEndpoint (netpold.io/v1), AdminNetworkPolicy and BaselineAdminNetworkPolicy (policy.networking.k8s.io/v1alpha1)"#,
+                r#"f.yaml:2:7: error: kind: unknown kind "networkpolicy": one of Namespace (v1), Node (v1), NetworkPolicy (networking.k8s.io/v1 or netpold.io/v1), GlobalNetworkPolicy (netpold.io/v1), WorkloadEndpoint (netpold.io/v1), HostEndpoint (netpold.io/v1), AdminNetworkPolicy and BaselineAdminNetworkPolicy (policy.networking.k8s.io/v1alpha1)"#,
             ],
         ),
         (
@@ -2472,7 +2472,7 @@ spec:
         (spec("  priority: 1001\n  subject: {namespaces: {}}\n"), vec!["f.yaml:5:13: error: spec.priority: 1001 is out of range 0-1000"]),
         (spec("  priority: 1\n  subject: {namespaces: {}, pods: {namespaceSelector: {}, podSelector: {}}}\n"), vec!["f.yaml:6:35: error: spec.subject: exactly one of namespaces, pods"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  egress: [{action: Allow, to: [{domainNames: [a.example]}]}]\n"), vec!["f.yaml:7:47: error: spec.egress[0].to[0].domainNames: refused: an Extended feature of AdminNetworkPolicy that netpold does not support (netpold has no view of DNS answers to match names with)"]),
-        (spec("  priority: 1\n  subject: {namespaces: {}}\n  egress: [{action: Allow, to: [{nodes: {}}]}]\n"), vec!["f.yaml:7:41: error: spec.egress[0].to[0].nodes: refused: an Extended feature of AdminNetworkPolicy that netpold does not support (netpold has no Node objects to select)"]),
+        (spec("  priority: 1\n  subject: {namespaces: {}}\n  egress: [{action: Allow, to: [{nodes: {}}]}]\n"), vec!["f.yaml:7:41: error: spec.egress[0].to[0].nodes: refused: an Extended feature of AdminNetworkPolicy that netpold does not support (netpold's Node objects carry labels, not the node addresses it would match)"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  ingress: [{action: allow, from: [{namespaces: {}}]}]\n"), vec!["f.yaml:7:22: error: spec.ingress[0].action: unknown action \"allow\": Allow, Deny or Pass"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  ingress: [{action: Allow, from: [{networks: [10.0.0.0/8]}]}]\n"), vec!["f.yaml:7:37: error: spec.ingress[0].from[0].networks: unknown field", "f.yaml:7:36: error: spec.ingress[0].from[0]: a peer needs one of namespaces, pods"]),
         (spec("  priority: 1\n  subject: {namespaces: {}}\n  ingress: [{action: Allow}]\n"), vec!["f.yaml:7:13: error: spec.ingress[0].from: required: at least one peer"]),
@@ -2490,4 +2490,117 @@ spec:
         }
     }
     assert!(mismatches.is_empty(), "\n{}", mismatches.join("\n"));
+}
+
+const FLEET: &str = "
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {zone: east}}
+spec: {podCIDR: 10.0.0.0/24}
+status: {addresses: [{type: InternalIP, address: 192.0.2.1}]}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: web, namespace: a, labels: {app: web}}
+spec: {node: n1, interfaceName: vweb, ips: [10.0.0.1]}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: db, namespace: a, labels: {app: db}}
+spec: {node: n2, interfaceName: vdb, ips: [10.0.0.2]}
+---
+apiVersion: netpold.io/v1
+kind: GlobalNetworkPolicy
+metadata: {name: east-only}
+spec:
+  nodeSelector: zone == 'east'
+  ingress: [{action: Deny}]
+---
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: on-n2, namespace: a}
+spec:
+  nodeSelector: kubernetes.io/hostname == 'n2'
+  egress: [{action: Deny}]
+";
+
+#[test]
+fn nodes_carry_their_hostname_label_and_undeclared_nodes_have_only_that() {
+    let m = valid(FLEET);
+    assert_eq!(
+        *m.node_labels("n1"),
+        labels(&[("zone", "east"), ("kubernetes.io/hostname", "n1")])
+    );
+    assert_eq!(
+        *m.node_labels("n2"),
+        labels(&[("kubernetes.io/hostname", "n2")])
+    );
+    // A hostname label the file sets is kept.
+    let m = valid(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: {kubernetes.io/hostname: edge-1}}\n",
+    );
+    assert_eq!(
+        *m.node_labels("n1"),
+        labels(&[("kubernetes.io/hostname", "edge-1")])
+    );
+}
+
+#[test]
+fn node_selector_scopes_policies_to_the_nodes_it_selects() {
+    let m = valid(FLEET);
+    let on = |node: &str| -> Vec<String> {
+        m.scoped(node)
+            .tiered
+            .values()
+            .map(TieredPolicy::id)
+            .collect()
+    };
+    assert_eq!(on("n1"), ["east-only"]);
+    assert_eq!(on("n2"), ["a/on-n2"]);
+    assert!(on("n3").is_empty());
+    // Without nodeSelectors the model is not copied.
+    let plain = valid(
+        "apiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {}\n",
+    );
+    assert!(matches!(plain.scoped("n1"), Cow::Borrowed(_)));
+    // The compiled ruleset of each node holds its own policies' chains only.
+    let chains = |node: &str| -> String {
+        let rs = crate::compile::compile(&m, node, "t");
+        crate::render::render(&rs)
+    };
+    assert!(chains("n1").contains("east-only") && !chains("n1").contains("on-n2"));
+    assert!(chains("n2").contains("on-n2") && !chains("n2").contains("east-only"));
+    // Relabelling a node is a change (the daemon compiles again); rewriting it alike is not.
+    let relabelled = valid(&FLEET.replace("zone: east", "zone: west"));
+    let changes = Changes::between(&m, &relabelled);
+    assert_eq!(changes.nodes.keys().collect::<Vec<_>>(), ["n1"]);
+    assert!(Changes::between(&m, &valid(&format!("# moved\n{FLEET}"))).is_empty());
+}
+
+#[test]
+fn node_and_node_selector_failing() {
+    assert_failing(&[
+        (
+            "apiVersion: netpold.io/v1\nkind: Node\nmetadata: {name: n1}\n",
+            &[
+                r#"f.yaml:1:13: error: apiVersion: Node is served as apiVersion v1, not "netpold.io/v1""#,
+            ],
+        ),
+        (
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1, namespace: a}\n",
+            &[
+                "f.yaml:3:33: error: metadata.namespace: a Node is cluster-scoped and has no namespace",
+            ],
+        ),
+        (
+            "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: n1}\n",
+            &["f.yaml:5:1: error: duplicate Node n1: also defined at f.yaml:1:1"],
+        ),
+        (
+            "apiVersion: netpold.io/v1\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec: {nodeSelector: \"zone == \"}\n",
+            &[
+                "f.yaml:4:31: error: spec.nodeSelector: selector at character 9: expected a quoted value, found the end of the selector",
+            ],
+        ),
+    ]);
 }

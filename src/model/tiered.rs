@@ -245,6 +245,8 @@ pub struct TieredPolicy {
     pub selector: Expr,
     /// GlobalNetworkPolicy only; `None`: every namespace.
     pub namespace_selector: Option<Expr>,
+    /// The nodes that enforce it, by their labels; `None`: every node.
+    pub node_selector: Option<Expr>,
     /// `Some` exactly when the effective `types` contain Ingress.
     pub ingress: Option<Vec<TierRule>>,
     pub egress: Option<Vec<TierRule>>,

@@ -8,6 +8,12 @@
 //! 169.254.1.1 and fe80::1 on every workload veth (the workloads' gateway), HOST4/HOST6
 //! on its loopback, and 192.168.50.1 / fd00:50::1 on the uplink; the outside is
 //! 192.168.50.2 / fd00:50::2 plus any extra address a test asks for.
+//!
+//! Compiled into `tests/e2e_fleet.rs` (which runs the scenarios of `e2e_semantics.rs`
+//! unchanged), the same network spans two nodes: a second node namespace (`n2`,
+//! 192.168.60.2 / fd00:60::2) behind a veth from the host (192.168.60.1 / fd00:60::1),
+//! every second managed workload behind it, and one `netpold run` per node reading
+//! the same manifest directory; remote endpoints then belong to a third node, `n9`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,6 +25,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::NODE;
+
+/// Whether this test binary spreads the workloads over two nodes (see the module note).
+pub fn cross_node() -> bool {
+    env!("CARGO_CRATE_NAME") == "e2e_fleet"
+}
+
+/// The second node of a cross-node network.
+pub const PEER: &str = "n2";
 use super::netns::Netns;
 
 pub const PROBE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/probe.py");
@@ -81,6 +95,8 @@ pub struct Wl {
     pub ports: String,
     pub iface: String,
     place: Place,
+    /// Behind the second node (cross-node networks only).
+    on_peer: bool,
 }
 
 /// A workload: `ns/name`, labels as YAML flow-map content (`app: web, tier: db`), addresses.
@@ -95,6 +111,7 @@ pub fn wl(id: &str, labels: &str, ips: &[&str]) -> Wl {
         ports: String::new(),
         iface,
         place: Place::Local,
+        on_peer: false,
     }
 }
 
@@ -125,10 +142,11 @@ impl Wl {
     }
     /// This workload's WorkloadEndpoint manifest (a `---` document).
     pub fn manifest(&self) -> String {
-        let node = if self.place == Place::Remote {
-            "n2"
-        } else {
-            NODE
+        let node = match (self.place, cross_node()) {
+            (Place::Remote, false) => "n2",
+            (Place::Remote, true) => "n9",
+            _ if self.on_peer => PEER,
+            _ => NODE,
         };
         let ips: Vec<String> = self.ips.iter().map(|a| format!("\"{a}\"")).collect();
         format!(
@@ -160,9 +178,12 @@ pub fn in_ns(ns: &str, program: &str) -> Command {
 }
 
 pub struct Topology {
-    /// First, so the servers stop before their namespaces go.
+    /// First, so the servers and daemons stop before their namespaces go.
     servers: Vec<Started>,
+    daemons: Vec<Daemon>,
     pub host: Netns,
+    /// The second node of a cross-node network.
+    pub peer: Option<Netns>,
     pub outside: Netns,
     pub wls: Vec<Wl>,
     /// Workload namespaces, by `ns/name` (local and unmanaged workloads).
@@ -173,7 +194,7 @@ pub struct Topology {
 impl Topology {
     /// Builds the network for `wls` (plus `outside_addrs` behind the uplink), writes
     /// `endpoints.yaml`, and starts servers everywhere. Nothing is programmed yet.
-    pub fn new(tag: &str, wls: Vec<Wl>, outside_addrs: &[&str]) -> Topology {
+    pub fn new(tag: &str, mut wls: Vec<Wl>, outside_addrs: &[&str]) -> Topology {
         let mut ifaces: Vec<&str> = wls.iter().map(|w| w.iface.as_str()).collect();
         ifaces.sort_unstable();
         ifaces.dedup();
@@ -182,14 +203,29 @@ impl Topology {
             wls.len(),
             "interface names collide: shorten names"
         );
-        let host = Netns::new(&format!("{tag}-h"));
-        host.sh(&[
+        let node_sysctls = [
             "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
             "sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0",
             "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0",
-            &format!("ip addr add {HOST4}/32 dev lo && ip addr add {HOST6}/128 dev lo"),
         ]
-        .join(" && "));
+        .join(" && ");
+        let host = Netns::new(&format!("{tag}-h"));
+        host.sh(&format!(
+            "{node_sysctls} && ip addr add {HOST4}/32 dev lo && ip addr add {HOST6}/128 dev lo"
+        ));
+        // Every second managed workload lives on the second node, so most pairs of a
+        // scenario cross nodes.
+        let peer = cross_node().then(|| {
+            let peer = Netns::new(&format!("{tag}-p"));
+            peer.sh(&node_sysctls);
+            host.link_to(&peer, "fleet0", "fleet0");
+            host.sh("ip addr add 192.168.60.1/24 dev fleet0 && ip addr add fd00:60::1/64 dev fleet0 nodad && ip link set fleet0 up");
+            peer.sh("ip addr add 192.168.60.2/24 dev fleet0 && ip addr add fd00:60::2/64 dev fleet0 nodad && ip link set fleet0 up && ip route add default via 192.168.60.1 && ip -6 route add default via fd00:60::1");
+            for (i, w) in wls.iter_mut().filter(|w| w.place == Place::Local).enumerate() {
+                w.on_peer = i % 2 == 1;
+            }
+            peer
+        });
         let outside = Netns::new(&format!("{tag}-x"));
         host.link_to(&outside, "uplink0", "eth0");
         host.sh("ip addr add 192.168.50.1/24 dev uplink0 && ip addr add fd00:50::1/64 dev uplink0 nodad && ip link set uplink0 up");
@@ -224,7 +260,11 @@ impl Topology {
                 continue;
             }
             let ns = Netns::new(&format!("{tag}-{i}"));
-            host.link_to(&ns, &w.iface, "eth0");
+            let node = match &peer {
+                Some(p) if w.on_peer => p,
+                _ => &host,
+            };
+            node.link_to(&ns, &w.iface, "eth0");
             let mut h = vec![
                 format!("sysctl -qw net.ipv6.conf.{}.accept_dad=0", w.iface),
                 format!(
@@ -236,25 +276,33 @@ impl Topology {
                 "sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.eth0.accept_dad=0"
                     .to_owned(),
             ];
+            let mut via_peer = Vec::new();
             for a in &w.ips {
                 if a.contains(':') {
                     c.push(format!("ip addr add {a}/128 dev eth0 nodad"));
                     h.push(format!("ip -6 route add {a}/128 dev {}", w.iface));
+                    via_peer.push(format!("ip -6 route add {a}/128 via fd00:60::2"));
                 } else {
                     c.push(format!("ip addr add {a}/32 dev eth0"));
                     h.push(format!("ip route add {a}/32 dev {}", w.iface));
+                    via_peer.push(format!("ip route add {a}/32 via 192.168.60.2"));
                 }
             }
             c.push("ip link set eth0 up && ip route add 169.254.1.1 dev eth0 && ip route add default via 169.254.1.1 && ip -6 route add default via fe80::1 dev eth0".to_owned());
             ns.sh(&c.join(" && "));
-            host.sh(&h.join(" && "));
+            node.sh(&h.join(" && "));
+            if w.on_peer {
+                host.sh(&via_peer.join(" && "));
+            }
             nets.insert(w.id(), ns);
         }
 
         let dir = tempfile::tempdir().unwrap();
         let mut topo = Topology {
             servers: Vec::new(),
+            daemons: Vec::new(),
             host,
+            peer,
             outside,
             wls,
             nets,
@@ -351,6 +399,50 @@ impl Topology {
         program(&self.host, self.manifests());
     }
 
+    /// Starts `netpold run` on every node of a cross-node network, each programming
+    /// its own node namespace from the shared directory, and waits for their first sync.
+    fn run_daemons(&mut self) {
+        let base = self.dir.path().to_owned();
+        let nodes = [(&self.host, NODE), (self.peer.as_ref().unwrap(), PEER)];
+        for (ns, node) in nodes {
+            let config = base.with_extension(format!("{node}.toml"));
+            let d = Daemon::start_on(ns, &base, node, config, "");
+            let line = d.wait_sync(1, Duration::from_secs(60));
+            assert!(
+                !line.contains("not programmed") && !line.contains("error"),
+                "node {node}: {line}"
+            );
+            self.daemons.push(d);
+        }
+    }
+
+    /// Which node a row's end sits behind (cross-node labels).
+    fn node_of(&self, who: &str) -> &str {
+        let who = who.split(['@', '#']).next().unwrap_or(who);
+        match who {
+            "host" => NODE,
+            "outside" => "outside",
+            _ if who.parse::<IpAddr>().is_ok() || who == "gw" => "-",
+            _ => match self.wl(who) {
+                w if w.place == Place::Remote => "n9",
+                w if w.on_peer => PEER,
+                _ => NODE,
+            },
+        }
+    }
+
+    /// Every node's ruleset, for failure messages.
+    fn rulesets(&self) -> String {
+        let mut text = String::new();
+        for (ns, node) in [(Some(&self.host), NODE), (self.peer.as_ref(), PEER)] {
+            if let Some(ns) = ns {
+                let (_, ruleset, _) = ns.nft(&["list", "ruleset"], None);
+                let _ = writeln!(text, "--- nft list ruleset (node {node}) ---\n{ruleset}");
+            }
+        }
+        text
+    }
+
     fn start_servers(&mut self) {
         let ports: Vec<String> = PORTS.iter().map(u16::to_string).collect();
         let mut names: Vec<(String, &str)> = self
@@ -359,6 +451,10 @@ impl Topology {
             .map(|(w, ns)| (w.clone(), ns.name.as_str()))
             .collect();
         names.push(("host".into(), &self.host.name));
+        if let Some(peer) = &self.peer {
+            // The second node answers on its own gateway addresses.
+            names.push((PEER.into(), &peer.name));
+        }
         names.push(("outside".into(), &self.outside.name));
         let mut started = Vec::new();
         for (label, ns) in names {
@@ -505,8 +601,13 @@ impl Topology {
                     to != "gw" || !["host", "outside"].contains(&from),
                     "gw is a workload's gateway"
                 );
+                let nodes = if self.peer.is_some() {
+                    format!(" [{}>{}]", self.node_of(from), self.node_of(to))
+                } else {
+                    String::new()
+                };
                 flows.push(Flow {
-                    label: format!("{from} -> {to} ({dst}) {proto}/{port}"),
+                    label: format!("{from} -> {to} ({dst}) {proto}/{port}{nodes}"),
                     ns,
                     src,
                     sport,
@@ -524,8 +625,7 @@ impl Topology {
     /// host's ruleset) when any row disagrees with the kernel.
     pub fn check(&self, rows: &[Row]) {
         if let Some(table) = self.mismatches(rows) {
-            let (_, ruleset, _) = self.host.nft(&["list", "ruleset"], None);
-            panic!("{table}\n--- nft list ruleset (host namespace) ---\n{ruleset}");
+            panic!("{table}\n{}", self.rulesets());
         }
     }
 
@@ -572,9 +672,9 @@ impl Topology {
             match self.mismatches(rows) {
                 None => return,
                 Some(table) if Instant::now() > end => {
-                    let (_, ruleset, _) = self.host.nft(&["list", "ruleset"], None);
                     panic!(
-                        "still wrong after {deadline:?}: {table}\n--- nft list ruleset ---\n{ruleset}"
+                        "still wrong after {deadline:?}: {table}\n{}",
+                        self.rulesets()
                     );
                 }
                 Some(_) => std::thread::sleep(Duration::from_millis(200)),
@@ -593,8 +693,20 @@ impl Topology {
         };
         self.net(name)
             .sh(&format!("ip addr add {addr}/{len} dev eth0{nodad}"));
-        self.host
-            .sh(&format!("ip {v} route add {addr}/{len} dev {}", w.iface));
+        let route = format!("ip {v} route add {addr}/{len} dev {}", w.iface);
+        match &self.peer {
+            Some(peer) if w.on_peer => {
+                peer.sh(&route);
+                let via = if v == "-6" {
+                    "fd00:60::2"
+                } else {
+                    "192.168.60.2"
+                };
+                self.host
+                    .sh(&format!("ip {v} route add {addr}/{len} via {via}"));
+            }
+            _ => self.host.sh(&route),
+        }
     }
 }
 
@@ -620,9 +732,13 @@ pub fn setup(tag: &str, wls: Vec<Wl>, outside: &[&str], policy: &str) -> Option<
     if !super::netns::can_run(&TOOLS) {
         return None;
     }
-    let topo = Topology::new(tag, wls, outside);
+    let mut topo = Topology::new(tag, wls, outside);
     topo.write("policy.yaml", policy);
-    topo.program();
+    if topo.peer.is_some() {
+        topo.run_daemons();
+    } else {
+        topo.program();
+    }
     Some(topo)
 }
 
@@ -670,14 +786,26 @@ impl Daemon {
     /// Writes a config for `topo`'s manifest directory and starts the daemon.
     pub fn start(topo: &Topology, extra_config: &str) -> Daemon {
         let config = topo.dir.path().with_extension("toml");
-        let state = topo.dir.path().with_extension("state");
+        Daemon::start_on(&topo.host, topo.manifests(), NODE, config, extra_config)
+    }
+
+    /// The daemon of node `node`, run in `host` with its config at `config` (state and
+    /// status socket beside it).
+    pub fn start_on(
+        host: &Netns,
+        manifests: &Path,
+        node: &str,
+        config: PathBuf,
+        extra_config: &str,
+    ) -> Daemon {
+        let state = config.with_extension("state");
         // Its own status socket, not the host's /run/netpold.
-        let runtime = topo.dir.path().with_extension("run");
+        let runtime = config.with_extension("run");
         std::fs::write(
             &config,
             format!(
-                "manifests = \"{}\"\nnode = \"{NODE}\"\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\nlog_level = \"info\"\n{extra_config}",
-                topo.manifests().display(),
+                "manifests = \"{}\"\nnode = \"{node}\"\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\nlog_level = \"info\"\n{extra_config}",
+                manifests.display(),
                 state.display(),
                 runtime.display()
             ),

@@ -112,7 +112,10 @@ fn peer(cx: &mut Ctx, node: &Node, path: &str, egress: bool) -> Option<Entity> {
     let f = cx.fields(node, path, known)?;
     // Both are Extended in the upstream API (an implementation may leave them out).
     for (field, why) in [
-        ("nodes", "netpold has no Node objects to select"),
+        (
+            "nodes",
+            "netpold's Node objects carry labels, not the node addresses it would match",
+        ),
         (
             "domainNames",
             "netpold has no view of DNS answers to match names with",

@@ -7,11 +7,19 @@ use super::*;
 use crate::model::tiered::*;
 use crate::selector::expr::Expr;
 
-const SPEC_FIELDS: &[&str] = &["order", "selector", "types", "ingress", "egress"];
+const SPEC_FIELDS: &[&str] = &[
+    "order",
+    "selector",
+    "nodeSelector",
+    "types",
+    "ingress",
+    "egress",
+];
 const GLOBAL_SPEC_FIELDS: &[&str] = &[
     "order",
     "selector",
     "namespaceSelector",
+    "nodeSelector",
     "types",
     "ingress",
     "egress",
@@ -40,6 +48,7 @@ pub(super) struct TieredParts {
     pub order: Option<Order>,
     pub selector: Expr,
     pub namespace_selector: Option<Expr>,
+    pub node_selector: Option<Expr>,
     pub ingress: Option<Vec<TierRule>>,
     pub egress: Option<Vec<TierRule>>,
     pub apply_on_forward: bool,
@@ -93,6 +102,9 @@ pub(super) fn tiered_spec(cx: &mut Ctx, node: &Node, global: bool) -> Option<Tie
     let namespace_selector = f
         .get("namespaceSelector")
         .and_then(|s| cx.expr(s, "spec.namespaceSelector"));
+    let node_selector = f
+        .get("nodeSelector")
+        .and_then(|s| cx.expr(s, "spec.nodeSelector"));
     let apply_on_forward = match f.get("applyOnForward") {
         Some(n) => match &n.value {
             Value::Bool(b) => *b,
@@ -173,6 +185,7 @@ pub(super) fn tiered_spec(cx: &mut Ctx, node: &Node, global: bool) -> Option<Tie
         order,
         selector,
         namespace_selector,
+        node_selector,
         ingress: has_ingress.then(|| ingress.unwrap_or_default()),
         egress: has_egress.then(|| egress.unwrap_or_default()),
         apply_on_forward,
