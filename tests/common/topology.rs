@@ -811,7 +811,7 @@ impl Daemon {
             ),
         )
         .unwrap();
-        Daemon::with_config(&topo.host, config, &[])
+        Daemon::with_config(host, config, &[])
     }
 
     /// Starts the daemon in `host` with a config file the test wrote (its `.state` and
