@@ -10,8 +10,9 @@
 //! - at start;
 //! - `debounce` after the last relevant file event (each event restarts the timer), so
 //!   an editor's save or a `git checkout` of many files is one reload;
-//! - on SIGHUP, which re-reads everything and programs unconditionally (a full replace
-//!   repairs a table someone deleted), bracketed by `RELOADING=1`/`READY=1`;
+//! - on SIGHUP, which re-reads everything and reads the table back: a table as
+//!   programmed last gets only the difference, any other (someone changed or deleted
+//!   it) a full replace; bracketed by `RELOADING=1`/`READY=1`;
 //! - every `resync` interval, in case an event was missed; it logs and programs only if
 //!   something differs;
 //! - after a failed transaction, with backoff (`reconcile::backoff`).
