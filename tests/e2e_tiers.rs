@@ -584,3 +584,82 @@ spec:
         );
     }
 }
+
+/// 1,000 source ports and a long destination list in one rule: each end is one set
+/// (`tcp sport { … } tcp dport { … }`), and the kernel decides as the list says.
+#[test]
+fn long_source_and_destination_port_lists_are_enforced() {
+    let odd = |from: u16, to: u16| -> String {
+        (from..to)
+            .step_by(2)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let policy = format!(
+        "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {{name: long, namespace: a}}
+spec:
+  selector: app == 'web'
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {{ports: [{}, '40000:40010']}}
+    destination: {{ports: [80, 5001, 5003, 6379, 9000, '20000:20010', {}]}}
+  - action: Allow
+    protocol: UDP
+    source: {{ports: [{}]}}
+    destination: {{ports: [53, 5001, 5003, 9000, 10001, 10003]}}
+",
+        odd(31001, 33000),
+        odd(1001, 3000),
+        odd(31001, 31100),
+    );
+    let Some(t) = setup(
+        "tlongp",
+        vec![
+            wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),
+            wl("a/client", "app: client", &["10.0.0.2", "fd00::2"]),
+        ],
+        &[],
+        &policy,
+    ) else {
+        return;
+    };
+    let plan = std::process::Command::new(NETPOLD)
+        .args(["plan", "--config", "/dev/null", "--manifests"])
+        .arg(t.manifests())
+        .args(["--node", common::NODE])
+        .output()
+        .unwrap();
+    let plan = String::from_utf8(plan.stdout).unwrap();
+    // No address makes the family matter: one nft rule for each of the two.
+    assert_eq!(
+        plan.matches("tcp sport { 31001, 31003,").count(),
+        1,
+        "{plan}"
+    );
+    assert_eq!(
+        plan.matches("udp sport { 31001, 31003,").count(),
+        1,
+        "{plan}"
+    );
+    let rows = [
+        ("client#31001", "web", "tcp", 80, Both, PASS),
+        ("client#32999", "web", "tcp", 9000, Both, PASS),
+        ("client#40005", "web", "tcp", 5003, Both, PASS),
+        // An even source port is not listed.
+        ("client#31002", "web", "tcp", 80, Both, DROP),
+        ("client#33001", "web", "tcp", 80, Both, DROP),
+        // Destination ports not listed.
+        ("client#31001", "web", "tcp", 443, Both, DROP),
+        ("client#31001", "web", "tcp", 5002, Both, DROP),
+        ("client#31099", "web", "udp", 53, Both, PASS),
+        ("client#31101", "web", "udp", 53, Both, DROP),
+        ("client#31001", "web", "udp", 5002, Both, DROP),
+        ("client#31001", "web", "udp", 5003, Both, PASS),
+    ];
+    t.check(&rows);
+}

@@ -247,6 +247,19 @@ fn every_ir_construct_reads_back_exactly_as_expected() {
             Some(Verdict::Accept),
         ),
         rule(
+            vec![
+                Match::SrcPorts {
+                    protocol: Protocol::Tcp,
+                    ranges: vec![(1, 1), (3, 3), (5, 9), (1024, 65535)],
+                },
+                Match::DstPorts {
+                    protocol: Protocol::Tcp,
+                    ranges: vec![(1, 1), (3, 3), (5, 9)],
+                },
+            ],
+            Some(Verdict::Accept),
+        ),
+        rule(
             vec![Match::AddrPort {
                 side: AddrSide::Dst,
                 family: Family::V4,

@@ -163,6 +163,83 @@ fn random_scenarios_program_exactly_what_nft_would() {
     }
 }
 
+/// Long port lists at both ends of a netpold.io rule, and in a Kubernetes and an admin
+/// policy rule, become one `{ … }` set per end, as nft makes of `tcp sport { … }`.
+#[test]
+fn long_port_lists_program_exactly_what_nft_would() {
+    if !can_run(&["ip", "nft"]) {
+        return;
+    }
+    let odd: Vec<String> = (1..400).step_by(2).map(|p| p.to_string()).collect();
+    let odd = odd.join(", ");
+    let k8s: Vec<String> = (1..400)
+        .step_by(2)
+        .map(|p| format!("{{port: {p}}}"))
+        .collect();
+    let named: Vec<String> = (0..12).map(|i| format!("n{i}")).collect();
+    let named = named.join(", ");
+    let yaml = format!(
+        "apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: web, namespace: default, labels: {{app: web}}}}
+spec: {{node: {NODE}, interfaceName: veth-web, ips: [10.1.0.5, fd00::5]}}
+---
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {{name: many, namespace: default}}
+spec:
+  selector: app == 'web'
+  ingress:
+  - action: Allow
+    protocol: UDP
+    source: {{ports: [{odd}, '1000:2000']}}
+    destination: {{ports: [{odd}, '60000:65535']}}
+  - action: Allow
+    protocol: TCP
+    source: {{selector: app == 'web', ports: [7, 9, 11, 13, 15]}}
+  # The most notPorts at both ends, all named, with every address condition: within
+  # the kernel's 128 expressions a rule.
+  - action: Deny
+    protocol: TCP
+    source: {{selector: app == 'web', nets: [10.0.0.0/8], notNets: [10.9.0.0/16], notPorts: [{named}]}}
+    destination: {{selector: app == 'web', nets: [10.0.0.0/8], notNets: [10.9.0.0/16], notPorts: [{named}]}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: many, namespace: default}}
+spec:
+  podSelector: {{}}
+  ingress:
+  - ports: [{}, {{port: 5000, endPort: 5100, protocol: SCTP}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: many}}
+spec:
+  priority: 5
+  subject: {{namespaces: {{}}}}
+  egress:
+  - action: Deny
+    to: [{{networks: [10.9.0.0/16]}}]
+    ports: [{}]
+",
+        k8s.join(", "),
+        (5001..5040)
+            .step_by(2)
+            .map(|p| format!("{{portNumber: {{port: {p}, protocol: UDP}}}}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yaml"), &yaml).unwrap();
+    let text = plan(dir.path(), NODE);
+    assert!(text.contains("udp sport { 1, 3, 5,"), "{text}");
+    assert!(text.contains("tcp dport { 1, 3, 5,"), "{text}");
+    assert!(text.contains("udp dport { 5001, 5003,"), "{text}");
+    assert_eq!(text.matches(" . tcp sport != @").count(), 2 * 12, "{text}");
+    assert_same_as_nft(dir.path(), NODE, "long port lists");
+}
+
 #[test]
 fn apply_replaces_our_table_and_leaves_others_alone() {
     if !can_run(&["ip", "nft"]) {
@@ -620,6 +697,19 @@ fn every_ir_construct_programs_exactly_what_nft_would() {
                 protocol: Protocol::Sctp,
                 ranges: vec![(80, 80), (443, 443)],
             }],
+            Some(Verdict::Accept),
+        ),
+        rule(
+            vec![
+                Match::SrcPorts {
+                    protocol: Protocol::Tcp,
+                    ranges: vec![(1, 1), (3, 3), (5, 9), (1024, 65535)],
+                },
+                Match::DstPorts {
+                    protocol: Protocol::Tcp,
+                    ranges: vec![(1, 1), (3, 3), (5, 9)],
+                },
+            ],
             Some(Verdict::Accept),
         ),
         rule(

@@ -43,7 +43,7 @@ pub use incremental::Incremental;
 pub use origins::{ChainOrigin, ObjectKey, Origins, explainable};
 pub use tiered::{
     ADMIN_EGRESS_PASS_MAP, ADMIN_INGRESS_PASS_MAP, EGRESS_PASS_MAP, INGRESS_PASS_MAP,
-    policy_log_prefix,
+    policy_log_prefix, tier_rule_alternatives,
 };
 
 use crate::droplog::{DropCause, drop_prefix};
@@ -241,12 +241,10 @@ fn port_conditions(rule: &PolicyRule) -> Vec<PortCond> {
         if any.contains(&proto) {
             out.push(PortCond::Protocol(proto));
         } else if let Some(r) = ranges.get(&proto) {
-            // A rule per range, not `dport { … }`: the kernel binds every anonymous
-            // set by walking the whole transaction, quadratic at scale.
             out.extend(
-                merge_ranges(r)
+                split_ranges(merge_ranges(r))
                     .into_iter()
-                    .map(|range| PortCond::Ranges(proto, vec![range])),
+                    .map(|ranges| PortCond::Ranges(proto, ranges)),
             );
         }
     }
@@ -257,6 +255,48 @@ fn port_conditions(rule: &PolicyRule) -> Vec<PortCond> {
         }
     }
     out
+}
+
+/// Most merged port ranges of one protocol and end that get a rule each.
+pub const SPLIT_RANGES: usize = 4;
+
+/// Merged port ranges as the port lists of alternative rules: a rule per range, not
+/// `dport { … }`, since the kernel binds every anonymous set by walking the whole
+/// transaction (quadratic at scale); but more than `SPLIT_RANGES` ranges go in one
+/// set, so a long port list is one rule, not one per range (times the other end's).
+fn split_ranges(ranges: Vec<(u16, u16)>) -> Vec<Vec<(u16, u16)>> {
+    if ranges.len() > SPLIT_RANGES {
+        vec![ranges]
+    } else {
+        ranges.into_iter().map(|r| vec![r]).collect()
+    }
+}
+
+/// Most nft rules one manifest rule may compile to; above it the rule is refused as
+/// invalid, so that a few kilobytes of ports and peers cannot make millions of rules.
+pub const MAX_RULE_ALTERNATIVES: usize = 4096;
+
+/// How many nft rules `rule` compiles to in a policy chain: per peer (each address
+/// family of it) one per port condition, a named port without peer once per family.
+pub fn policy_rule_alternatives(rule: &PolicyRule) -> usize {
+    let conds = port_conditions(rule);
+    let named = conds
+        .iter()
+        .filter(|c| matches!(c, PortCond::Named(..)))
+        .count();
+    let mut peers: Vec<&Peer> = rule.peers.iter().collect();
+    peers.sort();
+    peers.dedup();
+    if peers.is_empty() {
+        return conds.len() + named;
+    }
+    peers
+        .iter()
+        .map(|p| match p {
+            Peer::Pods { .. } => 2 * conds.len(),
+            Peer::IpBlock(_) => conds.len(),
+        })
+        .fold(0, usize::saturating_add)
 }
 
 /// Sorted, non-overlapping, non-adjacent ranges (nft refuses overlapping set elements).

@@ -136,10 +136,11 @@ fn nets_ranges(nets: &[&IpNet]) -> Vec<(IpAddr, IpAddr)> {
         .collect()
 }
 
-/// The port conditions of one end of a rule, as alternatives (any one must hold): one
-/// per merged range and one per name of `ports` (a single empty list without `ports`),
-/// each with every `notPorts` condition. A named port is an `AddrPort` match whose set
-/// holds the name until the caller makes the set for a family.
+/// The port conditions of one end of a rule, as alternatives (any one must hold): the
+/// merged ranges of `ports` (one alternative per range up to `SPLIT_RANGES`, else one
+/// for all of them) and one per name (a single empty list without `ports`), each with
+/// every `notPorts` condition. A named port is an `AddrPort` match whose set holds the
+/// name until the caller makes the set for a family.
 fn port_alternatives(entity: &Entity, side: AddrSide, protocol: Protocol) -> Vec<Vec<Match>> {
     let numeric = |items: &[PortItem]| -> BTreeSet<(u16, u16)> {
         items
@@ -174,9 +175,9 @@ fn port_alternatives(entity: &Entity, side: AddrSide, protocol: Protocol) -> Vec
     if entity.ports.is_empty() {
         return vec![not];
     }
-    merge_ranges(&numeric(&entity.ports))
+    split_ranges(merge_ranges(&numeric(&entity.ports)))
         .into_iter()
-        .map(|r| Match::ports(side, protocol, vec![r]))
+        .map(|ranges| Match::ports(side, protocol, ranges))
         .chain(names(&entity.ports).into_iter().map(|n| named(n, false)))
         .map(|m| {
             let mut list = vec![m];
@@ -184,6 +185,67 @@ fn port_alternatives(entity: &Entity, side: AddrSide, protocol: Protocol) -> Vec
             list
         })
         .collect()
+}
+
+/// The address families a rule compiles to separately: each family where addresses or
+/// `ipVersion` make it matter (`None`: one rule for both).
+fn rule_families(rule: &TierRule) -> Vec<Option<Family>> {
+    let specific =
+        |e: &Entity| e.selects_endpoints() || !e.nets.is_empty() || !e.not_nets.is_empty();
+    // ICMP is IPv4's, ICMPv6 IPv6's.
+    let version = rule
+        .ip_version
+        .or_else(|| rule.protocol.and_then(RuleProtocol::version));
+    if version.is_none() && !specific(&rule.source) && !specific(&rule.destination) {
+        vec![None]
+    } else {
+        Family::BOTH
+            .into_iter()
+            .filter(|f| {
+                version.is_none_or(|v| match v {
+                    crate::model::tiered::IpVersion::V4 => *f == Family::V4,
+                    crate::model::tiered::IpVersion::V6 => *f == Family::V6,
+                })
+            })
+            // `nets` of the other family only: this family cannot match.
+            .filter(|f| {
+                [&rule.source, &rule.destination]
+                    .iter()
+                    .all(|e| e.nets.is_empty() || e.nets.iter().any(|n| Family::of_net(n) == *f))
+            })
+            .map(Some)
+            .collect()
+    }
+}
+
+/// How many nft rules `rule` compiles to, at most: one per family, source port
+/// alternative and destination port alternative; a named port without a family twice
+/// (once per family).
+pub fn tier_rule_alternatives(rule: &TierRule) -> usize {
+    let ends = match rule.protocol {
+        Some(RuleProtocol::Ported(_)) => {
+            let alternatives = |e: &Entity| {
+                let mut numeric = BTreeSet::new();
+                let mut names = BTreeSet::new();
+                for item in &e.ports {
+                    match item {
+                        PortItem::Range(a, b) => {
+                            numeric.insert((*a, *b));
+                        }
+                        PortItem::Named(n) => {
+                            names.insert(n);
+                        }
+                    }
+                }
+                (split_ranges(merge_ranges(&numeric)).len() + names.len()).max(1)
+            };
+            alternatives(&rule.source).saturating_mul(alternatives(&rule.destination))
+        }
+        _ => 1,
+    };
+    let families = rule_families(rule);
+    let per_family = if families == [None] { 2 } else { 1 };
+    ends.saturating_mul(families.len() * per_family)
 }
 
 /// The prefix of a `Log` or `Deny` rule's log: `netpold <log|deny> <direction>
@@ -423,35 +485,10 @@ impl Compiler<'_> {
     }
 
     /// The match lists one policy rule compiles to: one per family where addresses
-    /// or `ipVersion` make it matter, times one per merged destination port range.
+    /// or `ipVersion` make it matter, times the source and destination port
+    /// alternatives (`tier_rule_alternatives` counts them).
     fn tier_rule_matches(&mut self, policy: &TieredPolicy, rule: &TierRule) -> Vec<Vec<Match>> {
-        let specific =
-            |e: &Entity| e.selects_endpoints() || !e.nets.is_empty() || !e.not_nets.is_empty();
-        // ICMP is IPv4's, ICMPv6 IPv6's.
-        let version = rule
-            .ip_version
-            .or_else(|| rule.protocol.and_then(RuleProtocol::version));
-        let families: Vec<Option<Family>> =
-            if version.is_none() && !specific(&rule.source) && !specific(&rule.destination) {
-                vec![None]
-            } else {
-                Family::BOTH
-                    .into_iter()
-                    .filter(|f| {
-                        version.is_none_or(|v| match v {
-                            crate::model::tiered::IpVersion::V4 => *f == Family::V4,
-                            crate::model::tiered::IpVersion::V6 => *f == Family::V6,
-                        })
-                    })
-                    // `nets` of the other family only: this family cannot match.
-                    .filter(|f| {
-                        [&rule.source, &rule.destination].iter().all(|e| {
-                            e.nets.is_empty() || e.nets.iter().any(|n| Family::of_net(n) == *f)
-                        })
-                    })
-                    .map(Some)
-                    .collect()
-            };
+        let families = rule_families(rule);
         // The protocol and port conditions: one list per combination of a source and a
         // destination port alternative (a merged range or a name).
         let ports: Vec<Vec<Match>> = match rule.protocol {
@@ -1307,5 +1344,261 @@ spec:
         // No ANP Pass: no epr_ chain; the admin pass maps exist, empty.
         assert!(!rs.chains.keys().any(|n| n.starts_with("epr_")));
         assert!(rs.maps[ADMIN_INGRESS_PASS_MAP].entries.is_empty());
+    }
+
+    /// The one `tp_` chain of `rs`.
+    fn tiered_chain_of(rs: &Ruleset) -> &Chain {
+        rs.chains
+            .iter()
+            .find(|(name, _)| name.starts_with("tp_"))
+            .map(|(_, c)| c)
+            .unwrap()
+    }
+
+    /// `item(i)` for each `i` of `items`, comma-separated.
+    fn listed(items: impl Iterator<Item = usize>, item: impl Fn(usize) -> String) -> String {
+        items.map(item).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Asserts that `yaml` has exactly one problem and that it starts with `start`.
+    fn assert_one_problem(yaml: &str, start: &str) {
+        let found = problems(yaml);
+        assert!(found.len() == 1 && found[0].starts_with(start), "{found:?}");
+    }
+
+    /// `ports: [1, 3, …, 1999]` at both ends: one alternative per end, not a million.
+    #[test]
+    fn long_port_lists_at_both_ends_compile_to_one_rule_per_family() {
+        let odd: Vec<String> = (1..2000).step_by(2).map(|p| p.to_string()).collect();
+        let odd = odd.join(", ");
+        let yaml = format!(
+            "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {{name: many, namespace: a}}
+spec:
+  selector: app == 'web'
+  ingress:
+  - action: Allow
+    protocol: TCP
+    source: {{selector: app == 'client', ports: [{odd}]}}
+    destination: {{ports: [{odd}, '3000:3010']}}
+"
+        );
+        let m = model(&format!("{ENDPOINTS}---\n{yaml}"));
+        let rs = compile(&m, "n1", "netpold");
+        let chain = tiered_chain_of(&rs);
+        // One rule per family, each with all 1,000 source and 1,001 destination ranges.
+        assert_eq!(chain.rules.len(), 2, "{:?}", chain.rules.len());
+        let ranges = |r: &Rule, side: AddrSide| {
+            r.matches
+                .iter()
+                .find_map(|m| match (m, side) {
+                    (Match::SrcPorts { ranges, .. }, AddrSide::Src)
+                    | (Match::DstPorts { ranges, .. }, AddrSide::Dst) => Some(ranges.len()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        for r in &chain.rules {
+            assert_eq!(ranges(r, AddrSide::Src), 1000);
+            assert_eq!(ranges(r, AddrSide::Dst), 1001);
+        }
+        assert!(rs.rule_count() < 100, "{}", rs.rule_count());
+        let cases = [
+            (1, 1, true),
+            (1999, 1999, true),
+            (5, 3005, true),
+            (2, 1, false),
+            (1, 2, false),
+            (2001, 1, false),
+            (1, 3011, false),
+            (1001, 999, true),
+        ];
+        for (sport, dport, allowed) in cases {
+            assert_eq!(
+                to_web_from(&yaml, "a/client", sport, dport).0,
+                allowed,
+                "{sport} -> {dport}"
+            );
+        }
+        // Only a/client is the source.
+        assert!(!to_web_from(&yaml, "b/other", 1, 1).0);
+    }
+
+    /// At most `SPLIT_RANGES` ranges get a rule each: no anonymous set for short lists.
+    #[test]
+    fn short_port_lists_keep_a_rule_per_range() {
+        let yaml = "
+apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {name: few, namespace: a}
+spec:
+  selector: app == 'web'
+  ingress:
+  - {action: Allow, protocol: TCP, destination: {ports: [80, 443, '8000:8080', 9000]}}
+";
+        let m = model(&format!("{ENDPOINTS}---\n{yaml}"));
+        let rs = compile(&m, "n1", "netpold");
+        let chain = tiered_chain_of(&rs);
+        assert_eq!(chain.rules.len(), 4);
+        for r in &chain.rules {
+            assert!(
+                r.matches
+                    .iter()
+                    .any(|m| matches!(m, Match::DstPorts { ranges, .. } if ranges.len() == 1))
+            );
+        }
+        for (port, allowed) in [(80, true), (8040, true), (9000, true), (81, false)] {
+            assert_eq!(to_web(yaml, "a/client", port).0, allowed, "{port}");
+        }
+    }
+
+    /// The problems of `yaml` (the endpoints of `ENDPOINTS` around it).
+    fn problems(yaml: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let raw = parse_bytes("t.yaml", yaml.as_bytes(), &mut problems);
+        let (_, more) = Model::build(&raw);
+        problems
+            .into_iter()
+            .chain(more)
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn a_rule_of_more_alternatives_than_the_cap_is_refused_at_the_rule() {
+        let names = |prefix: &str, n: usize| listed(0..n, |i| format!("{prefix}{i}"));
+        // 70 × 70 named ports, per family: 9,800 rules.
+        let tiered = format!(
+            "apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {{name: names, namespace: a}}
+spec:
+  selector: all()
+  ingress:
+  - action: Allow
+    protocol: TCP
+  - action: Allow
+    protocol: TCP
+    source: {{ports: [{}]}}
+    destination: {{ports: [{}]}}
+",
+            names("s", 70),
+            names("d", 70)
+        );
+        assert_one_problem(
+            &tiered,
+            "t.yaml:9:5: error: spec.ingress[1]: compiles to up to 9800 nft rules",
+        );
+        // notPorts: each is a condition of the one rule, bounded by the kernel's 128
+        // expressions a rule.
+        let not_ports = format!(
+            "apiVersion: netpold.io/v1
+kind: NetworkPolicy
+metadata: {{name: not, namespace: a}}
+spec:
+  selector: all()
+  ingress:
+  - action: Allow
+    protocol: TCP
+    destination: {{notPorts: [{}]}}
+",
+            (1..14)
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert_eq!(
+            problems(&not_ports),
+            [
+                "t.yaml:9:29: error: spec.ingress[0].destination.notPorts: 13 ports; at most 12 (each is a condition of its own): merge them into ranges or split the rule"
+            ]
+        );
+        assert!(problems(&not_ports.replace(", 13]", "]")).is_empty());
+        // 70 named ports fit (140 rules).
+        assert!(problems(&tiered.replace(&names("d", 70), "80")).is_empty());
+        // Kubernetes: peers times ports (times two families for pod peers).
+        let peers: Vec<String> = (0..100)
+            .map(|i| format!("{{podSelector: {{matchLabels: {{app: a{i}}}}}}}"))
+            .collect();
+        let kubernetes = format!(
+            "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: peers, namespace: a}}
+spec:
+  podSelector: {{}}
+  ingress:
+  - from: [{}]
+    ports: [{}]
+",
+            peers.join(", "),
+            listed(0..30, |i| format!("{{port: p{i}}}"))
+        );
+        assert_one_problem(
+            &kubernetes,
+            "t.yaml:7:5: error: spec.ingress[0]: compiles to up to 6000 nft rules",
+        );
+        // Numeric ports are one condition per protocol: 100 peers × 1,000 ports fit.
+        let numeric = listed((1..2000).step_by(2), |p| format!("{{port: {p}}}"));
+        let kubernetes_numeric = kubernetes.replace(
+            &kubernetes[kubernetes.find("    ports: [").unwrap()..],
+            &format!("    ports: [{numeric}]\n"),
+        );
+        assert!(problems(&kubernetes_numeric).is_empty());
+        // Admin policies: every peer times the ports.
+        let admin_peers: Vec<String> = (0..100)
+            .map(|i| format!("{{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: a{i}}}}}}}}}"))
+            .collect();
+        let admin = format!(
+            "apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: wide}}
+spec:
+  priority: 10
+  subject: {{namespaces: {{}}}}
+  ingress:
+  - action: Allow
+    from: [{}]
+    ports: [{}]
+",
+            admin_peers.join(", "),
+            listed(0..30, |i| format!("{{namedPort: p{i}}}"))
+        );
+        assert_one_problem(
+            &admin,
+            "t.yaml:8:5: error: spec.ingress[0]: compiles to up to ",
+        );
+    }
+
+    #[test]
+    fn rules_each_under_the_cap_are_capped_together() {
+        // 100 pod peers × 20 named ports × 2 families = 4,000 a rule, under the rule's
+        // cap; 17 such rules (68,000) are over the list's.
+        let peers: Vec<String> = (0..100)
+            .map(|i| format!("{{podSelector: {{matchLabels: {{app: a{i}}}}}}}"))
+            .collect();
+        let rule = format!(
+            "  - from: [{}]\n    ports: [{}]\n",
+            peers.join(", "),
+            listed(0..20, |i| format!("{{port: p{i}}}"))
+        );
+        let policy = |rules: usize| {
+            format!(
+                "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: many, namespace: a}}
+spec:
+  podSelector: {{}}
+  ingress:
+{}",
+                rule.repeat(rules)
+            )
+        };
+        assert!(problems(&policy(16)).is_empty());
+        assert_one_problem(
+            &policy(17),
+            "t.yaml:7:5: error: spec.ingress: these rules compile to up to 68000 nft rules in all; at most 65536",
+        );
     }
 }

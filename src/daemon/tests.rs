@@ -1095,3 +1095,36 @@ fn sync_bench() {
         say(r.sync(Trigger::Change));
     }
 }
+
+/// A rule that would compile to millions of nft rules is a bad file like any other:
+/// its last good content stays, and the daemon compiles nothing of it.
+#[test]
+fn a_rule_over_the_compiled_size_cap_keeps_the_last_good_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    write(dir, "p.yaml", &policy("p", "a"));
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    assert!(r.sync(Trigger::Start).programmed);
+    let before = fake.last().unwrap();
+
+    let names: Vec<String> = (0..1000).map(|i| format!("p{i}")).collect();
+    let names = names.join(", ");
+    write(
+        dir,
+        "p.yaml",
+        &format!(
+            "apiVersion: netpold.io/v1\nkind: NetworkPolicy\nmetadata: {{name: p}}\nspec:\n  selector: app == 'a'\n  ingress:\n  - {{action: Allow, protocol: TCP, source: {{ports: [{names}]}}, destination: {{ports: [{names}]}}}}\n"
+        ),
+    );
+    let held = r.sync(Trigger::Change);
+    let expected = format!(
+        "kept last good content of {}/p.yaml (1 error)",
+        dir.display()
+    );
+    assert!(line(&held).contains(&expected), "{}", line(&held));
+    let now = fake.last().unwrap();
+    assert_eq!(now.rule_count(), before.rule_count());
+    assert!(now.chains.keys().all(|c| !c.starts_with("tp_")));
+}

@@ -799,6 +799,7 @@ fn rules(cx: &mut Ctx, node: &Node, path: &str, direction: Direction) -> Vec<Rul
         Direction::Egress => "to",
     };
     let mut out = Vec::new();
+    let mut total = 0usize;
     for (i, r) in cx.list(node, path).unwrap_or_default().iter().enumerate() {
         let rp = format!("{path}[{i}]");
         let Some(f) = cx.fields(r, &rp, &[peers_field, "ports"]) else {
@@ -824,9 +825,51 @@ fn rules(cx: &mut Ctx, node: &Node, path: &str, direction: Direction) -> Vec<Rul
                 }
             }
         }
+        total = total.saturating_add(too_many_alternatives(
+            cx,
+            r,
+            &rp,
+            crate::compile::policy_rule_alternatives(&rule),
+        ));
         out.push(rule);
     }
+    too_many_in_list(cx, node, path, total);
     out
+}
+
+/// Refuses a rule list (one direction of a policy) that would compile to more nft
+/// rules than this in all: each rule under its own cap, 10,000 of them would still make
+/// tens of millions.
+pub const MAX_LIST_ALTERNATIVES: usize = 65_536;
+
+/// Refuses a rule list whose rules would compile to more than `MAX_LIST_ALTERNATIVES`.
+fn too_many_in_list(cx: &mut Ctx, node: &Node, path: &str, total: usize) {
+    if total > MAX_LIST_ALTERNATIVES {
+        cx.error(
+            node.pos,
+            path,
+            format!(
+                "these rules compile to up to {total} nft rules in all; at most {MAX_LIST_ALTERNATIVES}: split the policy or list fewer ports and peers"
+            ),
+        );
+    }
+}
+
+/// Refuses a rule that would compile to more nft rules than `MAX_RULE_ALTERNATIVES`;
+/// returns its count for the list's total (0 when refused: one error is enough).
+fn too_many_alternatives(cx: &mut Ctx, node: &Node, path: &str, alternatives: usize) -> usize {
+    use crate::compile::MAX_RULE_ALTERNATIVES;
+    if alternatives > MAX_RULE_ALTERNATIVES {
+        cx.error(
+            node.pos,
+            path,
+            format!(
+                "compiles to up to {alternatives} nft rules (its port alternatives times its peers or the other end's, per address family); at most {MAX_RULE_ALTERNATIVES}: split the rule or list fewer named ports"
+            ),
+        );
+        return 0;
+    }
+    alternatives
 }
 
 fn peer(cx: &mut Ctx, node: &Node, path: &str) -> Option<Peer> {

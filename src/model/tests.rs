@@ -2446,9 +2446,10 @@ spec:
     let anp = &model.tiered[&(String::new(), "AdminNetworkPolicy:a".to_owned())];
     let admin = anp.admin.as_ref().unwrap();
     assert_eq!(admin.priority, 3);
-    // 2 peers x (1 numbered port + a named port for each of TCP, UDP and SCTP).
+    // 2 peers x one rule per protocol (TCP: 80 and http; UDP and SCTP: http).
     let ingress = anp.ingress.as_ref().unwrap();
-    assert_eq!(ingress.len(), 8);
+    assert_eq!(ingress.len(), 6);
+    assert_eq!(ingress[0].destination.ports.len(), 2);
     assert!(
         admin
             .ingress_rules

@@ -94,13 +94,16 @@ fn ports(rng: &mut Rng) -> Option<String> {
     }
     let mut out = Vec::new();
     for _ in 0..1 + rng.below(2) {
-        out.push(match rng.below(7) {
+        out.push(match rng.below(8) {
             0 => "{}".into(),
             1 => "{port: 80}".into(),
             2 => "{protocol: UDP, port: 53}".into(),
             3 => "{protocol: TCP, port: 8000, endPort: 8080}".into(),
             4 => format!("{{port: {}}}", rng.pick(&PORT_NAMES)),
             5 => "{protocol: UDP, port: dns}".into(),
+            // More than 4 ranges of one protocol: one set for all of them.
+            6 => "{port: 22}, {port: 53}, {port: 443}, {port: 9000}, {port: 8000, endPort: 8080}"
+                .into(),
             _ => "{protocol: SCTP}".into(),
         });
     }
@@ -308,6 +311,8 @@ fn entity(rng: &mut Rng, ports: bool) -> String {
                 "ports: [53, '8000:8080']",
                 "ports: [http, 22]",
                 "ports: [dns]",
+                // More than 4 ranges: one set for all of them.
+                "ports: [22, 53, 80, 443, '8000:8080', 9000, http]",
             ])
             .to_owned(),
         );

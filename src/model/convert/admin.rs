@@ -7,7 +7,8 @@
 //! (ANP: Allow, Deny, Pass; BANP: Allow, Deny), `from[]` / `to[]` peers (`namespaces`,
 //! `pods`; egress also `networks`; `nodes` is refused as not enforced) and `ports[]`
 //! (`portNumber`, `namedPort`, `portRange`). Each manifest rule is lowered to one
-//! `TierRule` per (peer × port) with the same action; `Admin::*_rules` maps them back.
+//! `TierRule` per (peer × protocol) holding that protocol's ports, with the same
+//! action; `Admin::*_rules` maps them back.
 
 use super::*;
 use crate::model::tiered::*;
@@ -263,6 +264,7 @@ fn rules(
         );
     }
     let peers_field = if egress { "to" } else { "from" };
+    let mut total = 0usize;
     for (i, item) in items.iter().enumerate() {
         let rp = format!("{path}[{i}]");
         let Some(f) = cx.fields(item, &rp, &["name", "action", peers_field, "ports"]) else {
@@ -338,10 +340,24 @@ fn rules(
         let (Some(action), Some(name)) = (action, name) else {
             continue;
         };
+        // One lowered rule per peer and protocol, holding all of its ports: one per
+        // port would multiply the peers by the ports.
+        let by_protocol: Option<BTreeMap<Protocol, Vec<PortItem>>> = ports.map(|ports| {
+            let mut grouped: BTreeMap<Protocol, Vec<PortItem>> = BTreeMap::new();
+            for (protocol, item) in ports {
+                grouped.entry(protocol).or_default().push(item);
+            }
+            for items in grouped.values_mut() {
+                items.sort();
+                items.dedup();
+            }
+            grouped
+        });
+        let first = out.len();
         for peer in &peers {
-            let lowered = |protocol: Option<Protocol>, item: Option<PortItem>| {
+            let lowered = |protocol: Option<Protocol>, items: Vec<PortItem>| {
                 let mut destination = Entity {
-                    ports: item.into_iter().collect(),
+                    ports: items,
                     ..Entity::default()
                 };
                 let mut source = Entity::default();
@@ -362,20 +378,26 @@ fn rules(
                     destination,
                 }
             };
-            match &ports {
+            match &by_protocol {
                 None => {
-                    out.push(lowered(None, None));
+                    out.push(lowered(None, Vec::new()));
                     names.push((i, name.clone()));
                 }
                 Some(ports) => {
-                    for (protocol, item) in ports {
-                        out.push(lowered(Some(*protocol), Some(item.clone())));
+                    for (protocol, items) in ports {
+                        out.push(lowered(Some(*protocol), items.clone()));
                         names.push((i, name.clone()));
                     }
                 }
             }
         }
+        let alternatives = out[first..]
+            .iter()
+            .map(crate::compile::tier_rule_alternatives)
+            .fold(0, usize::saturating_add);
+        total = total.saturating_add(too_many_alternatives(cx, item, &rp, alternatives));
     }
+    too_many_in_list(cx, node, path, total);
     (out, names)
 }
 

@@ -34,6 +34,9 @@ const RULE_FIELDS: &[&str] = &[
     "source",
     "destination",
 ];
+/// Most `notPorts` items of one end of a rule.
+const MAX_NOT_PORTS: usize = 12;
+
 const ENTITY_FIELDS: &[&str] = &[
     "selector",
     "namespaceSelector",
@@ -199,6 +202,12 @@ fn tier_rules(cx: &mut Ctx, node: &Node, path: &str) -> Vec<TierRule> {
             out.push(rule);
         }
     }
+    let total = out
+        .iter()
+        .map(crate::compile::tier_rule_alternatives)
+        .filter(|&n| n <= crate::compile::MAX_RULE_ALTERNATIVES)
+        .fold(0, usize::saturating_add);
+    too_many_in_list(cx, node, path, total);
     out
 }
 
@@ -262,7 +271,7 @@ fn tier_rule(cx: &mut Ctx, node: &Node, path: &str) -> Option<TierRule> {
         Some(d) => entity(cx, d, &join(path, "destination"), protocol, version)?,
         None => Entity::default(),
     };
-    Some(TierRule {
+    let rule = TierRule {
         action: action?,
         protocol,
         ip_version,
@@ -270,7 +279,14 @@ fn tier_rule(cx: &mut Ctx, node: &Node, path: &str) -> Option<TierRule> {
         not_icmp,
         source,
         destination,
-    })
+    };
+    too_many_alternatives(
+        cx,
+        node,
+        path,
+        crate::compile::tier_rule_alternatives(&rule),
+    );
+    Some(rule)
 }
 
 fn capitalised(s: &str) -> String {
@@ -425,6 +441,19 @@ fn entity(
         }
         slot.sort();
         slot.dedup();
+        // Each is a condition of its own in every nft rule of the rule, which takes at
+        // most 128 expressions.
+        if field == "notPorts" && slot.len() > MAX_NOT_PORTS {
+            cx.error(
+                n.pos,
+                &pp,
+                format!(
+                    "{} ports; at most {MAX_NOT_PORTS} (each is a condition of its own): merge them into ranges or split the rule",
+                    slot.len()
+                ),
+            );
+            ok = false;
+        }
     }
     ok.then_some(entity)
 }
