@@ -785,8 +785,14 @@ pub struct Daemon {
 impl Daemon {
     /// Writes a config for `topo`'s manifest directory and starts the daemon.
     pub fn start(topo: &Topology, extra_config: &str) -> Daemon {
+        Daemon::start_env(topo, extra_config, &[])
+    }
+
+    /// `start` with extra environment variables (`RUST_LOG`, say).
+    pub fn start_env(topo: &Topology, extra_config: &str, env: &[(&str, &str)]) -> Daemon {
         let config = topo.dir.path().with_extension("toml");
-        Daemon::start_on(&topo.host, topo.manifests(), NODE, config, extra_config)
+        Daemon::write_config(topo.manifests(), NODE, &config, extra_config);
+        Daemon::with_config(&topo.host, config, env)
     }
 
     /// The daemon of node `node`, run in `host` with its config at `config` (state and
@@ -798,6 +804,11 @@ impl Daemon {
         config: PathBuf,
         extra_config: &str,
     ) -> Daemon {
+        Daemon::write_config(manifests, node, &config, extra_config);
+        Daemon::with_config(host, config, &[])
+    }
+
+    fn write_config(manifests: &Path, node: &str, config: &Path, extra_config: &str) {
         let state = config.with_extension("state");
         // Its own status socket, not the host's /run/netpold.
         let runtime = config.with_extension("run");
@@ -811,7 +822,6 @@ impl Daemon {
             ),
         )
         .unwrap();
-        Daemon::with_config(host, config, &[])
     }
 
     /// Starts the daemon in `host` with a config file the test wrote (its `.state` and
