@@ -813,7 +813,7 @@ impl Daemon {
         // Its own status socket, not the host's /run/netpold.
         let runtime = config.with_extension("run");
         std::fs::write(
-            &config,
+            config,
             format!(
                 "manifests = \"{}\"\nnode = \"{node}\"\nstate_dir = \"{}\"\nruntime_dir = \"{}\"\nlog_level = \"info\"\n{extra_config}",
                 manifests.display(),
