@@ -128,14 +128,7 @@ fn incremental_updates_with_ordered_policies_equal_a_compilation_from_scratch() 
             format!("{base}{}", tiered_policies(&mut rng))
         };
         let Some(first) = model(&yaml) else { continue };
-        let options = Options {
-            drop_log: (n % 2 == 0).then_some(DropLog {
-                group: Some(5),
-                rate: 10,
-                burst: 20,
-            }),
-            ..Default::default()
-        };
+        let options = drop_log_every_other(n);
         let mut inc = Incremental::with_options(&first, NODE, "netpold", &options);
         let mut previous = first;
         for step in 0..20 {
@@ -249,14 +242,7 @@ fn incremental_updates_with_host_endpoints_equal_a_compilation_from_scratch() {
         let hosts = host_endpoints(&mut rng);
         let mut yaml = format!("{base}{hosts}");
         let Some(first) = model(&yaml) else { continue };
-        let options = Options {
-            drop_log: (n % 2 == 0).then_some(DropLog {
-                group: Some(5),
-                rate: 10,
-                burst: 20,
-            }),
-            ..Default::default()
-        };
+        let options = drop_log_every_other(n);
         let mut inc = Incremental::with_options(&first, NODE, "netpold", &options);
         let mut previous = first;
         for step in 0..12 {
@@ -715,4 +701,16 @@ fn patched_loads_equal_full_builds() {
         "only {} full builds",
         steps - patched
     );
+}
+
+/// Every other scenario compiles with drop logs, so both layouts are checked.
+fn drop_log_every_other(n: usize) -> Options {
+    Options {
+        drop_log: n.is_multiple_of(2).then_some(DropLog {
+            group: Some(5),
+            rate: 10,
+            burst: 20,
+        }),
+        ..Default::default()
+    }
 }
