@@ -177,26 +177,34 @@ fn decide_host(
     }
     for policy in policies {
         if let Some((action, index)) = first_decision(model, policy, direction, probe) {
-            let by = Some((policy.label(), index));
-            match action {
-                Action::Log => unreachable!("a Log rule decides nothing"),
-                Action::Allow => {
-                    verdict.allowed_by = by;
-                    verdict.allowed = true;
-                }
-                Action::Pass => {
-                    verdict.passed_by = by;
-                    verdict.allowed = true;
-                }
-                Action::Deny => {
-                    verdict.denied_by = by;
-                    verdict.allowed = false;
-                }
+            verdict.decided(action, (policy.label(), index));
+            if action == Action::Pass {
+                // No Kubernetes NetworkPolicy selects a host endpoint.
+                verdict.allowed = true;
             }
             return verdict;
         }
     }
     verdict
+}
+
+impl DirectionVerdict {
+    /// Records the ordered-policy rule that decided: Allow and Deny are final; after a
+    /// Pass the caller decides what comes next.
+    fn decided(&mut self, action: Action, by: (String, usize)) {
+        match action {
+            Action::Log => unreachable!("a Log rule decides nothing"),
+            Action::Allow => {
+                self.allowed_by = Some(by);
+                self.allowed = true;
+            }
+            Action::Deny => {
+                self.denied_by = Some(by);
+                self.allowed = false;
+            }
+            Action::Pass => self.passed_by = Some(by),
+        }
+    }
 }
 
 /// Decides `probe` as the daemon on `node` must enforce it.
@@ -473,25 +481,12 @@ fn decide_ordered(
             }
             Step::Ordered(policy) => {
                 if let Some((action, index)) = first_decision(model, policy, direction, probe) {
-                    let by = Some((policy.label(), index));
-                    match action {
-                        Action::Log => unreachable!("a Log rule decides nothing"),
-                        Action::Allow => {
-                            verdict.allowed_by = by;
-                            verdict.allowed = true;
-                        }
-                        Action::Deny => {
-                            verdict.denied_by = by;
-                            verdict.allowed = false;
-                        }
-                        Action::Pass => {
-                            verdict.passed_by = by;
-                            verdict.allowed_by =
-                                kubernetes.iter().find_map(|p| kubernetes_allow(p));
-                            verdict.allowed = kubernetes.is_empty() || verdict.allowed_by.is_some();
-                            if kubernetes.is_empty() {
-                                baseline_verdict(&mut verdict);
-                            }
+                    verdict.decided(action, (policy.label(), index));
+                    if action == Action::Pass {
+                        verdict.allowed_by = kubernetes.iter().find_map(|p| kubernetes_allow(p));
+                        verdict.allowed = kubernetes.is_empty() || verdict.allowed_by.is_some();
+                        if kubernetes.is_empty() {
+                            baseline_verdict(&mut verdict);
                         }
                     }
                     return verdict;
