@@ -3,7 +3,8 @@
 
 Generates fleet scenarios with the standard generator (bench/gen.py, imported, not
 changed), runs `netpold plan --node node-0` on each under GNU time, and prints per
-scenario: endpoints (local / remote), policies, load and compile time (netpold's own
+scenario: endpoints (local / remote), policies (all, and those enforced on node-0:
+that select one of its endpoints), load and compile time (netpold's own
 split), wall time, peak RSS, and the ruleset's sets, set elements, chains and rules.
 No root needed: `plan` compiles without touching the kernel. Nothing is asserted.
 
@@ -110,11 +111,12 @@ def count(path):
                 in_elements = False
             elif in_elements and block == "set":
                 elements += 1
-    m = re.search(r"(\d+) endpoints \((\d+) local\).*?(\d+) policies; (\d+) sets, (\d+) chains, (\d+) rules", header)
-    endpoints, local, policies, sets_h, chains, rules = (int(g) for g in m.groups())
+    m = re.search(r"(\d+) endpoints \((\d+) local\).*?(\d+) policies \((\d+) enforced here\); "
+                  r"(\d+) sets, (\d+) chains, (\d+) rules", header)
+    endpoints, local, policies, enforced, sets_h, chains, rules = (int(g) for g in m.groups())
     assert sets == sets_h, (sets, sets_h)
-    return {"endpoints": endpoints, "local": local, "policies": policies, "sets": sets,
-            "elements": elements, "chains": chains, "rules": rules}
+    return {"endpoints": endpoints, "local": local, "policies": policies, "enforced": enforced,
+            "sets": sets, "elements": elements, "chains": chains, "rules": rules}
 
 
 def main():
@@ -136,7 +138,7 @@ def main():
     runs += [("node size", big, big * args.per_node, k) for k in locals_ if k != args.per_node]
     work = args.work or tempfile.mkdtemp(prefix="netpold-fleet-")
     try:
-        cols = ["series", "nodes", "endpoints", "local", "remote", "policies", "load ms",
+        cols = ["series", "nodes", "endpoints", "local", "remote", "policies", "enforced", "load ms",
                 "compile ms", "wall s", "peak RSS MB", "sets", "elements", "chains", "rules"]
         print("| " + " | ".join(cols) + " |")
         print("|" + "---|" * len(cols))
@@ -146,7 +148,7 @@ def main():
             write(gen, scenario(gen, endpoints, args.policies, args.namespaces, nodes, local), manifests)
             f = plan(args.binary, manifests, os.path.join(work, name + ".nft"))
             row = [series, nodes, f["endpoints"], f["local"], f["endpoints"] - f["local"],
-                   f["policies"], "%.0f" % f["load_ms"], "%.0f" % f["compile_ms"],
+                   f["policies"], f["enforced"], "%.0f" % f["load_ms"], "%.0f" % f["compile_ms"],
                    "%.1f" % f["wall_s"], "%.0f" % f["rss_mb"], f["sets"], f["elements"],
                    f["chains"], f["rules"]]
             print("| " + " | ".join(str(c) for c in row) + " |", flush=True)

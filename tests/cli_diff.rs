@@ -198,7 +198,7 @@ fn check_node_summarises_what_the_node_enforces() {
     let mut lines = stdout.lines();
     let head = lines.next().unwrap();
     assert!(
-        head.starts_with("node n2: 1 endpoints, 0 host endpoints; "),
+        head.starts_with("node n2: 1 endpoints, 0 host endpoints, 1 of 2 policies; "),
         "{stdout}"
     );
     assert_eq!(

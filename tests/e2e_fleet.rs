@@ -120,3 +120,85 @@ spec:
         std::time::Duration::from_secs(20),
     );
 }
+
+/// A node programs a policy only while it selects one of that node's endpoints: the
+/// first local endpoint it selects brings its chain and peer sets in the same
+/// incremental transaction, and the last one to leave takes them away.
+#[test]
+fn a_policy_is_programmed_only_where_it_selects_an_endpoint() {
+    let wls = vec![
+        wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),
+        wl("a/db", "app: db, role: guarded", &["10.0.0.2", "fd00::2"]),
+        wl("a/api", "app: api", &["10.0.0.3", "fd00::3"]),
+    ];
+    // web and api on n1, db on n2.
+    let Some(t) = setup(
+        "enforcedhere",
+        wls,
+        &[],
+        "
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: guarded-from-web, namespace: a}
+spec:
+  podSelector: {matchLabels: {role: guarded}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}]}]
+",
+    ) else {
+        return;
+    };
+    let peer = t.peer.as_ref().unwrap();
+    let has_chain = |ns: &semantics::common::netns::Netns| {
+        let (_, table, _) = ns.nft(&["list", "table", "inet", "netpold"], None);
+        table.contains("comment \"policy a/guarded-from-web ingress\"")
+    };
+    let sets = |ns: &semantics::common::netns::Netns| {
+        let (_, table, _) = ns.nft(&["list", "sets", "inet"], None);
+        table.matches("\tset s").count()
+    };
+    assert!(!has_chain(&t.host) && has_chain(peer));
+    assert_eq!(sets(&t.host), 0, "n1 needs no set of web");
+    t.check(&[
+        ("web", "db", "tcp", 5432, Both, PASS),
+        ("api", "db", "tcp", 5432, Both, DROP),
+        ("db", "api", "tcp", 80, Both, PASS),
+    ]);
+    let [n1, n2] = t.daemons() else {
+        panic!("two daemons")
+    };
+    // api, on n1, becomes guarded: n1 gains the policy, with web (local) and nothing
+    // else in its peer sets, in one incremental transaction.
+    let guard_api = t
+        .endpoints_yaml()
+        .replace("labels: {app: api}", "labels: {app: api, role: guarded}");
+    let before = (n1.syncs(), n2.syncs());
+    t.write("endpoints.yaml", &guard_api);
+    let line = n1.wait_sync(before.0 + 1, std::time::Duration::from_secs(20));
+    assert!(!line.contains("whole table"), "{line}");
+    n2.wait_sync(before.1 + 1, std::time::Duration::from_secs(20));
+    assert!(has_chain(&t.host) && has_chain(peer));
+    t.check(&[
+        ("web", "api", "tcp", 80, Both, PASS),
+        ("db", "api", "tcp", 80, Both, DROP),
+        ("outside", "api", "udp", 53, Both, DROP),
+        ("api", "db", "tcp", 5432, Both, DROP),
+    ]);
+    // db is no longer guarded: n2 drops the policy; n1 keeps it for api.
+    let before = n2.syncs();
+    t.write(
+        "endpoints.yaml",
+        &guard_api.replace("labels: {app: db, role: guarded}", "labels: {app: db}"),
+    );
+    let line = n2.wait_sync(before + 1, std::time::Duration::from_secs(20));
+    assert!(!line.contains("whole table"), "{line}");
+    t.eventually(
+        &[
+            ("api", "db", "tcp", 5432, Both, PASS),
+            ("db", "api", "tcp", 80, Both, DROP),
+            ("web", "api", "tcp", 80, Both, PASS),
+        ],
+        std::time::Duration::from_secs(20),
+    );
+    assert!(has_chain(&t.host) && !has_chain(peer));
+    assert_eq!(sets(peer), 0, "n2 has no policy left");
+}

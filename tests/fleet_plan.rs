@@ -26,6 +26,18 @@ metadata: {name: db, namespace: a, labels: {app: web}}
 spec: {node: n2, interfaceName: vdb, ips: [10.0.0.2]}
 ---
 apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {name: cache, namespace: a, labels: {app: cache}}
+spec: {node: n2, interfaceName: vcache, ips: [10.0.0.3]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: cache-in, namespace: a}
+spec:
+  podSelector: {matchLabels: {app: cache}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 6379}]}]
+---
+apiVersion: netpold.io/v1
 kind: GlobalNetworkPolicy
 metadata: {name: east-web}
 spec:
@@ -66,17 +78,28 @@ fn plan(dir: &std::path::Path, node: &str) -> String {
 fn policy_chains(plan: &str) -> Vec<&str> {
     plan.lines()
         .map(str::trim)
-        .filter(|l| l.starts_with("comment \"GlobalNetworkPolicy "))
+        .filter(|l| {
+            l.starts_with("comment \"GlobalNetworkPolicy ") || l.starts_with("comment \"policy ")
+        })
+        .collect()
+}
+
+/// The `set` blocks' names.
+fn sets(plan: &str) -> Vec<&str> {
+    plan.lines()
+        .filter_map(|l| l.trim().strip_prefix("set "))
+        .map(|l| l.trim_end_matches(" {"))
         .collect()
 }
 
 #[test]
-fn each_node_plans_only_the_policies_its_node_selector_picks() {
+fn each_node_plans_only_the_policies_that_select_its_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("fleet.yaml"), TREE).unwrap();
     let n1 = plan(dir.path(), "n1");
     let n2 = plan(dir.path(), "n2");
     let n3 = plan(dir.path(), "n3");
+    // east-web's nodeSelector picks n1 only; cache-in selects cache, on n2 only.
     assert_eq!(
         policy_chains(&n1),
         [
@@ -90,24 +113,35 @@ fn each_node_plans_only_the_policies_its_node_selector_picks() {
         [
             "comment \"GlobalNetworkPolicy everywhere egress\"",
             "comment \"GlobalNetworkPolicy only-n2 egress\"",
+            "comment \"policy a/cache-in ingress\"",
         ],
         "{n2}"
     );
-    // A node no file declares has only its hostname label: no scoped policy.
-    assert_eq!(
-        policy_chains(&n3),
-        ["comment \"GlobalNetworkPolicy everywhere egress\""],
-        "{n3}"
-    );
-    // Each node's own endpoint is enforced; the other's is a set member only.
+    // A node with no endpoint enforces no policy, even one that applies everywhere.
+    assert_eq!(policy_chains(&n3), Vec::<&str>::new(), "{n3}");
+    assert_eq!(sets(&n3), ["local_addrs4", "local_addrs6"], "{n3}");
+    // Each node's own endpoints are enforced; the others' are set members only.
     assert!(n1.contains("endpoint a/web ingress") && !n1.contains("endpoint a/db"));
     assert!(n2.contains("endpoint a/db ingress") && !n2.contains("endpoint a/web"));
-    // db (n2) is a member of east-web's source set on n1; n2 needs no set of web.
+    // db (n2) is a member of east-web's source set on n1, and web (n1) of cache-in's
+    // on n2; n1 has no set of cache-in's peers, n2 none of east-web's.
     assert!(
-        n1.contains("10.0.0.2") && !n2.contains("10.0.0.1"),
+        n1.contains("10.0.0.2") && !n1.contains("10.0.0.3") && n2.contains("10.0.0.1"),
         "{n1}\n{n2}"
     );
-    assert!(n1.starts_with("# netpold plan for node n1: 1 namespaces, 2 endpoints (1 local)"));
+    assert_eq!(sets(&n1).len(), 2 + 2, "{n1}");
+    assert!(
+        n1.starts_with(
+            "# netpold plan for node n1: 1 namespaces, 3 endpoints (1 local), 4 policies (2 enforced here);"
+        ),
+        "{n1}"
+    );
+    assert!(
+        n2.starts_with(
+            "# netpold plan for node n2: 1 namespaces, 3 endpoints (2 local), 4 policies (3 enforced here);"
+        ),
+        "{n2}"
+    );
 }
 
 #[test]

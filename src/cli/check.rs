@@ -76,7 +76,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<u8> {
 fn node_summary(m: &Model, node: &str, settings: &super::Settings) -> String {
     use std::fmt::Write as _;
     let options = settings.config.compile_options();
-    let ruleset = compile::compile_with(m, node, &settings.table, &options);
+    let (ruleset, origins) = compile::explainable(m, node, &settings.table, &options);
     let local: Vec<_> = m.endpoints.values().filter(|e| e.is_local(node)).collect();
     let hosts: Vec<_> = m.hosts.values().filter(|h| h.is_local(node)).collect();
     let named = m
@@ -93,9 +93,11 @@ fn node_summary(m: &Model, node: &str, settings: &super::Settings) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "node {node}: {} endpoints, {} host endpoints; {} sets, {} chains, {} rules",
+        "node {node}: {} endpoints, {} host endpoints, {} of {} policies; {} sets, {} chains, {} rules",
         local.len(),
         hosts.len(),
+        origins.policies().len(),
+        m.policies.len() + m.tiered.len(),
         ruleset.sets.len(),
         ruleset.chains.len(),
         ruleset.rule_count()

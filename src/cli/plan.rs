@@ -12,7 +12,8 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_INVALID);
     };
     let loaded_at = started.elapsed();
-    let ruleset = compile::compile_with(
+    // With origins, to count the policies enforced here (compiling costs the same).
+    let (ruleset, origins) = compile::explainable(
         &loaded.model,
         &settings.node,
         &settings.table,
@@ -33,11 +34,12 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "# netpold plan for node {}: {} namespaces, {} endpoints ({local} local){hosts}, {} policies; {} sets, {} chains, {} rules",
+        "# netpold plan for node {}: {} namespaces, {} endpoints ({local} local){hosts}, {} policies ({} enforced here); {} sets, {} chains, {} rules",
         settings.node,
         m.namespaces.len(),
         m.endpoints.len(),
         m.policies.len() + m.tiered.len(),
+        origins.policies().len(),
         ruleset.sets.len(),
         ruleset.chains.len(),
         ruleset.rule_count()

@@ -538,14 +538,15 @@ spec:
             rs.chains.keys()
         );
         assert!(!rs.maps.contains_key(HOST_IN_MAP));
-        // Its expected address is still a member of a rule selector's set.
+        // Its expected address is still a member of a rule selector's set (of a policy
+        // that selects the local workload).
         let model = from_valid_yaml(&format!(
             "{HOSTS}---
 apiVersion: netpold.io/v1
 kind: GlobalNetworkPolicy
 metadata: {{name: from-uplink}}
 spec:
-  selector: app == 'x'
+  selector: \"!has(role)\"
   ingress: [{{action: Allow, source: {{selector: role == 'uplink'}}}}]
 "
         ));

@@ -85,6 +85,15 @@ fn selecting<'m>(model: &'m Model, ep: &Endpoint, direction: Direction) -> Vec<&
         .collect()
 }
 
+/// Whether `policy` selects one of `node`'s endpoints, so has its chains there.
+fn enforced_here(model: &Model, policy: &NetworkPolicy, node: &str) -> bool {
+    model
+        .endpoints
+        .range((policy.namespace.clone(), String::new())..)
+        .take_while(|((ns, _), _)| *ns == policy.namespace)
+        .any(|(_, ep)| ep.is_local(node) && policy.pod_selector.matches(&ep.labels))
+}
+
 impl SetDef {
     /// The elements `ep` contributes, its namespace labelled `ns_labels`.
     fn elements(&self, ep: &Endpoint, ns_labels: &Labels) -> Vec<Element> {
@@ -460,42 +469,53 @@ impl Compiler<'_> {
             }
         }
 
-        // Policies: their chains, and the sets they use.
+        // Policies: their chains, and the sets they use. A chain exists while the
+        // policy selects one of this node's endpoints for a direction it governs; a
+        // changed policy rebuilds its chains, and an unchanged one gains or loses them
+        // when a local endpoint it selects comes, goes or is relabelled.
         let mut released: BTreeSet<String> = BTreeSet::new();
         for (key, old) in &changes.policies {
-            for direction in Direction::BOTH {
-                let chain = match old {
-                    Some(p) if p.rules(direction).is_some() => self.policy_chain_name(p, direction),
-                    _ => continue,
-                };
-                self.take_chain(&chain);
-                let log = self.state.log.as_ref().expect("logging");
-                if let Some(Some(before)) = log.chains.get(&chain) {
-                    let used: Vec<String> = sets_used(before).map(str::to_owned).collect();
-                    for set in used {
-                        if let Some(n) = users.get_mut(&set) {
-                            *n = n.saturating_sub(1);
-                        }
-                        released.insert(set);
-                    }
-                }
+            if let Some(p) = old {
+                self.drop_policy_chains(p, users, &mut released);
             }
-            let Some(policy) = new.policies.get(key) else {
+            if let Some(policy) = new.policies.get(key)
+                && enforced_here(new, policy, node)
+            {
+                self.add_policy_chains(policy, users);
+            }
+        }
+        let mut flip: BTreeSet<&(String, String)> = BTreeSet::new();
+        for (key, old) in &changes.endpoints {
+            for ep in [old.as_ref(), new.endpoints.get(key)]
+                .into_iter()
+                .flatten()
+                .filter(|ep| ep.is_local(node))
+            {
+                flip.extend(
+                    new.policies
+                        .range((ep.namespace.clone(), String::new())..)
+                        .take_while(|((ns, _), _)| *ns == ep.namespace)
+                        .filter(|(k, p)| {
+                            !changes.policies.contains_key(*k) && p.pod_selector.matches(&ep.labels)
+                        })
+                        .map(|(k, _)| k),
+                );
+            }
+        }
+        for key in flip {
+            let policy = &new.policies[key];
+            let Some(governed) = Direction::BOTH
+                .into_iter()
+                .find(|d| policy.rules(*d).is_some())
+            else {
                 continue;
             };
-            for direction in Direction::BOTH {
-                if policy.rules(direction).is_none() {
-                    continue;
-                }
-                let name = self.policy_chain_name(policy, direction);
-                self.take_chain(&name);
-                self.policy_chain(policy, direction);
-                let used: Vec<String> = sets_used(&self.state.out.chains[&name])
-                    .map(str::to_owned)
-                    .collect();
-                for set in used {
-                    *users.entry(set).or_default() += 1;
-                }
+            let chain = self.policy_chain_name(policy, governed);
+            let present = self.state.out.chains.contains_key(&chain);
+            match (present, enforced_here(new, policy, node)) {
+                (true, false) => self.drop_policy_chains(policy, users, &mut released),
+                (false, true) => self.add_policy_chains(policy, users),
+                _ => {}
             }
         }
 
@@ -585,6 +605,50 @@ impl Compiler<'_> {
             return Err(NeedsReplace("two objects' names collide".to_owned()));
         }
         Ok(())
+    }
+
+    /// Removes a policy's chains, releasing the sets they used.
+    fn drop_policy_chains(
+        &mut self,
+        policy: &NetworkPolicy,
+        users: &mut BTreeMap<String, usize>,
+        released: &mut BTreeSet<String>,
+    ) {
+        for direction in Direction::BOTH {
+            if policy.rules(direction).is_none() {
+                continue;
+            }
+            let chain = self.policy_chain_name(policy, direction);
+            self.take_chain(&chain);
+            let log = self.state.log.as_ref().expect("logging");
+            if let Some(Some(before)) = log.chains.get(&chain) {
+                let used: Vec<String> = sets_used(before).map(str::to_owned).collect();
+                for set in used {
+                    if let Some(n) = users.get_mut(&set) {
+                        *n = n.saturating_sub(1);
+                    }
+                    released.insert(set);
+                }
+            }
+        }
+    }
+
+    /// Compiles a policy's chains, counting the sets they use.
+    fn add_policy_chains(&mut self, policy: &NetworkPolicy, users: &mut BTreeMap<String, usize>) {
+        for direction in Direction::BOTH {
+            if policy.rules(direction).is_none() {
+                continue;
+            }
+            let name = self.policy_chain_name(policy, direction);
+            self.take_chain(&name);
+            self.policy_chain(policy, direction);
+            let used: Vec<String> = sets_used(&self.state.out.chains[&name])
+                .map(str::to_owned)
+                .collect();
+            for set in used {
+                *users.entry(set).or_default() += 1;
+            }
+        }
     }
 
     fn drop_endpoint(&mut self, ep: &Endpoint) {

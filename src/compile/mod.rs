@@ -586,11 +586,18 @@ impl<'m> Compiler<'m> {
         for policy in self.model.policies.values() {
             let scope = Namespaces::Exactly(policy.namespace.clone());
             let selected = self.index().select(&scope, &policy.pod_selector).to_vec();
+            // A policy that selects none of this node's endpoints is enforced elsewhere:
+            // no chain and no sets here.
+            let enforced_here = selected
+                .iter()
+                .any(|&i| self.index().endpoints[i].is_local(node));
             for direction in Direction::BOTH {
                 if policy.rules(direction).is_none() {
                     continue;
                 }
-                self.policy_chain(policy, direction);
+                if enforced_here {
+                    self.policy_chain(policy, direction);
+                }
                 for &i in &selected {
                     selecting.entry((i, direction)).or_default().push(policy);
                 }
@@ -621,11 +628,11 @@ impl<'m> Compiler<'m> {
         let mut admin_selecting: BTreeMap<(usize, Direction), Vec<&'m TieredPolicy>> =
             BTreeMap::new();
         for &policy in &admin {
-            self.tiered_chains_and_members(policy, &mut admin_selecting);
+            self.tiered_chains_and_members(policy, node, &mut admin_selecting);
         }
         let mut admin_pass: [BTreeMap<String, Verdict>; 2] = Default::default();
         for &policy in &ordered {
-            self.tiered_chains_and_members(policy, &mut tiered_selecting);
+            self.tiered_chains_and_members(policy, node, &mut tiered_selecting);
         }
         let mut egress_map = BTreeMap::new();
         let mut ingress_map = BTreeMap::new();
@@ -842,18 +849,15 @@ impl<'m> Compiler<'m> {
         );
     }
 
-    /// The chains of a netpold.io or admin policy, and the endpoints (by index) it
-    /// selects in each direction it governs.
+    /// The chains of a netpold.io or admin policy, when it selects an endpoint of
+    /// `node`, and the endpoints (by index) it selects in each direction it governs.
     fn tiered_chains_and_members(
         &mut self,
         policy: &'m TieredPolicy,
+        node: &str,
         selecting: &mut BTreeMap<(usize, Direction), Vec<&'m TieredPolicy>>,
     ) {
-        for direction in Direction::BOTH {
-            if policy.rules(direction).is_some() {
-                self.tiered_chain(policy, direction);
-            }
-        }
+        let mut enforced_here = false;
         for i in 0..self.index().endpoints.len() {
             let ep = self.index().endpoints[i];
             let Some(ns) = self.model.namespaces.get(&ep.namespace) else {
@@ -862,9 +866,18 @@ impl<'m> Compiler<'m> {
             if !tiered::tiered_selects(policy, ep, &ns.labels) {
                 continue;
             }
+            enforced_here |= ep.is_local(node);
             for direction in Direction::BOTH {
                 if policy.rules(direction).is_some() {
                     selecting.entry((i, direction)).or_default().push(policy);
+                }
+            }
+        }
+        // Host endpoints make their own copies of the chains (`tph_`).
+        if enforced_here {
+            for direction in Direction::BOTH {
+                if policy.rules(direction).is_some() {
+                    self.tiered_chain(policy, direction);
                 }
             }
         }
@@ -1654,6 +1667,58 @@ spec:
         assert_eq!(
             rs.chains[inn].rules.last().unwrap().verdict,
             Some(Verdict::Accept)
+        );
+    }
+
+    #[test]
+    fn policies_that_select_no_local_endpoint_compile_nothing_here() {
+        let yaml = format!(
+            "{ENDPOINTS}---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: db-in, namespace: a}}
+spec:
+  podSelector: {{matchLabels: {{app: db}}}}
+  ingress: [{{from: [{{podSelector: {{matchLabels: {{app: web}}}}}}]}}]
+---
+apiVersion: netpold.io/v1
+kind: GlobalNetworkPolicy
+metadata: {{name: db-out}}
+spec:
+  selector: app == 'db'
+  egress: [{{action: Allow, destination: {{selector: app == 'web'}}}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: db-admin}}
+spec:
+  priority: 5
+  subject: {{pods: {{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: db}}}}}}}}
+  ingress: [{{action: Allow, from: [{{pods: {{namespaceSelector: {{}}, podSelector: {{}}}}}}]}}]
+"
+        );
+        let model = crate::model::from_valid_yaml(&yaml);
+        let policy_chains = |rs: &Ruleset| -> Vec<String> {
+            rs.chains
+                .iter()
+                .filter(|(n, _)| ["pol_", "tp_", "anp_"].iter().any(|p| n.starts_with(p)))
+                .map(|(_, c)| c.comment.clone())
+                .collect()
+        };
+        // n1 runs web only, which none of them selects: no chain, and no set but its own.
+        let n1 = compile(&model, "n1", "netpold");
+        assert_eq!(policy_chains(&n1), Vec::<String>::new());
+        assert_eq!(
+            n1.sets.keys().collect::<Vec<_>>(),
+            ["local_addrs4", "local_addrs6"]
+        );
+        // n2 runs db: all three, with web (of n1) in their peer sets.
+        let n2 = compile(&model, "n2", "netpold");
+        assert_eq!(policy_chains(&n2).len(), 3, "{:?}", policy_chains(&n2));
+        assert!(
+            n2.sets
+                .values()
+                .any(|s| s.elements.contains(&Element::Addr(ip("10.0.0.1"))))
         );
     }
 

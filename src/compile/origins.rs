@@ -118,6 +118,20 @@ impl Origins {
             .get(&(host.to_owned(), direction, forward))
             .map(String::as_str)
     }
+
+    /// The policies with a chain here: those that select one of the node's endpoints
+    /// or host endpoints. Kubernetes NetworkPolicies as `ns/name`, others by
+    /// `TieredPolicy::label`.
+    pub fn policies(&self) -> std::collections::BTreeSet<String> {
+        self.chains
+            .values()
+            .filter_map(|origin| match origin {
+                ChainOrigin::Policy { policy, .. } => Some(format!("{}/{}", policy.0, policy.1)),
+                ChainOrigin::Tiered { policy, .. } => Some(policy.clone()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// `compile`, plus where every endpoint and policy chain comes from.

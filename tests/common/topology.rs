@@ -354,6 +354,11 @@ impl Topology {
         self.dir.path()
     }
 
+    /// The daemon of each node of a cross-node network: `n1`'s, then `n2`'s.
+    pub fn daemons(&self) -> &[Daemon] {
+        &self.daemons
+    }
+
     pub fn endpoints_yaml(&self) -> String {
         self.wls
             .iter()
