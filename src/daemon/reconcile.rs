@@ -550,8 +550,9 @@ impl<D: Dataplane> Reconciler<D> {
             self.source.dir().display(),
             ms(started.elapsed())
         );
-        log::log!(level, "{line}");
+        // Counted before it is logged: a status request prompted by the line sees it.
         self.stats.sync(result, started.elapsed(), &line, None);
+        log::log!(level, "{line}");
         Outcome {
             status: format!("manifest directory unreadable ({e}); {what}"),
             line: Some((level, line)),
@@ -653,17 +654,17 @@ impl<D: Dataplane> Reconciler<D> {
             self.syncs,
             ms(started.elapsed())
         );
-        if !programmed || self.drift_log.record(Instant::now(), cause) {
-            log::log!(level, "{line}");
-        } else {
-            log::debug!("{line}");
-        }
         let result = if programmed {
             SyncResult::Repaired
         } else {
             SyncResult::Failed
         };
         self.stats.sync(result, started.elapsed(), &line, messages);
+        if !programmed || self.drift_log.record(Instant::now(), cause) {
+            log::log!(level, "{line}");
+        } else {
+            log::debug!("{line}");
+        }
         Outcome {
             status: if programmed {
                 format!("repaired a change made by another program ({cause})")
@@ -738,13 +739,14 @@ impl<D: Dataplane> Reconciler<D> {
         }
         self.syncs += 1;
         let line = format!("sync {}: {}", self.syncs, join_parts(&parts));
-        log::log!(level, "{line}");
         let problems: BTreeSet<crate::diag::Diagnostic> = load.problems.iter().cloned().collect();
         let new = problems.difference(&self.reported).count();
         self.stats.error("manifest", new as u64);
         self.reported = problems;
         self.stats.files_in_error(files_in_error(load));
         self.stats.sync(result, started.elapsed(), &line, messages);
+        // After the counts: a status request prompted by the line sees this sync.
+        log::log!(level, "{line}");
         outcome.line = Some((level, line));
         outcome
     }
