@@ -325,3 +325,97 @@ fn policies_gaining_and_losing_local_endpoints_update_like_a_compilation_from_sc
     eprintln!("{steps} updates, {flips} changed how many policies have chains here");
     assert!(flips > steps / 10, "only {flips} of {steps} updates");
 }
+
+/// Updates `inc` from `previous` to the model of `yaml` and checks it against a
+/// compilation from scratch; returns the new model and the sets the delta added and
+/// removed.
+fn step(inc: &mut Incremental, previous: &Model, yaml: &str) -> (Model, Vec<String>, Vec<String>) {
+    let next = model(yaml);
+    let expected = compile_with(&next, NODE, "netpold", &Options::default());
+    let before = inc.ruleset().clone();
+    inc.update(&next, &Changes::between(previous, &next))
+        .unwrap();
+    assert!(*inc.ruleset() == expected, "{yaml}");
+    let (delta, _) = inc.delta().unwrap();
+    assert_eq!(refused(&before, &delta, &expected), Vec::<String>::new());
+    let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let sets = (names(&delta.added_sets), names(&delta.removed_sets));
+    (next, sets.0, sets.1)
+}
+
+#[test]
+fn a_peer_set_shared_by_two_policies_stays_while_one_of_them_is_enforced_here() {
+    // db-in and cache-in both take web: one set of web's addresses.
+    let tree = |db: &str, cache: &str, cache_peer: &str| {
+        format!(
+            "---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: web, namespace: a, labels: {{app: web}}}}
+spec: {{node: n2, interfaceName: vweb, ips: [10.0.0.1]}}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: db, namespace: a, labels: {{app: db}}}}
+spec: {{node: {db}, interfaceName: vdb, ips: [10.0.0.2]}}
+---
+apiVersion: netpold.io/v1
+kind: WorkloadEndpoint
+metadata: {{name: cache, namespace: a, labels: {{app: cache}}}}
+spec: {{node: {cache}, interfaceName: vcache, ips: [10.0.0.3]}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: db-in, namespace: a}}
+spec: {{podSelector: {{matchLabels: {{app: db}}}}, ingress: [{{from: [{{podSelector: {{matchLabels: {{app: web}}}}}}]}}]}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: cache-in, namespace: a}}
+spec: {{podSelector: {{matchLabels: {{app: cache}}}}, ingress: [{{from: [{{podSelector: {{matchLabels: {{app: {cache_peer}}}}}}}]}}]}}
+"
+        )
+    };
+    let web_set = |rs: &Ruleset| -> Vec<String> {
+        rs.sets
+            .iter()
+            .filter(|(_, s)| s.comment.contains("app=web") || s.comment.contains("app == web"))
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    let first = model(&tree(NODE, NODE, "web"));
+    let mut inc = Incremental::new(&first, NODE, "netpold");
+    let shared = web_set(inc.ruleset());
+    // One per address family.
+    assert_eq!(shared.len(), 2, "{:?}", inc.ruleset().sets.keys());
+    // cache leaves: cache-in goes, db-in keeps the set.
+    let (m, added, removed) = step(&mut inc, &first, &tree(NODE, "n2", "web"));
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "{added:?} {removed:?}"
+    );
+    assert_eq!(web_set(inc.ruleset()), shared);
+    // db leaves while cache-in is edited: nothing here uses the set any more.
+    let (m, _, removed) = step(&mut inc, &m, &tree("n2", "n2", "db"));
+    assert_eq!(removed, shared);
+    assert!(web_set(inc.ruleset()).is_empty());
+    // db comes back: the set made anew, with web (remote) in it; web moving here
+    // then changes no set.
+    let (m, added, _) = step(&mut inc, &m, &tree(NODE, "n2", "db"));
+    assert_eq!(added, shared);
+    let (_, added, removed) = step(
+        &mut inc,
+        &m,
+        &tree(NODE, "n2", "db").replacen("node: n2", &format!("node: {NODE}"), 1),
+    );
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "{added:?} {removed:?}"
+    );
+    assert!(shared.iter().any(|name| {
+        inc.ruleset().sets[name]
+            .elements
+            .iter()
+            .any(|e| format!("{e:?}").contains("10.0.0.1"))
+    }));
+}
