@@ -3,9 +3,11 @@
 //! selector sets its namespace can be in and rebuilds its own two chains; a policy
 //! rebuilds its chains, and the chains of the endpoints it selected or selects when
 //! what it selects may have changed; a relabelled namespace re-evaluates its endpoints
-//! against the namespace selectors the new labels flip. No policy is recompiled for an
-//! endpoint change, and a new set selects within the namespaces in scope only. The
-//! caller says what changed (`model::Changes`): nothing compares whole models here.
+//! against the namespace selectors the new labels flip. An endpoint change compiles a
+//! policy only when it brings the first local endpoint the policy selects (its chains
+//! and sets come) or takes the last (they go), and a new set selects within the
+//! namespaces in scope only. The caller says what changed (`model::Changes`): nothing
+//! compares whole models here.
 //!
 //! Every update logs what it touched, with the old value at first touch, and `delta`
 //! turns the log into the kernel transaction (`ir::diff::Delta`). The result equals a
