@@ -415,11 +415,12 @@ impl Report {
             }
         }
         // What the model holds, then what the kernel holds; then anything else.
-        const ORDER: [&str; 11] = [
+        const ORDER: [&str; 12] = [
             "namespaces",
             "endpoints",
             "local_endpoints",
             "policies",
+            "policies_enforced",
             "chains",
             "rules",
             "sets",

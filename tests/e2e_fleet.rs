@@ -175,6 +175,7 @@ spec:
     t.write("endpoints.yaml", &guard_api);
     let line = n1.wait_sync(before.0 + 1, std::time::Duration::from_secs(20));
     assert!(!line.contains("whole table"), "{line}");
+    assert!(line.contains(" 1 policy: "), "now enforced here: {line}");
     n2.wait_sync(before.1 + 1, std::time::Duration::from_secs(20));
     assert!(has_chain(&t.host) && has_chain(peer));
     t.check(&[
@@ -191,6 +192,7 @@ spec:
     );
     let line = n2.wait_sync(before + 1, std::time::Duration::from_secs(20));
     assert!(!line.contains("whole table"), "{line}");
+    assert!(line.contains(" 1 policy (0 enforced here): "), "{line}");
     t.eventually(
         &[
             ("api", "db", "tcp", 5432, Both, PASS),

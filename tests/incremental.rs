@@ -4,7 +4,7 @@
 //! equals `compile` of the same model at every step, and the delta it reports turns
 //! the previous ruleset into the new one.
 
-use netpold::compile::{DropLog, Incremental, Options, compile, compile_with};
+use netpold::compile::{DropLog, Incremental, Options, compile, compile_with, explainable};
 use netpold::ir::diff;
 use netpold::load::load_dir;
 use netpold::model::{Changes, Model};
@@ -99,6 +99,8 @@ fn incremental_updates_equal_a_compilation_from_scratch() {
             );
             assert_eq!(inc.rule_count(), expected.rule_count());
             assert_eq!(inc.local_endpoints(), next.local_endpoints(NODE));
+            let (_, origins) = explainable(&next, NODE, "netpold", &options);
+            assert_eq!(inc.enforced_policies(), origins.policies.len());
             steps += 1;
             yaml = next_yaml;
             previous = next;
@@ -197,6 +199,8 @@ fn step_matches(
         delta.summary()
     );
     assert_eq!(inc.rule_count(), expected.rule_count());
+    let (_, origins) = explainable(next, NODE, "netpold", options);
+    assert_eq!(inc.enforced_policies(), origins.policies.len(), "{context}");
     false
 }
 

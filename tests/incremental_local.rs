@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use netpold::compile::{Incremental, Options, compile_with};
+use netpold::compile::{Incremental, Options, compile_with, explainable};
 use netpold::ir::{AddrSource, Match, Ruleset, Verdict, diff};
 use netpold::load::load_dir;
 use netpold::model::{Changes, Model};
@@ -317,6 +317,8 @@ fn policies_gaining_and_losing_local_endpoints_update_like_a_compilation_from_sc
                 delta.summary()
             );
             assert_eq!(inc.rule_count(), expected.rule_count(), "{context}");
+            let (_, origins) = explainable(&next, NODE, "netpold", &options);
+            assert_eq!(inc.enforced_policies(), origins.policies.len(), "{context}");
             steps += 1;
             yaml = next_yaml;
             previous = next;

@@ -29,20 +29,22 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_INVALID);
     };
     let loaded_at = started.elapsed();
-    let ruleset = compile::compile_with(
+    // Incremental for its counts (the policies enforced here); nothing is updated.
+    let compiled = compile::Incremental::with_options(
         &loaded.model,
         &settings.node,
         &settings.table,
         &settings.config.compile_options(),
     );
+    let ruleset = compiled.ruleset();
     let compiled_at = started.elapsed();
     let mut kernel = nft::Kernel::open(&settings.table)?;
-    let applied = kernel.replace(&ruleset)?;
+    let applied = kernel.replace(ruleset)?;
     eprintln!(
         "netpold: programmed table inet {} for node {}: {} {} in {} ms (load {} ms, compile {} ms, kernel {} ms)",
         settings.table,
         settings.node,
-        reconcile::contents(&loaded.model, &settings.node, &ruleset),
+        reconcile::contents(&loaded.model, &compiled),
         reconcile::transaction(&applied),
         started.elapsed().as_millis(),
         loaded_at.as_millis(),

@@ -96,7 +96,7 @@ fn node_summary(m: &Model, node: &str, settings: &super::Settings) -> String {
         "node {node}: {} endpoints, {} host endpoints, {} of {} policies; {} sets, {} chains, {} rules",
         local.len(),
         hosts.len(),
-        origins.policies().len(),
+        origins.policies.len(),
         m.policies.len() + m.tiered.len(),
         ruleset.sets.len(),
         ruleset.chains.len(),

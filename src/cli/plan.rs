@@ -39,7 +39,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         m.namespaces.len(),
         m.endpoints.len(),
         m.policies.len() + m.tiered.len(),
-        origins.policies().len(),
+        origins.policies.len(),
         ruleset.sets.len(),
         ruleset.chains.len(),
         ruleset.rule_count()

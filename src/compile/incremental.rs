@@ -185,6 +185,11 @@ impl Incremental {
         self.local
     }
 
+    /// How many policies have chains here: those that select a local endpoint.
+    pub fn enforced_policies(&self) -> usize {
+        self.state.enforced.len()
+    }
+
     /// Brings the ruleset to `model`, which differs by `changes` from the model of the
     /// last update (or of `new`), logging what changed since the last `delta`.
     /// `Err`: a name the update needs is taken by another object (a hash collision);
@@ -616,6 +621,7 @@ impl Compiler<'_> {
         users: &mut BTreeMap<String, usize>,
         released: &mut BTreeSet<String>,
     ) {
+        self.state.enforced.remove(&policy.id());
         for direction in Direction::BOTH {
             if policy.rules(direction).is_none() {
                 continue;

@@ -375,6 +375,9 @@ struct State {
     /// Present while an incremental update records what it touches.
     log: Option<incremental::ChangeLog>,
     options: Options,
+    /// The policies with chains here (Kubernetes ones as `ns/name`, others by
+    /// `TieredPolicy::label`): those that select a local endpoint or host endpoint.
+    enforced: BTreeSet<String>,
 }
 
 /// The selector sets' definitions, kept by the namespaces whose endpoints can be
@@ -1198,6 +1201,7 @@ impl<'m> Compiler<'m> {
             }
         }
         let name = self.policy_chain_name(policy, direction);
+        self.state.enforced.insert(policy.id());
         if let Some(origins) = &mut self.state.origins {
             origins.note(
                 &name,

@@ -78,6 +78,10 @@ pub struct Origins {
     /// `epr_<h>_*` (the rest of an endpoint chain, where an AdminNetworkPolicy's Pass
     /// goes) → (its endpoint chain, the index there of its first rule).
     pub admin_rest: BTreeMap<String, (String, usize)>,
+    /// The policies with chains here: those that select one of the node's endpoints
+    /// or host endpoints. Kubernetes NetworkPolicies as `ns/name`, others by
+    /// `TieredPolicy::label`.
+    pub policies: std::collections::BTreeSet<String>,
 }
 
 impl Origins {
@@ -118,20 +122,6 @@ impl Origins {
             .get(&(host.to_owned(), direction, forward))
             .map(String::as_str)
     }
-
-    /// The policies with a chain here: those that select one of the node's endpoints
-    /// or host endpoints. Kubernetes NetworkPolicies as `ns/name`, others by
-    /// `TieredPolicy::label`.
-    pub fn policies(&self) -> std::collections::BTreeSet<String> {
-        self.chains
-            .values()
-            .filter_map(|origin| match origin {
-                ChainOrigin::Policy { policy, .. } => Some(format!("{}/{}", policy.0, policy.1)),
-                ChainOrigin::Tiered { policy, .. } => Some(policy.clone()),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 /// `compile`, plus where every endpoint and policy chain comes from.
@@ -148,7 +138,9 @@ pub fn explainable(
     };
     let mut c = super::Compiler::new(model, table, state);
     c.compile(node);
-    (c.state.out, c.state.origins.unwrap_or_default())
+    let mut origins = c.state.origins.unwrap_or_default();
+    origins.policies = c.state.enforced;
+    (c.state.out, origins)
 }
 
 #[cfg(test)]

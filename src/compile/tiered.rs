@@ -705,6 +705,7 @@ impl Compiler<'_> {
             }
         }
         let name = self.tiered_chain_name_for(policy, direction, host);
+        self.state.enforced.insert(policy.label());
         if let Some(origins) = &mut self.state.origins {
             origins.note(
                 &name,

@@ -58,6 +58,8 @@ pub const RETRY_MAX: Duration = Duration::from_secs(30);
 #[derive(Clone, Copy, Debug)]
 struct Enforced {
     policies: usize,
+    /// Of them, those with chains here (that select a local endpoint).
+    here: usize,
     endpoints: usize,
     local: usize,
 }
@@ -346,15 +348,11 @@ impl<D: Dataplane> Reconciler<D> {
         let compiled = self.compiled.as_mut().expect("compiled above");
         let enforced = Enforced {
             policies: model.policies.len() + model.tiered.len(),
+            here: compiled.enforced_policies(),
             endpoints: model.endpoints.len(),
             local: compiled.local_endpoints(),
         };
-        let contents = counted_contents(
-            model,
-            enforced.local,
-            compiled.ruleset(),
-            compiled.rule_count(),
-        );
+        let contents = contents(model, compiled);
         let held_files = load.held.iter().filter(|h| h.last_good).count();
         let held_status = if held_files > 0 {
             format!(
@@ -471,7 +469,15 @@ impl<D: Dataplane> Reconciler<D> {
         outcome.status = match (&self.enforced, outcome.retry_in) {
             (Some(enforced), None) => format!(
                 "enforcing {} on {} ({} local){held_status}",
-                count(enforced.policies, "policy", "policies"),
+                if enforced.here == enforced.policies {
+                    count(enforced.policies, "policy", "policies")
+                } else {
+                    format!(
+                        "{} of {}",
+                        enforced.here,
+                        count(enforced.policies, "policy", "policies")
+                    )
+                },
                 count(enforced.endpoints, "endpoint", "endpoints"),
                 enforced.local
             ),
@@ -791,6 +797,7 @@ fn objects(
         ("endpoints", enforced.endpoints),
         ("local_endpoints", enforced.local),
         ("policies", enforced.policies),
+        ("policies_enforced", enforced.here),
         ("chains", ruleset.chains.len()),
         ("rules", rules),
         ("sets", ruleset.sets.len()),
@@ -829,33 +836,34 @@ fn join_parts(parts: &[String]) -> String {
 }
 
 /// What a ruleset enforces, as the sync line (and `apply`) says it:
-/// `1 namespace, 3 endpoints (3 local), 1 policy: 10 chains, 32 rules, 2 sets, 2 maps`.
-pub fn contents(model: &Model, node: &str, ruleset: &Ruleset) -> String {
-    counted_contents(
-        model,
-        model.local_endpoints(node),
-        ruleset,
-        ruleset.rule_count(),
-    )
-}
-
-/// `contents` with the counts that take a walk over the model or the ruleset given.
-fn counted_contents(model: &Model, local: usize, ruleset: &Ruleset, rules: usize) -> String {
+/// `1 namespace, 3 endpoints (3 local), 1 policy: 10 chains, 32 rules, 2 sets, 2 maps`,
+/// or on a fleet `…, 2000 policies (222 enforced here): …`.
+pub fn contents(model: &Model, compiled: &Incremental) -> String {
+    let ruleset = compiled.ruleset();
     format!(
         "{}, {} ({} local), {}: {}, {}, {}, {}",
         count(model.namespaces.len(), "namespace", "namespaces"),
         count(model.endpoints.len(), "endpoint", "endpoints"),
-        local,
-        count(
+        compiled.local_endpoints(),
+        policies_here(
             model.policies.len() + model.tiered.len(),
-            "policy",
-            "policies"
+            compiled.enforced_policies()
         ),
         count(ruleset.chains.len(), "chain", "chains"),
-        count(rules, "rule", "rules"),
+        count(compiled.rule_count(), "rule", "rules"),
         count(ruleset.sets.len(), "set", "sets"),
         count(ruleset.maps.len(), "map", "maps"),
     )
+}
+
+/// `3 policies`, or when fewer have chains here, `3 policies (1 enforced here)`.
+fn policies_here(all: usize, here: usize) -> String {
+    let policies = count(all, "policy", "policies");
+    if here == all {
+        policies
+    } else {
+        format!("{policies} ({here} enforced here)")
+    }
 }
 
 /// `in 1 transaction (57 messages, 13 KB)`.

@@ -595,6 +595,49 @@ fn stats_count_results_and_problems_once() {
 }
 
 #[test]
+fn a_policy_enforced_elsewhere_is_counted_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write(dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    write(dir, "p.yaml", &policy("p", "a"));
+    // `b` runs on n2, so its policy is enforced there, not here.
+    write(
+        dir,
+        "b.yaml",
+        &endpoint("b", "veth-b", "10.0.0.2").replace("{interfaceName", "{node: n2, interfaceName"),
+    );
+    write(dir, "q.yaml", &policy("q", "b"));
+    let fake = Fake::default();
+    let mut r = reconciler(dir, None, &fake);
+    let first = r.sync(Trigger::Start);
+    assert!(
+        line(&first).contains("2 endpoints (1 local), 2 policies (1 enforced here): "),
+        "{}",
+        line(&first)
+    );
+    assert!(
+        first
+            .status
+            .starts_with("enforcing 1 of 2 policies on 2 endpoints (1 local)"),
+        "{}",
+        first.status
+    );
+    let report = r.stats().snapshot();
+    assert_eq!(report.objects["policies"], 2);
+    assert_eq!(report.objects["policies_enforced"], 1);
+    // b moves here: q comes with it, in an update.
+    write(dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
+    let moved = r.sync(Trigger::Change);
+    assert!(
+        line(&moved).contains("2 endpoints (2 local), 2 policies: "),
+        "{}",
+        line(&moved)
+    );
+    assert!(line(&moved).contains("(changed: "), "{}", line(&moved));
+    assert_eq!(r.stats().snapshot().objects["policies_enforced"], 2);
+}
+
+#[test]
 fn every_sync_logs_one_numbered_line() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
