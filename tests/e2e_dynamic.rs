@@ -355,6 +355,17 @@ fn daemon_stopped_and_restarted_without_a_gap() {
     t.check(&enforced);
 
     // A probe loop runs across the restart and must never see a wrong verdict.
+    probing_throughout(&t, &enforced, || {
+        d.spawn(&t.host);
+        let line = d.wait_sync(1, SYNC);
+        assert!(!line.contains("not programmed"), "{line}");
+    });
+    t.check(&enforced);
+}
+
+/// Runs `action` while a probe loop checks `rows` over and over, until at least 4 s
+/// have passed; fails on any wrong verdict, or with fewer than three rounds.
+fn probing_throughout(t: &Topology, rows: &[Row], action: impl FnOnce()) {
     let stop = AtomicBool::new(false);
     let mut rounds = 0;
     let mut wrong = String::new();
@@ -363,7 +374,7 @@ fn daemon_stopped_and_restarted_without_a_gap() {
             let mut rounds = 0;
             let mut wrong = String::new();
             while !stop.load(Ordering::Relaxed) {
-                if let Some(table) = t.mismatches(&enforced) {
+                if let Some(table) = t.mismatches(rows) {
                     let _ = writeln!(wrong, "round {rounds}:\n{table}");
                 }
                 rounds += 1;
@@ -371,22 +382,58 @@ fn daemon_stopped_and_restarted_without_a_gap() {
             (rounds, wrong)
         });
         let started = Instant::now();
-        d.spawn(&t.host);
-        let line = d.wait_sync(1, SYNC);
-        assert!(!line.contains("not programmed"), "{line}");
-        // Keep probing a little past the first sync, at least for three rounds.
+        action();
+        // Keep probing a little past the action, at least for three rounds.
         while started.elapsed() < Duration::from_secs(4) {
             std::thread::sleep(Duration::from_millis(100));
         }
         stop.store(true, Ordering::Relaxed);
         (rounds, wrong) = looper.join().unwrap();
     });
-    assert!(rounds >= 3, "only {rounds} probe rounds across the restart");
-    assert!(
-        wrong.is_empty(),
-        "wrong verdicts across the restart:\n{wrong}"
-    );
-    t.check(&enforced);
+    assert!(rounds >= 3, "only {rounds} probe rounds");
+    assert!(wrong.is_empty(), "wrong verdicts:\n{wrong}");
+}
+
+/// Manifests changed while the daemon was down: at start it finds the table holding
+/// what it enforced when it stopped (its state directory says what that was) and sends
+/// only the difference, so flows the change does not touch never see a gap.
+#[test]
+fn a_restart_after_offline_edits_sends_only_the_difference() {
+    let wls = vec![
+        wl("a/web", "app: web", &["10.0.0.1", "fd00::1"]),
+        wl("a/db", "app: db", &["10.0.0.2", "fd00::2"]),
+        wl("a/cache", "app: cache", &["10.0.0.3", "fd00::3"]),
+    ];
+    let db_from = |apps: &str| {
+        np(
+            "db-from",
+            &format!(
+                "  podSelector: {{matchLabels: {{app: db}}}}\n  ingress: [{{from: [{{podSelector: {{matchExpressions: [{{key: app, operator: In, values: [{apps}]}}]}}}}], ports: [{{port: 5432}}]}}]\n"
+            ),
+        )
+    };
+    let Some((t, mut d)) = start("dyn-offline", wls, &[("policy.yaml", &db_from("web"))]) else {
+        return;
+    };
+    let untouched = [
+        ("web", "db", "tcp", 5432, Both, PASS),
+        ("web", "db", "tcp", 80, Both, DROP),
+        ("cache", "web", "udp", 53, Both, PASS),
+    ];
+    t.check(&untouched);
+    t.check(&[("cache", "db", "tcp", 5432, Both, DROP)]);
+    assert_eq!(d.stop(), Some(0), "SIGTERM exits 0:\n{}", d.dump());
+    t.write("policy.yaml", &db_from("web, cache"));
+    probing_throughout(&t, &untouched, || {
+        d.spawn(&t.host);
+        let line = d.wait_sync(1, SYNC);
+        assert!(
+            line.contains("(read back, then changed: the first transaction; "),
+            "{line}"
+        );
+    });
+    t.check(&untouched);
+    t.check(&[("cache", "db", "tcp", 5432, Both, PASS)]);
 }
 
 /// About 5 MB of manifests: 1,000 endpoints on this node, most of them with no real

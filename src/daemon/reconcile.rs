@@ -243,6 +243,11 @@ impl<D: Dataplane> Reconciler<D> {
     /// Loads, compiles and programs if needed; logs the problems and the `sync N:` line.
     pub fn sync(&mut self, trigger: Trigger) -> Outcome {
         let started = Instant::now();
+        // At start, what was enforced when the daemon stopped: if the kernel still holds
+        // it and the manifests changed meanwhile, only the difference is sent.
+        let restored = (self.syncs == 0 && self.compiled.is_none())
+            .then(|| self.source.restored())
+            .flatten();
         let how = match trigger {
             Trigger::Start | Trigger::Hangup => Reload::Everything,
             Trigger::Rescan => Reload::Reread,
@@ -374,11 +379,18 @@ impl<D: Dataplane> Reconciler<D> {
             programmed: false,
             retry_in: None,
         };
+        let restored = restored
+            .filter(|r| previous.is_none() && !self.source.loaded_as(r))
+            .and_then(|r| r.model())
+            .map(|m| compile::compile_with(&m, &self.node, &self.table, &self.options));
         let kernel_started = Instant::now();
         let attempt = match replace_why {
             Some(why) => Some(program_whole(
                 &mut self.dataplane,
-                previous.as_ref().map(Incremental::ruleset),
+                previous
+                    .as_ref()
+                    .map(Incremental::ruleset)
+                    .or(restored.as_ref()),
                 compiled.ruleset(),
                 &why,
             )),
@@ -1006,24 +1018,28 @@ fn ms(d: Duration) -> u128 {
 /// lookups (the kernel swaps some set backends' contents in after the generation
 /// flips), so it can drop a packet of a flow that both rulesets allow. So when a
 /// thorough read-back finds the table holding `previous` (the ruleset compiled last;
-/// at start, `desired` itself), only the difference is sent.
+/// at start, the one restored from the state directory), or else `desired` itself,
+/// only the difference is sent.
 fn program_whole<D: Dataplane>(
     dataplane: &mut D,
     previous: Option<&Ruleset>,
     desired: &Ruleset,
     why: &str,
 ) -> (Result<Applied, crate::dataplane::Error>, String) {
-    let held = previous.unwrap_or(desired);
-    let verified = match dataplane.read_back(held, true) {
-        Ok(drift) => drift.is_empty(),
-        Err(e) => {
-            log::debug!("read-back before a whole-table programming failed: {e}");
-            false
-        }
-    };
-    let delta = verified
-        .then(|| crate::ir::diff::diff(held, desired).ok())
-        .flatten();
+    let mut candidates = vec![desired];
+    if let Some(previous) = previous.filter(|p| *p != desired) {
+        candidates.insert(0, previous);
+    }
+    let held = candidates
+        .into_iter()
+        .find(|held| match dataplane.read_back(held, true) {
+            Ok(drift) => drift.is_empty(),
+            Err(e) => {
+                log::debug!("read-back before a whole-table programming failed: {e}");
+                false
+            }
+        });
+    let delta = held.and_then(|held| crate::ir::diff::diff(held, desired).ok());
     match delta {
         Some(delta) if delta.is_empty() => (
             Ok(Applied {

@@ -122,6 +122,22 @@ impl Parsed {
     }
 }
 
+/// The last good contents restored from the state directory (`Source::restored`).
+pub struct Restored(BTreeMap<String, Content>);
+
+impl Restored {
+    /// Their model; `None` when they do not make a valid model together.
+    pub fn model(&self) -> Option<Model> {
+        let converted = self
+            .0
+            .values()
+            .flat_map(|c| c.objects.converted())
+            .map(Cow::Borrowed);
+        let (model, problems) = Model::assemble(converted);
+        problems.is_empty().then_some(model)
+    }
+}
+
 /// Bytes and the objects parsed from them, shared between loads.
 #[derive(Clone, Debug)]
 struct Content {
@@ -260,6 +276,32 @@ impl Source {
             settle: SETTLE,
             strict: None,
         }
+    }
+
+    /// Before the first load: the last good contents restored from the state
+    /// directory, which are what the daemon enforced when it stopped (when its last
+    /// sync was programmed). Shared, not copied.
+    pub fn restored(&self) -> Option<Restored> {
+        if self.generation > 0 || self.files.is_empty() {
+            return None;
+        }
+        let files = self
+            .files
+            .iter()
+            .filter_map(|(rel, f)| Some((rel.clone(), f.good.clone()?)))
+            .collect();
+        Some(Restored(files))
+    }
+
+    /// Whether the last load read exactly the files and bytes of `restored`.
+    pub fn loaded_as(&self, restored: &Restored) -> bool {
+        self.files.len() == restored.0.len()
+            && restored.0.iter().all(|(rel, content)| {
+                self.files
+                    .get(rel)
+                    .and_then(|f| f.current.as_ref())
+                    .is_some_and(|c| same_bytes(&c.bytes, &Some(content.bytes.clone())))
+            })
     }
 
     /// Refuses (as a bad file: its last good content stays) a file, or the whole

@@ -425,19 +425,24 @@ fn a_failed_transaction_is_retried_with_backoff() {
         set(&["veth-a", "veth-b"])
     );
 
-    // After a failure what the kernel holds is not taken for granted: the retry
-    // replaces the whole table, even when the change was undone meanwhile.
+    // After a failure what the kernel holds is not taken for granted but read back:
+    // the change was undone meanwhile, and the table, which the failures left alone,
+    // holds what is wanted.
     write(dir, "c.yaml", &endpoint("c", "veth-c", "10.0.0.3"));
     fake.fail_next(2);
     assert!(r.sync(Trigger::Change).retry_in.is_some());
     fs::remove_file(dir.join("c.yaml")).unwrap();
+    let calls = fake.calls();
     let undone = r.sync(Trigger::Retry);
     assert_eq!(undone.retry_in, None);
     assert!(
-        line(&undone).contains("(replaced the whole table: after a failed transaction)"),
+        line(&undone).contains(
+            "(the table already held it, read back: after a failed transaction) with no transaction"
+        ),
         "{}",
         line(&undone)
     );
+    assert_eq!(fake.calls(), calls);
     assert_eq!(
         interfaces(&fake.last().unwrap()),
         set(&["veth-a", "veth-b"])
@@ -456,6 +461,54 @@ fn backoff_doubles_up_to_thirty_seconds() {
         .map(|_| r.sync(Trigger::Retry).retry_in.unwrap().as_secs())
         .collect();
     assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+}
+
+#[test]
+fn a_start_after_offline_changes_sends_only_the_difference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let state = tmp.path().join("state");
+    write(&dir, "a.yaml", &endpoint("a", "veth-a", "10.0.0.1"));
+    write(&dir, "p.yaml", &policy("p", "a"));
+    // The kernel outlives the daemon: every start below shares `kernel`.
+    let kernel = Fake::default();
+    reconciler(&dir, Some(&state), &kernel).sync(Trigger::Start);
+    assert_eq!((kernel.calls(), kernel.updates()), (1, 0));
+
+    // Changed while the daemon was down: one endpoint added, the policy removed.
+    write(&dir, "b.yaml", &endpoint("b", "veth-b", "10.0.0.2"));
+    fs::remove_file(dir.join("p.yaml")).unwrap();
+    let start = reconciler(&dir, Some(&state), &kernel).sync(Trigger::Start);
+    assert!(start.programmed);
+    assert!(
+        line(&start).contains("(read back, then changed: the first transaction; "),
+        "{}",
+        line(&start)
+    );
+    assert_eq!(kernel.updates(), 1, "a delta, not a whole table");
+    assert_eq!(
+        interfaces(&kernel.last().unwrap()),
+        set(&["veth-a", "veth-b"])
+    );
+
+    // A table changed by another program while the daemon was down is replaced whole.
+    write(&dir, "p.yaml", &policy("p", "b"));
+    kernel.change_behind_our_back();
+    let start = reconciler(&dir, Some(&state), &kernel).sync(Trigger::Start);
+    assert!(
+        line(&start).contains("(replaced the whole table: the first transaction)"),
+        "{}",
+        line(&start)
+    );
+    assert_eq!(kernel.updates(), 1);
+
+    // Nothing changed: nothing is sent.
+    let start = reconciler(&dir, Some(&state), &kernel).sync(Trigger::Start);
+    assert!(
+        line(&start).contains("(the table already held it, read back: the first transaction)"),
+        "{}",
+        line(&start)
+    );
 }
 
 #[test]
