@@ -189,6 +189,14 @@ impl Flusher {
         }
     }
 
+    /// Before the first pass: the model enforced when the daemon stopped, so that
+    /// the addresses of endpoints removed while it was down count as removed.
+    pub fn seed(&mut self, model: &Model) {
+        if self.known.is_empty() {
+            self.known = local_owners(model, &self.node);
+        }
+    }
+
     /// After the kernel took `ruleset`, compiled from `model`: deletes what must go.
     pub fn after_sync(&mut self, model: &Model, ruleset: &Ruleset) {
         let now = local_owners(model, &self.node);

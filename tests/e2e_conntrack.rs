@@ -149,6 +149,33 @@ fn without_strict_conntrack_established_flows_go_on_but_a_removed_endpoints_end(
     assert_eq!(f.allowed_tcp.say(), "echo");
 }
 
+/// An endpoint removed while the daemon was down: at start the daemon knows, from its
+/// state directory, what it enforced before, so the endpoint's flows end as if it had
+/// been removed while it ran.
+#[test]
+fn an_endpoint_removed_while_the_daemon_was_down_loses_its_flows() {
+    let Some((t, mut d)) = start("ct-offline", false) else {
+        return;
+    };
+    let db = t.wl("db").ip(V4).unwrap();
+    let mut allowed = Held::open(&t, "web", db, 5432);
+    let mut gone = Held::open(&t, "gone", db, 5432);
+    assert_eq!(allowed.say(), "echo");
+    assert_eq!(gone.say(), "echo");
+    assert_eq!(d.stop(), Some(0), "{}", d.dump());
+    t.write("endpoints.yaml", &without_gone(&t));
+    d.spawn(&t.host);
+    let line = d.wait_sync(1, SYNC);
+    assert!(line.contains("(read back, then changed: "), "{line}");
+    wait_removed(&d);
+    assert_eq!(
+        gone.say(),
+        "timeout",
+        "a flow of the endpoint removed offline"
+    );
+    assert_eq!(allowed.say(), "echo", "web's flow is not touched");
+}
+
 /// The host DNATs 192.0.2.80:8080 to db:80 and :8081 to db:5432 in a nat table of
 /// its own (as a port forward or a service address would): the flow is judged where
 /// it really goes, so denying db's port 80 ends the held flow through the DNAT.

@@ -321,6 +321,12 @@ impl<D: Dataplane> Daemon<D> {
             outcome
         };
         let retry = guarded(&self.notifier, step, ready).unwrap_or_else(|()| self.after_panic());
+        // Endpoints removed while the daemon was down: their flows end like any other's.
+        if let Some(restored) = self.reconciler.take_restored()
+            && let Some(flusher) = self.conntrack.as_mut()
+        {
+            flusher.seed(&restored);
+        }
         if programmed
             && let (Some(flusher), Some((model, ruleset))) =
                 (self.conntrack.as_mut(), self.reconciler.enforced())

@@ -93,6 +93,9 @@ pub struct Reconciler<D> {
     /// The problems the last load reported, so each is counted as an error once.
     reported: BTreeSet<crate::diag::Diagnostic>,
     drift_log: DriftLog,
+    /// The model enforced when the daemon stopped, rebuilt at start when the manifests
+    /// changed since, until the conntrack clean-up takes it.
+    restored: Option<crate::model::Model>,
 }
 
 /// How often, at most, repairs of foreign changes are logged while they keep coming.
@@ -197,6 +200,7 @@ impl<D: Dataplane> Reconciler<D> {
             stats: Stats::new(node, table),
             reported: BTreeSet::new(),
             drift_log: DriftLog::default(),
+            restored: None,
         }
     }
 
@@ -228,6 +232,12 @@ impl<D: Dataplane> Reconciler<D> {
     pub fn forget_compiled(&mut self) {
         self.compiled = None;
         self.in_kernel = false;
+    }
+
+    /// The model enforced when the daemon stopped, when the first sync found the
+    /// manifests changed since (taken once).
+    pub fn take_restored(&mut self) -> Option<crate::model::Model> {
+        self.restored.take()
     }
 
     /// The model and ruleset the kernel holds since the last transaction, if it does.
@@ -379,10 +389,13 @@ impl<D: Dataplane> Reconciler<D> {
             programmed: false,
             retry_in: None,
         };
-        let restored = restored
+        self.restored = restored
             .filter(|r| previous.is_none() && !self.source.loaded_as(r))
-            .and_then(|r| r.model())
-            .map(|m| compile::compile_with(&m, &self.node, &self.table, &self.options));
+            .and_then(|r| r.model());
+        let restored = self
+            .restored
+            .as_ref()
+            .map(|m| compile::compile_with(m, &self.node, &self.table, &self.options));
         let kernel_started = Instant::now();
         let attempt = match replace_why {
             Some(why) => Some(program_whole(
