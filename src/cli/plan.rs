@@ -12,13 +12,14 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         return Ok(EXIT_INVALID);
     };
     let loaded_at = started.elapsed();
-    // With origins, to count the policies enforced here (compiling costs the same).
-    let (ruleset, origins) = compile::explainable(
+    // Incremental for its count of the policies enforced here; nothing is updated.
+    let compiled = compile::Incremental::with_options(
         &loaded.model,
         &settings.node,
         &settings.table,
         &settings.config.compile_options(),
     );
+    let ruleset = compiled.ruleset();
     let compiled_at = started.elapsed();
     let m = &loaded.model;
     let local = m.local_endpoints(&settings.node);
@@ -39,12 +40,12 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<u8> {
         m.namespaces.len(),
         m.endpoints.len(),
         m.policies.len() + m.tiered.len(),
-        origins.policies.len(),
+        compiled.enforced_policies(),
         ruleset.sets.len(),
         ruleset.chains.len(),
         ruleset.rule_count()
     )?;
-    out.write_all(render::render(&ruleset).as_bytes())?;
+    out.write_all(render::render(ruleset).as_bytes())?;
     out.flush()?;
     log::info!(
         "plan: loaded in {:?}, compiled in {:?}, rendered in {:?}",
