@@ -359,6 +359,14 @@ impl<D: Dataplane> Reconciler<D> {
         });
         self.compiled_generation = Some(load.generation);
         reclaim::later(changes);
+        // Compiled only when the manifests changed since the daemon stopped.
+        self.restored = restored
+            .filter(|r| previous.is_none() && !self.source.loaded_as(r))
+            .and_then(|r| r.model());
+        let restored_ruleset = self
+            .restored
+            .as_ref()
+            .map(|m| compile::compile_with(m, &self.node, &self.table, &self.options));
         let compile_time = compile_started.elapsed();
         let compiled = self.compiled.as_mut().expect("compiled above");
         let enforced = Enforced {
@@ -389,13 +397,6 @@ impl<D: Dataplane> Reconciler<D> {
             programmed: false,
             retry_in: None,
         };
-        self.restored = restored
-            .filter(|r| previous.is_none() && !self.source.loaded_as(r))
-            .and_then(|r| r.model());
-        let restored = self
-            .restored
-            .as_ref()
-            .map(|m| compile::compile_with(m, &self.node, &self.table, &self.options));
         let kernel_started = Instant::now();
         let attempt = match replace_why {
             Some(why) => Some(program_whole(
@@ -403,7 +404,7 @@ impl<D: Dataplane> Reconciler<D> {
                 previous
                     .as_ref()
                     .map(Incremental::ruleset)
-                    .or(restored.as_ref()),
+                    .or(restored_ruleset.as_ref()),
                 compiled.ruleset(),
                 &why,
             )),
@@ -1040,7 +1041,8 @@ fn program_whole<D: Dataplane>(
     why: &str,
 ) -> (Result<Applied, crate::dataplane::Error>, String) {
     let mut candidates = vec![desired];
-    if let Some(previous) = previous.filter(|p| *p != desired) {
+    // Pointer first: SIGHUP passes the same ruleset twice, and comparing it is a walk.
+    if let Some(previous) = previous.filter(|p| !std::ptr::eq(*p, desired) && *p != desired) {
         candidates.insert(0, previous);
     }
     let held = candidates
